@@ -1,0 +1,45 @@
+# Switchboard: `make run` starts the whole local stack, `make test` runs every check.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: run test check lint typecheck pytest lock schema clean
+
+$(VENV)/.installed-run: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-run
+	$(PIP) -e ".[dev]"
+	touch $@
+
+## run: install, migrate, seed demo data, start Redis (if REDIS_URL is unset), Daphne and a worker
+run: $(VENV)/.installed-run
+	$(BIN)/python -m config.stack
+
+## test: install, lint, type-check and run the whole test suite
+test: check pytest
+
+check: lint typecheck
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy .
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## lock: re-pin every dependency (after editing pyproject.toml)
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q -e ".[dev]"
+	.venv-lock/bin/python -m pip freeze --exclude-editable > constraints.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""REST interface: one module per resource, thin views over the domain services."""

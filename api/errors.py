@@ -1,0 +1,102 @@
+"""One error shape for every REST response: `{"code", "detail", "fields"?}`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ErrorCode(StrEnum):
+    """Stable codes of REST errors."""
+
+    INVALID = "invalid"
+    PARSE_ERROR = "parse_error"
+    NOT_AUTHENTICATED = "not_authenticated"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    THROTTLED = "throttled"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    ERROR = "error"
+
+
+_CODES: dict[type[exceptions.APIException], ErrorCode] = {
+    exceptions.ValidationError: ErrorCode.INVALID,
+    exceptions.ParseError: ErrorCode.PARSE_ERROR,
+    exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+    exceptions.AuthenticationFailed: ErrorCode.AUTHENTICATION_FAILED,
+    exceptions.PermissionDenied: ErrorCode.PERMISSION_DENIED,
+    exceptions.NotFound: ErrorCode.NOT_FOUND,
+    exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+    exceptions.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
+    exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    exceptions.Throttled: ErrorCode.THROTTLED,
+}
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "A service this request needs is unavailable; try again shortly."
+    default_code = ErrorCode.SERVICE_UNAVAILABLE
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error response (documented in the OpenAPI schema)."""
+
+    code = serializers.ChoiceField(choices=[c.value for c in ErrorCode])
+    detail = serializers.CharField()
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+
+
+def _code_for(exc: exceptions.APIException) -> str:
+    for cls in type(exc).__mro__:
+        if cls in _CODES:
+            return _CODES[cls].value
+    code = getattr(exc, "default_code", None)
+    return str(code) if code else ErrorCode.ERROR.value
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    if isinstance(detail, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(detail, list) and detail and all(isinstance(d, str) for d in detail):
+        return {prefix or "non_field_errors": [str(d) for d in detail]}
+    if isinstance(detail, list):
+        out = {}
+        for index, value in enumerate(detail):
+            out.update(_flatten(value, f"{prefix}.{index}" if prefix else str(index)))
+        return out
+    return {prefix or "non_field_errors": [str(detail)]}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, reshaped into the one error body; headers (Retry-After...) are kept."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    body: dict[str, Any] = {"code": _code_for(exc)}
+    if isinstance(exc, exceptions.ValidationError):
+        body["detail"] = "The request is invalid."
+        body["fields"] = _flatten(exc.detail)
+    else:
+        body["detail"] = str(exc.detail)
+    response.data = body
+    return response

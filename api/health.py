@@ -1,0 +1,118 @@
+"""Liveness (`/api/health/`) and readiness (`/api/health/ready/`) of the whole stack."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, inline_serializer
+from health_check.base import HealthCheck, HealthCheckResult
+from health_check.checks import Database
+from health_check.contrib.celery import Ping
+from health_check.contrib.redis import Redis
+from health_check.exceptions import ServiceUnavailable
+from kombu.exceptions import OperationalError
+from redis.asyncio import Redis as RedisClient
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.celery import app as celery_app
+
+
+@dataclasses.dataclass
+class Broker(HealthCheck):
+    """Opens a connection to the Celery broker (Redis or RabbitMQ)."""
+
+    timeout = datetime.timedelta(seconds=3)
+
+    def run(self) -> None:
+        try:
+            with celery_app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=self.timeout.seconds)
+        except (OSError, OperationalError) as exc:
+            raise ServiceUnavailable("Broker unreachable") from exc
+
+
+def readiness_checks() -> dict[str, HealthCheck]:
+    return {
+        "database": Database(),
+        "redis": Redis(client_factory=lambda: RedisClient.from_url(settings.REDIS_URL)),
+        "broker": Broker(),
+        # limit=1: return as soon as one worker answers instead of waiting out the timeout.
+        "worker": Ping(app=celery_app, timeout=datetime.timedelta(seconds=2), limit=1),
+    }
+
+
+async def _run(checks: dict[str, HealthCheck]) -> dict[str, HealthCheckResult]:
+    results = await asyncio.gather(*(check.get_result() for check in checks.values()))
+    return dict(zip(checks, results, strict=True))
+
+
+CheckSerializer = inline_serializer(
+    "ReadinessCheck",
+    {
+        "ok": serializers.BooleanField(),
+        "detail": serializers.CharField(),
+        "ms": serializers.FloatField(),
+    },
+)
+
+
+ReadinessSerializer = inline_serializer(
+    "Readiness",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
+        "checks": serializers.DictField(child=CheckSerializer),
+    },
+)
+
+
+class LivenessView(APIView):
+    """The process is up and serving requests; touches no other service."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+
+    @extend_schema(
+        operation_id="health_live",
+        tags=["health"],
+        responses=inline_serializer("Liveness", {"status": serializers.CharField()}),
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+class ReadinessView(APIView):
+    """Database, Redis, broker and a live Celery worker, each reported; 503 if any is down."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+
+    @extend_schema(
+        operation_id="health_ready",
+        tags=["health"],
+        responses={200: ReadinessSerializer, 503: ReadinessSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        results = async_to_sync(_run)(readiness_checks())
+        checks: dict[str, Any] = {
+            name: {
+                "ok": result.error is None,
+                "detail": "ok" if result.error is None else str(result.error),
+                "ms": round(result.time_taken * 1000, 1),
+            }
+            for name, result in results.items()
+        }
+        ok = all(check["ok"] for check in checks.values())
+        return Response(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status=200 if ok else 503,
+            headers={"Cache-Control": "no-store"},
+        )

@@ -1,0 +1,19 @@
+"""Routes under `/api/`."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from . import auth, health
+
+urlpatterns = [
+    path("auth/csrf/", auth.CsrfView.as_view(), name="auth-csrf"),
+    path("auth/login/", auth.LoginView.as_view(), name="auth-login"),
+    path("auth/token/", auth.TokenView.as_view(), name="auth-token"),
+    path("auth/me/", auth.MeView.as_view(), name="auth-me"),
+    path("auth/logout/", auth.LogoutView.as_view(), name="auth-logout"),
+    path("health/", health.LivenessView.as_view(), name="health-live"),
+    path("health/ready/", health.ReadinessView.as_view(), name="health-ready"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]

@@ -1,0 +1,1 @@
+"""Chat domain: rooms and their messages."""

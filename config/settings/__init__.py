@@ -1,0 +1,1 @@
+"""Settings profiles: `local` (one machine, safe defaults), `production` and `test`."""

@@ -1,0 +1,32 @@
+"""Test profile: real Redis (REDIS_URL, else a private one), a shared test database file."""
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+from config.redis_server import PrivateRedis
+
+# Decide Redis before the base settings read REDIS_URL; child processes (worker, ASGI
+# server) inherit the variables set here, so they share this run's Redis and queue.
+if not os.environ.get("REDIS_URL"):
+    _redis = PrivateRedis(Path(tempfile.mkdtemp(prefix="switchboard-redis-"))).start()
+    os.environ["REDIS_URL"] = _redis.url
+    os.environ.setdefault("SWITCHBOARD_PRIVATE_REDIS", "1")
+_run_id = os.environ.setdefault("SWITCHBOARD_TEST_RUN", uuid.uuid4().hex[:8])
+os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"switchboard-test-{_run_id}")
+os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"switchboard-test-{_run_id}")
+
+from .base import *  # noqa: E402, F403
+from .base import DATABASES, VAR_DIR, env  # noqa: E402
+
+DEBUG = False
+SECRET_KEY = "test-only-secret-key-not-for-any-deployment"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SWITCHBOARD_ANONYMOUS_POSTING = env.bool("SWITCHBOARD_ANONYMOUS_POSTING", default=True)
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not SQLite's in-memory default, so the worker and server processes that the
+    # fixtures start can open the same test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_run_id}.sqlite3")}

@@ -1,0 +1,1 @@
+"""Jobs domain: background work run by Celery workers."""

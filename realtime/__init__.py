@@ -1,0 +1,1 @@
+"""WebSocket interface: the `/ws/` gateway, protocol frames, broadcast bridge and presence."""

@@ -1,0 +1,92 @@
+"""`/api/auth/`: session login with CSRF, tokens for scripts, who am I, log out."""
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def browser() -> APIClient:
+    return APIClient(enforce_csrf_checks=True)
+
+
+def test_session_login_needs_the_csrf_token(browser, user):
+    # when
+    response = browser.post(
+        "/api/auth/login/", {"username": user.username, "password": PASSWORD}, format="json"
+    )
+
+    # then
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    assert "CSRF" in response.json()["detail"]
+
+
+def test_session_login_with_csrf_then_me_then_logout(browser, user):
+    # given
+    csrf = browser.get("/api/auth/csrf/").json()["csrf_token"]
+
+    # when
+    login = browser.post(
+        "/api/auth/login/",
+        {"username": user.username, "password": PASSWORD},
+        format="json",
+        HTTP_X_CSRFTOKEN=csrf,
+    )
+
+    # then
+    assert login.status_code == 200
+    assert login.json() == {
+        "authenticated": True,
+        "user": {"id": user.pk, "username": user.username, "is_staff": False},
+    }
+    assert browser.get("/api/auth/me/").json()["authenticated"] is True
+
+    # a session write without the (rotated) CSRF token is refused
+    assert browser.post("/api/auth/logout/").status_code == 403
+    csrf = browser.cookies["csrftoken"].value
+    assert browser.post("/api/auth/logout/", HTTP_X_CSRFTOKEN=csrf).status_code == 204
+    assert browser.get("/api/auth/me/").json() == {"authenticated": False, "user": None}
+
+
+def test_wrong_password_is_a_validation_error_in_the_one_error_shape(user):
+    response = APIClient().post(
+        "/api/auth/token/", {"username": user.username, "password": "nope"}, format="json"
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert body["fields"]["non_field_errors"]
+
+
+def test_token_for_scripts_then_logout_revokes_it(user):
+    # given
+    script = APIClient()
+    key = script.post(
+        "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
+    ).json()["token"]
+    script.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+
+    # when
+    me = script.get("/api/auth/me/").json()
+    logout = script.post("/api/auth/logout/")
+
+    # then
+    assert me["user"]["username"] == user.username
+    assert logout.status_code == 204
+    assert not Token.objects.filter(key=key).exists()
+    assert script.get("/api/auth/me/").status_code == 401
+
+
+def test_token_endpoint_rejects_non_json_bodies(user):
+    response = APIClient().post(
+        "/api/auth/token/", "username=a&password=b", content_type="text/plain"
+    )
+
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"

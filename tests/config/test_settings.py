@@ -1,0 +1,59 @@
+"""The settings profiles: production refuses to start without its secrets; local is safe."""
+
+import os
+import subprocess
+import sys
+
+from tests.support.processes import BASE_DIR
+
+PROBE = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+
+
+def run_profile(profile: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"}
+    }
+    clean.update(DJANGO_SETTINGS_MODULE=f"config.settings.{profile}", **env)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=BASE_DIR, env=clean, capture_output=True, text=True
+    )
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    # when
+    result = run_profile("production", ALLOWED_HOSTS="example.com")
+
+    # then
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_start_without_allowed_hosts():
+    result = run_profile("production", SECRET_KEY="x" * 50)
+
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS" in result.stderr
+
+
+def test_production_starts_with_its_secrets_and_debug_off_even_if_asked():
+    result = run_profile("production", SECRET_KEY="x" * 50, ALLOWED_HOSTS="example.com", DEBUG="1")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_local_profile_starts_with_no_environment_at_all():
+    result = run_profile("local")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
+def test_sqlite_is_configured_for_a_second_writer_process(settings):
+    options = settings.DATABASES["default"].get("OPTIONS", {})
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    assert options["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in options["init_command"]
+    assert options["timeout"] >= 5

@@ -1,0 +1,77 @@
+"""Shared fixtures: real Redis (from the test settings), a Celery worker and a live ASGI server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from tests.factories import UserFactory
+from tests.support.processes import Service, celery_worker, child_env, daphne
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a variant whose service is missing; under CI=true nothing may be skipped."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this variant must run)")
+    pytest.skip(reason)
+
+
+def database_url(settings_dict: dict[str, object]) -> str:
+    """The DATABASE_URL that points a child process at the same (test) database."""
+    engine = str(settings_dict["ENGINE"])
+    name = str(settings_dict["NAME"])
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{name}"
+    user = quote(str(settings_dict.get("USER") or ""), safe="")
+    password = quote(str(settings_dict.get("PASSWORD") or ""), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where child processes write their logs (kept by pytest for a failed run)."""
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def shared_env(django_db_setup: None) -> dict[str, str]:
+    """Environment for child processes that share this test run's database and Redis."""
+    return child_env(DATABASE_URL=database_url(connection.settings_dict))
+
+
+@pytest.fixture(scope="session")
+def worker(shared_env: dict[str, str], log_dir: Path) -> Iterator[Service]:
+    """A real Celery worker process on this run's broker queue and test database."""
+    service = celery_worker(shared_env, log_dir)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(shared_env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """A real Daphne process serving `config.asgi` on the test database."""
+    service, url = daphne(shared_env, log_dir)
+    yield url
+    service.stop()
+
+
+@pytest.fixture
+def user(db: None) -> User:
+    return UserFactory.create()
+
+
+@pytest.fixture
+def token(user: User) -> str:
+    return str(Token.objects.create(user=user).key)

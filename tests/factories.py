@@ -1,0 +1,33 @@
+"""factory_boy factories for the domain models."""
+
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+
+from chat.models import Room
+
+PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj: Any, create: bool, extracted: object, **kwargs: object) -> None:
+        if create:
+            obj.save()
+
+
+class RoomFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Room
+
+    slug = factory.Sequence(lambda n: f"room-{n}")
+    title = factory.LazyAttribute(lambda room: room.slug.title())

@@ -1,0 +1,1 @@
+"""Helpers that start and talk to real processes for the tests."""
