@@ -43,3 +43,7 @@ lock:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## schema: regenerate the committed OpenAPI file (validated; any warning fails)
+schema: $(VENV)/.installed-dev
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file openapi/openapi.yaml

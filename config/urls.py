@@ -1,4 +1,4 @@
-"""Top-level URL routes: the API, the admin and the example SPA."""
+"""Top-level URL routes. The example SPA at `/` is served by WhiteNoise (see settings)."""
 
 from django.contrib import admin
 from django.urls import include, path

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -74,6 +75,13 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = VAR_DIR / "media"
+# WhiteNoise serves static files (the explorers' assets from drf-spectacular-sidecar) and,
+# at `/`, the example SPA; any static host can serve `frontend-example/` instead. Straight
+# from the apps by default (no collectstatic step); production serves collected files.
+WHITENOISE_USE_FINDERS = True
+FRONTEND_DIR = BASE_DIR / "frontend-example"
+WHITENOISE_ROOT = FRONTEND_DIR
+WHITENOISE_INDEX_FILE = True
 
 # ------------------------------------------------------------------ database
 DATABASES = {
@@ -136,6 +144,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 1,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "clear-expired-sessions": {"task": "jobs.sessions_clear_expired", "schedule": 60 * 60 * 6},
+}
 
 # ------------------------------------------------------------------ REST
 REST_FRAMEWORK = {
