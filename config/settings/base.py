@@ -73,7 +73,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = VAR_DIR / "media"
 # WhiteNoise serves static files (the explorers' assets from drf-spectacular-sidecar) and,
 # at `/`, the example SPA; any static host can serve `frontend-example/` instead. Straight

@@ -1,7 +1,7 @@
 """Production: secrets and hosts only from the environment, no insecure default."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import VAR_DIR, env
 
 DEBUG = False
 SECRET_KEY = env.str("SECRET_KEY")  # no default: a missing key stops the start
@@ -16,6 +16,7 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 
 # Static files come from `manage.py collectstatic`, hashed and compressed.
+STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
 WHITENOISE_USE_FINDERS = False
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
