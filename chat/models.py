@@ -1,10 +1,14 @@
-"""Chat data: a Room is a named place whose messages are numbered by `last_seq`."""
+"""Chat data: rooms, and their messages numbered by a per-room `seq` with no gaps."""
 
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 
 ROOM_SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+MESSAGE_MAX_LENGTH = 4000
+CLIENT_ID_MAX_LENGTH = 64
 
 
 class Room(models.Model):
@@ -18,11 +22,39 @@ class Room(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
     last_seq = models.PositiveBigIntegerField(default=0)
+    last_message_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["slug"]
 
     def __str__(self) -> str:
         return self.slug
+
+
+class Message(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveBigIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    author_name = models.CharField(max_length=150)
+    body = models.TextField(max_length=MESSAGE_MAX_LENGTH)
+    created_at = models.DateTimeField(default=timezone.now)
+    # NULL, not "", means "no client_id": the uniqueness constraint applies only when set.
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH, null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="chat_message_room_seq"),
+            models.UniqueConstraint(
+                fields=["room", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="chat_message_room_client_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq}"

@@ -1,19 +1,136 @@
 """Writes of the chat domain."""
 
-from django.contrib.auth.models import User
+from __future__ import annotations
 
-from .models import Room
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from realtime import events
+from realtime.broadcast import publish_on_commit, room_group
+
+from .errors import ChatError, ChatErrorCode
+from .models import MESSAGE_MAX_LENGTH, Message, Room
 
 
 def room_create(*, slug: str, title: str = "", created_by: User | None = None) -> Room:
     """Create a room after validating its slug and title."""
     room = Room(slug=slug, title=title or slug, created_by=created_by)
-    room.full_clean()
-    room.save()
+    try:
+        room.full_clean()
+    except ValidationError as exc:
+        if "slug" in exc.message_dict and Room.objects.filter(slug=slug).exists():
+            raise ChatError(ChatErrorCode.ROOM_EXISTS, f"Room {slug!r} already exists.") from exc
+        raise ChatError(ChatErrorCode.INVALID_ROOM, _first_error(exc)) from exc
+    try:
+        with transaction.atomic():
+            room.save()
+    except IntegrityError as exc:  # lost a race with another creator of the same slug
+        raise ChatError(ChatErrorCode.ROOM_EXISTS, f"Room {slug!r} already exists.") from exc
     return room
 
 
 def room_ensure(*, slug: str, title: str = "") -> Room:
-    """The room with this slug, created if missing (demo data, idempotent)."""
+    """The room with this slug, created if missing (the tutorial creates rooms by visiting)."""
     room = Room.objects.filter(slug=slug).first()
-    return room if room is not None else room_create(slug=slug, title=title)
+    if room is not None:
+        return room
+    try:
+        return room_create(slug=slug, title=title)
+    except ChatError as exc:
+        if exc.code != ChatErrorCode.ROOM_EXISTS:
+            raise
+        return Room.objects.get(slug=slug)
+
+
+@dataclass(frozen=True)
+class PostResult:
+    message: Message
+    created: bool  # False when `client_id` named a message posted before
+
+
+def message_post(
+    *, room: Room, author: User | None, body: str, client_id: str | None = None
+) -> PostResult:
+    """Append a message with the room's next `seq` and broadcast it after commit.
+
+    The room row is locked for the whole transaction, so concurrent posts (any process)
+    commit in `seq` order with no gap; a `client_id` seen before returns that message.
+    """
+    _check_body(body)
+    if author is None and not settings.SWITCHBOARD_ANONYMOUS_POSTING:
+        raise ChatError(ChatErrorCode.POSTING_NOT_ALLOWED, "Sign in to post in this room.")
+    with transaction.atomic():
+        locked = Room.objects.select_for_update().only("pk", "slug", "last_seq").get(pk=room.pk)
+        if client_id is not None:
+            earlier = Message.objects.filter(room=locked, client_id=client_id).first()
+            if earlier is not None:
+                if earlier.author_id != (author.pk if author else None):
+                    raise ChatError(
+                        ChatErrorCode.CLIENT_ID_CONFLICT, "client_id was used by another author."
+                    )
+                return PostResult(earlier, created=False)
+        now = timezone.now()
+        seq = locked.last_seq + 1
+        Room.objects.filter(pk=locked.pk).update(last_seq=seq, last_message_at=now)
+        message = Message.objects.create(
+            room=locked,
+            seq=seq,
+            author=author,
+            author_name=author.get_username() if author else "anonymous",
+            body=body,
+            created_at=now,
+            client_id=client_id,
+        )
+        publish_on_commit(room_group(locked.slug), message_event(message, locked.slug))
+    return PostResult(message, created=True)
+
+
+def message_event(message: Message, slug: str) -> dict[str, object]:
+    """The channel-layer event announcing a message: its `seq` and its ready-made frame."""
+    frame = message_frame(message, slug)
+    return {"type": "room.message", "room": slug, "seq": message.seq, "frame": frame}
+
+
+def message_frame(message: Message, slug: str) -> dict[str, object]:
+    """The `chat.message` frame of a message, as sent to gateway clients."""
+    author = (
+        events.UserRef(id=message.author_id, username=message.author_name)
+        if message.author_id is not None
+        else None
+    )
+    return events.dump(
+        events.ChatMessageFrame(
+            channel=events.room_channel(slug),
+            room=slug,
+            seq=message.seq,
+            id=message.pk,
+            author=author,
+            author_name=message.author_name,
+            body=message.body,
+            created_at=message.created_at.isoformat(),
+            client_id=message.client_id,
+        )
+    )
+
+
+def _check_body(body: object) -> None:
+    if not isinstance(body, str) or not body:
+        raise ChatError(ChatErrorCode.INVALID_MESSAGE, "The message body is empty.")
+    if len(body) > MESSAGE_MAX_LENGTH:
+        raise ChatError(
+            ChatErrorCode.INVALID_MESSAGE,
+            f"The message body is longer than {MESSAGE_MAX_LENGTH} characters.",
+        )
+    if "\x00" in body:
+        raise ChatError(ChatErrorCode.INVALID_MESSAGE, "The message body contains a NUL.")
+
+
+def _first_error(exc: ValidationError) -> str:
+    for field, messages in exc.message_dict.items():
+        return f"{field}: {messages[0]}"
+    return str(exc)

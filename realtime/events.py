@@ -1,4 +1,7 @@
-"""Every frame on `/ws/`, declared once: frames are checked against these; docs come from them."""
+"""Every frame on the sockets, declared once: frames are checked against these; docs come from them.
+
+Imports no domain code, so domains may build frames without import cycles.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = 1
+ROOM_SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CHANNEL_PATTERN = r"^room:[A-Za-z0-9_-]{1,64}$"
 
 Ref = Annotated[
     Annotated[str, Field(max_length=64, strict=True)]
     | Annotated[int, Field(ge=-(2**53), le=2**53, strict=True)],
     Field(description="Any short client value; echoed back in the reply or error"),
+]
+ref_adapter: TypeAdapter[str | int | None] = TypeAdapter(Ref | None)
+Seq = Annotated[int, Field(ge=0, strict=True)]
+RoomSlug = Annotated[str, Field(pattern=ROOM_SLUG_PATTERN, strict=True)]
+ChannelName = Annotated[
+    str, Field(pattern=CHANNEL_PATTERN, strict=True, description="`room:<slug>`")
 ]
 
 
@@ -23,21 +34,29 @@ class ErrorCode(StrEnum):
     INVALID_FRAME = "invalid_frame"
     UNKNOWN_TYPE = "unknown_type"
     FRAME_TOO_LARGE = "frame_too_large"
+    RATE_LIMITED = "rate_limited"
     AUTH_FAILED = "auth_failed"
+    NOT_FOUND = "not_found"
+    ALREADY_SUBSCRIBED = "already_subscribed"
+    NOT_SUBSCRIBED = "not_subscribed"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    POSTING_NOT_ALLOWED = "posting_not_allowed"
+    INVALID_MESSAGE = "invalid_message"
+    CLIENT_ID_CONFLICT = "client_id_conflict"
+    UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
 class CloseCode:
     """WebSocket close codes the server uses (4000-4999 are application codes)."""
 
+    INVALID_ROOM = 4400  # the tutorial route was given a room name that cannot exist
     FORBIDDEN = 4403
+    FLOODING = 4429  # kept sending far above the rate limit
 
 
 class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-ref_adapter: TypeAdapter[str | int | None] = TypeAdapter(Ref | None)
 
 
 # ------------------------------------------------------------------ client → server
@@ -56,9 +75,39 @@ class AuthFrame(Frame):
     ref: Ref | None = None
 
 
-ClientFrame = Annotated[PingFrame | AuthFrame, Field(discriminator="type")]
-client_frame_adapter: TypeAdapter[PingFrame | AuthFrame] = TypeAdapter(ClientFrame)
-CLIENT_FRAME_TYPES = frozenset({"ping", "auth"})
+class SubscribeFrame(Frame):
+    """Start receiving a channel; with `since`, first replay the messages after that `seq`."""
+
+    type: Literal["subscribe"]
+    channel: ChannelName
+    since: Seq | None = None
+    ref: Ref | None = None
+
+
+class UnsubscribeFrame(Frame):
+    type: Literal["unsubscribe"]
+    channel: ChannelName
+    ref: Ref | None = None
+
+
+class ChatSendFrame(Frame):
+    """Post a message; a retry with the same `client_id` does not post twice."""
+
+    type: Literal["chat.send"]
+    room: RoomSlug
+    body: str = Field(strict=True)
+    client_id: str | None = Field(default=None, min_length=1, max_length=64, strict=True)
+    ref: Ref | None = None
+
+
+ClientFrame = Annotated[
+    PingFrame | AuthFrame | SubscribeFrame | UnsubscribeFrame | ChatSendFrame,
+    Field(discriminator="type"),
+]
+client_frame_adapter: TypeAdapter[
+    PingFrame | AuthFrame | SubscribeFrame | UnsubscribeFrame | ChatSendFrame
+] = TypeAdapter(ClientFrame)
+CLIENT_FRAME_TYPES = frozenset({"ping", "auth", "subscribe", "unsubscribe", "chat.send"})
 
 
 # ------------------------------------------------------------------ server → client
@@ -83,6 +132,72 @@ class AuthenticatedFrame(Frame):
     ref: Ref | None = None
 
 
+class SubscribedFrame(Frame):
+    """The subscription is on; `seq` is the room's last message when it started.
+
+    Replayed messages (`seq` in `since+1..seq`) follow, then live ones.
+    """
+
+    type: Literal["subscribed"] = "subscribed"
+    channel: ChannelName
+    seq: Seq
+    ref: Ref | None = None
+
+
+class UnsubscribedFrame(Frame):
+    type: Literal["unsubscribed"] = "unsubscribed"
+    channel: ChannelName
+    ref: Ref | None = None
+
+
+class ResyncRequiredFrame(Frame):
+    """`since` is too old to replay here: fetch history over REST, then continue live from `seq`."""
+
+    type: Literal["resync_required"] = "resync_required"
+    channel: ChannelName
+    seq: Seq
+    detail: str
+    ref: Ref | None = None
+
+
+class ChatMessageFrame(Frame):
+    """A message in a room: replayed or live, in `seq` order, each exactly once."""
+
+    type: Literal["chat.message"] = "chat.message"
+    channel: ChannelName
+    room: RoomSlug
+    seq: Seq
+    id: int
+    author: UserRef | None
+    author_name: str
+    body: str
+    created_at: str
+    client_id: str | None = None
+
+
+class ChatSentFrame(Frame):
+    """Reply to `chat.send`: the message's `seq`; `duplicate` when `client_id` was seen before."""
+
+    type: Literal["chat.sent"] = "chat.sent"
+    room: RoomSlug
+    seq: Seq
+    id: int
+    client_id: str | None = None
+    duplicate: bool = False
+    ref: Ref | None = None
+
+
+class PresenceFrame(Frame):
+    """Who is in a room now: users once each (however many tabs), anonymous sockets counted."""
+
+    type: Literal["presence"] = "presence"
+    channel: ChannelName
+    users: list[UserRef]
+    anonymous: int
+    count: int
+    version: int
+
+
 class PongFrame(Frame):
     type: Literal["pong"] = "pong"
     ref: Ref | None = None
@@ -98,11 +213,33 @@ class ErrorFrame(Frame):
 
 
 ServerFrame = Annotated[
-    HelloFrame | AuthenticatedFrame | PongFrame | ErrorFrame, Field(discriminator="type")
+    HelloFrame
+    | AuthenticatedFrame
+    | SubscribedFrame
+    | UnsubscribedFrame
+    | ResyncRequiredFrame
+    | ChatMessageFrame
+    | ChatSentFrame
+    | PresenceFrame
+    | PongFrame
+    | ErrorFrame,
+    Field(discriminator="type"),
 ]
-server_frame_adapter: TypeAdapter[HelloFrame | AuthenticatedFrame | PongFrame | ErrorFrame] = (
-    TypeAdapter(ServerFrame)
-)
+server_frame_adapter: TypeAdapter[Any] = TypeAdapter(ServerFrame)
+
+
+# ------------------------------------------------------------------ /ws/chat/<room>/ (tutorial)
+class TutorialMessageFrame(Frame):
+    """The tutorial's frame, both ways: `{"message": "..."}`."""
+
+    message: str = Field(strict=True)
+
+
+class TutorialErrorFrame(Frame):
+    """Sent on the tutorial route when a client frame cannot be served."""
+
+    error: ErrorCode
+    detail: str
 
 
 def dump(frame: Frame) -> dict[str, Any]:
@@ -113,3 +250,7 @@ def dump(frame: Frame) -> dict[str, Any]:
         for key, value in frame.model_dump(mode="json").items()
         if value is not None or fields[key].is_required()
     }
+
+
+def room_channel(slug: str) -> str:
+    return f"room:{slug}"

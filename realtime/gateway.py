@@ -1,84 +1,149 @@
-"""`/ws/`: one socket per client, JSON frames parsed against the allow-list in `events`."""
+"""`/ws/`: one socket per client, many subscriptions; client frames from an allow-list."""
 
 from __future__ import annotations
 
 import json
-import logging
+from dataclasses import dataclass
 from typing import Any
 
-from channels.generic.websocket import AsyncWebsocketConsumer
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from channels.db import database_sync_to_async
+from django.conf import settings
 from pydantic import ValidationError
 
+from chat.errors import ChatError
+from chat.models import Room
+from chat.selectors import messages_between
+from chat.services import message_frame, message_post
+
 from . import events
+from .consumers import NotParsed, RoomSocket, find_room, user_ref
+from .hub import GATEWAY
 from .middleware import user_for_token
 
-logger = logging.getLogger(__name__)
-
-MAX_FRAME_BYTES = 64 * 1024
+MAX_SUBSCRIPTIONS = 100
 
 
-def user_ref(user: AbstractBaseUser | AnonymousUser | None) -> events.UserRef | None:
-    if user is None or not user.is_authenticated:
-        return None
-    return events.UserRef(id=user.pk, username=user.get_username())
+@dataclass(frozen=True)
+class Replay:
+    last_seq: int
+    frames: list[dict[str, Any]] | None  # None: `since` cannot be replayed, client must resync
 
 
-class GatewayConsumer(AsyncWebsocketConsumer):
-    """Accepts the socket, greets it, then serves the client frames of `events.ClientFrame`."""
+@database_sync_to_async
+def read_replay(room: Room, since: int | None) -> Replay:
+    """The room's last `seq` and the frames after `since` (read after joining the live feed)."""
+    last_seq = int(Room.objects.values_list("last_seq", flat=True).get(pk=room.pk))
+    if since is None:
+        return Replay(last_seq, [])
+    if since > last_seq or last_seq - since > settings.SWITCHBOARD_REPLAY_LIMIT:
+        return Replay(last_seq, None)
+    messages = messages_between(room_id=room.pk, after=since, upto=last_seq)
+    return Replay(last_seq, [message_frame(m, room.slug) for m in messages])
+
+
+class GatewayConsumer(RoomSocket):
+    """Greets the socket, then serves `events.ClientFrame`s; each handler is named in a table."""
 
     async def connect(self) -> None:
         await self.accept()
-        await self.send_frame(events.HelloFrame(user=user_ref(self.scope.get("user"))))
+        await self.send_frame(events.HelloFrame(user=self.identity))
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            await self.handle_frame(text_data if text_data is not None else bytes_data)
-        except Exception:
-            # A bug must cost one request, not the connection; the traceback stays in the log.
-            logger.exception("gateway frame failed")
-            await self.send_error(events.ErrorCode.INTERNAL_ERROR, "The server failed this frame.")
-
-    async def handle_frame(self, raw: str | bytes | None) -> None:
-        if raw is None or len(raw) > MAX_FRAME_BYTES:
-            await self.send_error(events.ErrorCode.FRAME_TOO_LARGE, "Frame exceeds 64 KiB.")
-            return
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            await self.send_error(events.ErrorCode.INVALID_JSON, "Frame is not valid JSON.")
-            return
-        ref = _valid_ref(data.get("ref") if isinstance(data, dict) else None)
-        if not isinstance(data, dict) or data.get("type") not in events.CLIENT_FRAME_TYPES:
-            await self.send_error(events.ErrorCode.UNKNOWN_TYPE, "Unknown frame type.", ref)
-            return
+    async def handle(self, data: dict[str, Any]) -> None:
+        ref = _valid_ref(data.get("ref"))
+        kind = data.get("type")
+        handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            raise NotParsed(events.ErrorCode.UNKNOWN_TYPE, "Unknown frame type.", ref)
         try:
             frame = events.client_frame_adapter.validate_python(data)
         except ValidationError as exc:
-            await self.send_error(events.ErrorCode.INVALID_FRAME, _describe(exc), ref)
-            return
-        if isinstance(frame, events.PingFrame):
-            await self.send_frame(events.PongFrame(ref=frame.ref))
-        elif isinstance(frame, events.AuthFrame):
-            await self.authenticate(frame)
+            raise NotParsed(events.ErrorCode.INVALID_FRAME, _describe(exc), ref) from exc
+        await handler(self, frame)
 
-    async def authenticate(self, frame: events.AuthFrame) -> None:
+    async def on_ping(self, frame: events.PingFrame) -> None:
+        await self.send_frame(events.PongFrame(ref=frame.ref))
+
+    async def on_auth(self, frame: events.AuthFrame) -> None:
         user = await user_for_token(frame.token)
         if user is None:
-            await self.send_error(events.ErrorCode.AUTH_FAILED, "Invalid token.", frame.ref)
-            return
-        self.scope["user"] = user
-        ref = user_ref(user)
-        assert ref is not None
-        await self.send_frame(events.AuthenticatedFrame(user=ref, ref=frame.ref))
+            raise NotParsed(events.ErrorCode.AUTH_FAILED, "Invalid token.", frame.ref)
+        self.scope["user"] = self.user = user
+        self.identity = user_ref(user)
+        assert self.identity is not None
+        await self.send_frame(events.AuthenticatedFrame(user=self.identity, ref=frame.ref))
 
-    async def send_frame(self, frame: events.Frame) -> None:
-        await self.send(text_data=json.dumps(events.dump(frame)))
+    async def on_subscribe(self, frame: events.SubscribeFrame) -> None:
+        slug = frame.channel.removeprefix("room:")
+        if slug in self.subscriptions:
+            raise NotParsed(events.ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise NotParsed(
+                events.ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.",
+                frame.ref,
+            )
+        room = await find_room(slug)
+        if room is None:
+            raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {slug!r}.", frame.ref)
+        # Join the live feed first, then read: a message committed in between is both
+        # replayed and held by the subscription, and `go_live` sends it once.
+        subscription = await self.join_room(room, GATEWAY)
+        replay = await read_replay(room, frame.since)
+        if replay.frames is None:
+            await self.send_frame(
+                events.ResyncRequiredFrame(
+                    channel=frame.channel,
+                    seq=replay.last_seq,
+                    detail="Fetch messages after your last seq over REST, then continue live.",
+                    ref=frame.ref,
+                )
+            )
+        else:
+            await self.send_frame(
+                events.SubscribedFrame(channel=frame.channel, seq=replay.last_seq, ref=frame.ref)
+            )
+            for message in replay.frames:
+                await self.send_text(json.dumps(message))
+        await subscription.go_live(replay.last_seq)
+        await self.enter_presence(slug)
 
-    async def send_error(
-        self, code: events.ErrorCode, detail: str, ref: str | int | None = None
-    ) -> None:
-        await self.send_frame(events.ErrorFrame(code=code, detail=detail, ref=ref))
+    async def on_unsubscribe(self, frame: events.UnsubscribeFrame) -> None:
+        slug = frame.channel.removeprefix("room:")
+        if slug not in self.subscriptions:
+            raise NotParsed(events.ErrorCode.NOT_SUBSCRIBED, "Not subscribed.", frame.ref)
+        await self.leave_room(slug)
+        await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
+
+    async def on_chat_send(self, frame: events.ChatSendFrame) -> None:
+        room = await find_room(frame.room)
+        if room is None:
+            raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
+        author = self.user if self.identity is not None else None
+        try:
+            result = await database_sync_to_async(message_post)(
+                room=room, author=author, body=frame.body, client_id=frame.client_id
+            )
+        except ChatError as exc:
+            raise NotParsed(events.ErrorCode(exc.code.value), exc.detail, frame.ref) from exc
+        message = result.message
+        await self.send_frame(
+            events.ChatSentFrame(
+                room=room.slug,
+                seq=message.seq,
+                id=message.pk,
+                client_id=message.client_id,
+                duplicate=not result.created,
+                ref=frame.ref,
+            )
+        )
+
+    HANDLERS: dict[str, Any] = {
+        "ping": on_ping,
+        "auth": on_auth,
+        "subscribe": on_subscribe,
+        "unsubscribe": on_unsubscribe,
+        "chat.send": on_chat_send,
+    }
 
 
 def _valid_ref(value: Any) -> str | int | None:

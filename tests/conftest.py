@@ -67,6 +67,14 @@ def live_server_url(shared_env: dict[str, str], log_dir: Path) -> Iterator[str]:
     service.stop()
 
 
+@pytest.fixture(scope="session")
+def second_server_url(shared_env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """Another Daphne process on the same database and Redis (a second ASGI server)."""
+    service, url = daphne(shared_env, log_dir)
+    yield url
+    service.stop()
+
+
 @pytest.fixture
 def user(db: None) -> User:
     return UserFactory.create()

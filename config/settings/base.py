@@ -102,13 +102,17 @@ else:
 
 # ------------------------------------------------------------------ redis, channels, cache
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Prefix of every Redis key the app writes itself (presence) and of the channel layer's.
+REDIS_KEY_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="switchboard")
 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
-            "prefix": env.str("CHANNEL_LAYER_PREFIX", default="switchboard"),
+            "prefix": REDIS_KEY_PREFIX,
+            # Each server process has one layer channel (its hub) for all its rooms.
+            "capacity": 10_000,
         },
     },
 }
@@ -179,6 +183,12 @@ SPECTACULAR_SETTINGS = {
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_ALLOW_CREDENTIALS = True
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
+
+# Per-socket limit on client frames: average per second, and burst.
+SWITCHBOARD_WS_RATE = env.float("SWITCHBOARD_WS_RATE", default=20.0)
+SWITCHBOARD_WS_BURST = env.float("SWITCHBOARD_WS_BURST", default=40.0)
+# A `subscribe` whose `since` is further back than this gets `resync_required` (use REST).
+SWITCHBOARD_REPLAY_LIMIT = env.int("SWITCHBOARD_REPLAY_LIMIT", default=500)
 
 # Anonymous visitors may always read public rooms; posting is a setting.
 SWITCHBOARD_ANONYMOUS_POSTING = env.bool("SWITCHBOARD_ANONYMOUS_POSTING", default=False)

@@ -132,7 +132,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_usable(live_serv
 
     assert replies == [
         "invalid_json",
-        "unknown_type",
+        "invalid_frame",
         "unknown_type",
         "invalid_frame",
         "frame_too_large",

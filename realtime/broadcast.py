@@ -1,0 +1,40 @@
+"""The one bridge from ordinary (sync) code to the channel layer; sends only after commit.
+
+Imports no domain code. The channel layer is at-most-once: every event carries a `seq`, so
+a receiver that notices a gap fetches what it missed from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def room_group(slug: str) -> str:
+    """Channel-layer group of a room (slugs are limited to characters groups accept)."""
+    return f"room.{slug}"
+
+
+def publish_on_commit(group: str, event: dict[str, Any]) -> None:
+    """Send `event` to `group` once the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: publish_now(group, event), robust=True)
+
+
+def publish_now(group: str, event: dict[str, Any]) -> None:
+    """Send `event` to `group` from sync code; a failure is logged, never raised to the caller.
+
+    The write it announces is already committed, and receivers repair gaps from the database.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, event)
+    except Exception:
+        logger.exception("broadcast to %s failed", group)

@@ -1,0 +1,148 @@
+"""What both socket routes share: frame intake with limits, room subscriptions, clean-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from chat.models import Room
+from chat.selectors import room_get
+
+from . import events, presence
+from .hub import Subscription, announce_presence, get_hub
+from .limits import TokenBucket
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+# Frames refused by the rate limit, with no pause of a second between them, after which the
+# socket counts as flooding and is closed.
+FLOOD_REFUSALS = 100
+
+
+class NotParsed(Exception):
+    """A client frame that cannot be served, with the error code to answer."""
+
+    def __init__(self, code: events.ErrorCode, detail: str, ref: str | int | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.ref = ref
+
+
+def user_ref(user: AbstractBaseUser | AnonymousUser | None) -> events.UserRef | None:
+    if user is None or not user.is_authenticated:
+        return None
+    return events.UserRef(id=user.pk, username=user.get_username())
+
+
+@database_sync_to_async
+def find_room(slug: str) -> Room | None:
+    return room_get(slug=slug)
+
+
+class RoomSocket(AsyncWebsocketConsumer):
+    """A JSON socket that may join rooms through the process hub."""
+
+    # Layer events reach sockets through the hub (one layer channel per process), so a socket
+    # gets no layer channel of its own: no receive loop or Redis traffic per connection.
+    channel_layer_alias = "__sockets_have_no_layer_channel__"
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.hub = get_hub()
+        self.conn_id = self.hub.new_connection_id()
+        self.user = self.scope.get("user")
+        self.identity = user_ref(self.user)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.bucket = TokenBucket(settings.SWITCHBOARD_WS_RATE, settings.SWITCHBOARD_WS_BURST)
+        self.refused = 0
+        self.last_refusal = 0.0
+        await super().websocket_connect(message)
+
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def send_frame(self, frame: events.Frame) -> None:
+        await self.send(text_data=json.dumps(events.dump(frame)))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.bucket.take():
+            now = time.monotonic()
+            if now - self.last_refusal > 1.0:
+                self.refused = 0
+            self.last_refusal = now
+            self.refused += 1
+            if self.refused >= FLOOD_REFUSALS:
+                await self.close(events.CloseCode.FLOODING)
+            elif self.refused == 1:  # one error per streak: no amplification of a flood
+                await self.refuse(events.ErrorCode.RATE_LIMITED, "Too many frames; slow down.")
+            return
+        try:
+            data = self.parse(text_data if text_data is not None else bytes_data)
+            await self.handle(data)
+        except NotParsed as problem:
+            await self.refuse(problem.code, problem.detail, problem.ref)
+        except Exception:
+            # A bug costs one request, not the connection; the traceback stays in the log.
+            logger.exception("socket frame failed")
+            await self.refuse(events.ErrorCode.INTERNAL_ERROR, "The server failed this frame.")
+
+    def parse(self, raw: str | bytes | None) -> dict[str, Any]:
+        # The size is checked before parsing; nesting and huge numbers fail inside `loads`.
+        if raw is None or len(raw) > MAX_FRAME_BYTES:
+            raise NotParsed(events.ErrorCode.FRAME_TOO_LARGE, "Frame exceeds 64 KiB.")
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise NotParsed(events.ErrorCode.INVALID_JSON, "Frame is not valid JSON.") from exc
+        if not isinstance(data, dict):
+            raise NotParsed(events.ErrorCode.INVALID_FRAME, "Frame must be a JSON object.")
+        return data
+
+    async def handle(self, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def refuse(
+        self, code: events.ErrorCode, detail: str, ref: str | int | None = None
+    ) -> None:
+        await self.send_frame(events.ErrorFrame(code=code, detail=detail, ref=ref))
+
+    async def join_room(self, room: Room, fmt: str) -> Subscription:
+        """Subscribe to a room's live feed; messages wait in the subscription until `go_live`."""
+        subscription = Subscription(self.send_text, fmt, self.conn_id, self.identity)
+        self.subscriptions[room.slug] = subscription
+        await self.hub.join(room.slug, room.pk, subscription)
+        return subscription
+
+    async def enter_presence(self, slug: str) -> None:
+        try:
+            await presence.enter(slug, self.conn_id, self.identity)
+            await announce_presence(slug)
+        except Exception:  # presence is best effort; the subscription itself stands
+            logger.warning("presence enter failed for %s", slug, exc_info=True)
+
+    async def leave_room(self, slug: str) -> None:
+        subscription = self.subscriptions.pop(slug, None)
+        if subscription is None:
+            return
+        await self.hub.leave(slug, subscription)
+        try:
+            await presence.leave(slug, subscription.conn_id, subscription.user)
+            await announce_presence(slug)
+        except Exception:
+            logger.warning("presence leave failed for %s", slug, exc_info=True)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        for slug in list(getattr(self, "subscriptions", {})):
+            try:
+                await self.leave_room(slug)
+            except Exception:
+                logger.warning("leaving %s on disconnect failed", slug, exc_info=True)
+        await super().websocket_disconnect(message)

@@ -1,0 +1,270 @@
+"""One hub per server process: one channel-layer membership per room, fan-out to local sockets.
+
+A room's messages reach each process once (not once per socket), are encoded once per frame
+format, and are delivered in `seq` order: a gap (the layer is at-most-once) is filled from the
+database before anything later is sent, and a repeat is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from chat.models import Message, Room
+from chat.services import message_frame
+
+from . import events, presence
+from .broadcast import room_group
+
+logger = logging.getLogger(__name__)
+
+GATEWAY = "gateway"
+TUTORIAL = "tutorial"
+MAINTENANCE_INTERVAL = 15.0  # seconds between presence refreshes and layer re-joins
+GROUP_REJOIN_INTERVAL = 3600.0  # channels-redis forgets group members after a day
+
+Send = Callable[[str], Awaitable[None]]
+
+
+def encode(fmt: str, frame: dict[str, Any]) -> str:
+    """The text of a `chat.message` frame in a socket's format."""
+    if fmt == TUTORIAL:
+        return json.dumps({"message": frame["body"]})
+    return json.dumps(frame)
+
+
+class Subscription:
+    """One socket's interest in one room; holds live messages back until its replay is sent."""
+
+    __slots__ = ("conn_id", "fmt", "last_seq", "pending", "send", "user")
+
+    def __init__(self, send: Send, fmt: str, conn_id: str, user: events.UserRef | None) -> None:
+        self.send = send
+        self.fmt = fmt
+        self.conn_id = conn_id
+        self.user = user
+        self.last_seq = 0
+        self.pending: list[tuple[int | None, str]] | None = []
+
+    async def deliver(self, seq: int | None, text: str) -> None:
+        """Send a frame (`seq` None: not a message, e.g. presence) unless already sent."""
+        if self.pending is not None:
+            self.pending.append((seq, text))
+        elif seq is None:
+            await self.send(text)
+        elif seq > self.last_seq:
+            self.last_seq = seq
+            await self.send(text)
+
+    async def go_live(self, last_seq: int) -> None:
+        """After the replay up to `last_seq`: send what arrived meanwhile, then stream."""
+        self.last_seq = last_seq
+        while self.pending:
+            seq, text = self.pending.pop(0)
+            if seq is None:
+                await self.send(text)
+            elif seq > self.last_seq:
+                self.last_seq = seq
+                await self.send(text)
+        self.pending = None  # no await since the loop's last check: nothing slips in between
+
+
+class RoomFeed:
+    """A room's stream in this process: ordered, de-duplicated, gap-repaired."""
+
+    def __init__(self, slug: str, room_id: int, last_seq: int) -> None:
+        self.slug = slug
+        self.room_id = room_id
+        self.last_seq = last_seq
+        self.presence_version = 0
+        self.subscriptions: set[Subscription] = set()
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run(), name=f"room-feed:{slug}")
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                if event["type"] == "room.message":
+                    await self._message(int(event["seq"]), event["frame"])
+                elif event["type"] == "presence.changed":
+                    await self._presence(event)
+            except Exception:
+                logger.exception("room feed %s failed on %s", self.slug, event.get("type"))
+
+    async def _message(self, seq: int, frame: dict[str, Any]) -> None:
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            # A later message is committed, so every earlier one is too (seq order is commit
+            # order): fetch the missed ones instead of losing them.
+            for missed_seq, missed in await load_frames(
+                self.room_id, self.slug, self.last_seq, seq - 1
+            ):
+                await self._fan_out(missed_seq, missed)
+        await self._fan_out(seq, frame)
+
+    async def _fan_out(self, seq: int, frame: dict[str, Any]) -> None:
+        self.last_seq = seq
+        texts: dict[str, str] = {}
+        for subscription in list(self.subscriptions):
+            text = texts.get(subscription.fmt)
+            if text is None:
+                text = texts[subscription.fmt] = encode(subscription.fmt, frame)
+            try:
+                await subscription.deliver(seq, text)
+            except Exception:  # a socket that went away must not stop the others
+                logger.debug("delivery to %s failed", subscription.conn_id, exc_info=True)
+
+    async def _presence(self, event: dict[str, Any]) -> None:
+        if event["version"] <= self.presence_version:
+            return
+        self.presence_version = event["version"]
+        text = json.dumps(event["frame"])
+        for subscription in list(self.subscriptions):
+            if subscription.fmt == GATEWAY:
+                try:
+                    await subscription.deliver(None, text)
+                except Exception:
+                    logger.debug("presence to %s failed", subscription.conn_id, exc_info=True)
+
+
+@database_sync_to_async
+def load_frames(room_id: int, slug: str, after: int, upto: int) -> list[tuple[int, dict[str, Any]]]:
+    messages = Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto).order_by("seq")
+    return [(m.seq, message_frame(m, slug)) for m in messages]
+
+
+@database_sync_to_async
+def room_last_seq(room_id: int) -> int:
+    return int(Room.objects.values_list("last_seq", flat=True).get(pk=room_id))
+
+
+class Hub:
+    """This process's single reader of the channel layer, shared by all its sockets."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.feeds: dict[str, RoomFeed] = {}
+        self._connections = 0
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def new_connection_id(self) -> str:
+        self._connections += 1
+        return f"{self.id}.{self._connections}"
+
+    async def _start(self) -> str:
+        if self.channel is None:
+            self.channel = await self.layer.new_channel("hub.")
+            self._tasks = [
+                asyncio.create_task(self._read(), name="hub-reader"),
+                asyncio.create_task(self._maintain(), name="hub-maintenance"),
+            ]
+        return self.channel
+
+    async def _read(self) -> None:
+        assert self.channel is not None
+        backoff = 0.1
+        while True:
+            try:
+                event = await self.layer.receive(self.channel)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("channel layer receive failed; retrying", exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            feed = self.feeds.get(event.get("room", ""))
+            logger.debug(
+                "hub got %s seq=%s for %s (feed: %s)",
+                event.get("type"),
+                event.get("seq"),
+                event.get("room"),
+                feed is not None,
+            )
+            if feed is not None:
+                feed.queue.put_nowait(event)
+
+    async def _maintain(self) -> None:
+        since_rejoin = 0.0
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            since_rejoin += MAINTENANCE_INTERVAL
+            try:
+                for feed in list(self.feeds.values()):
+                    members = [presence.member(s.conn_id, s.user) for s in feed.subscriptions]
+                    await presence.refresh(feed.slug, members)
+                    if await presence.purge_expired(feed.slug):
+                        await announce_presence(feed.slug)
+                    if since_rejoin >= GROUP_REJOIN_INTERVAL:
+                        await self.layer.group_add(room_group(feed.slug), self.channel)
+                if since_rejoin >= GROUP_REJOIN_INTERVAL:
+                    since_rejoin = 0.0
+            except Exception:
+                logger.warning("hub maintenance failed", exc_info=True)
+
+    async def join(self, slug: str, room_id: int, subscription: Subscription) -> None:
+        """Add a socket to a room; once this returns, every later message will reach it."""
+        async with self._lock:
+            feed = self.feeds.get(slug)
+            if feed is None:
+                channel = await self._start()
+                await self.layer.group_add(room_group(slug), channel)
+                feed = RoomFeed(slug, room_id, await room_last_seq(room_id))
+                self.feeds[slug] = feed
+            feed.subscriptions.add(subscription)
+
+    async def leave(self, slug: str, subscription: Subscription) -> None:
+        async with self._lock:
+            feed = self.feeds.get(slug)
+            if feed is None:
+                return
+            feed.subscriptions.discard(subscription)
+            if not feed.subscriptions:
+                del self.feeds[slug]
+                feed.task.cancel()
+                if self.channel is not None:
+                    await self.layer.group_discard(room_group(slug), self.channel)
+
+
+async def announce_presence(slug: str) -> None:
+    """Tell every process (and so every subscriber) who is in the room now."""
+    snapshot = await presence.snapshot(slug)
+    frame = events.dump(
+        events.PresenceFrame(
+            channel=events.room_channel(slug),
+            users=[events.UserRef(id=uid, username=name) for uid, name in snapshot.users],
+            anonymous=snapshot.anonymous,
+            count=snapshot.count,
+            version=snapshot.version,
+        )
+    )
+    layer = get_channel_layer()
+    await layer.group_send(
+        room_group(slug),
+        {"type": "presence.changed", "room": slug, "version": snapshot.version, "frame": frame},
+    )
+
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub

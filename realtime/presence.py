@@ -1,0 +1,123 @@
+"""Who is in which room, kept in Redis with expiry so a crashed process's sockets disappear.
+
+A room is a sorted set of `conn_id|user_id|username` scored by expiry time; the process that
+holds a socket refreshes its score, and anyone may purge the expired. A version counter
+orders snapshots, so a late one never overwrites a newer one at the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from . import events
+
+TTL = 45.0  # seconds a socket stays listed without a refresh (3 maintenance rounds)
+
+_clients: dict[asyncio.AbstractEventLoop, Redis] = {}
+
+
+def _client() -> Redis:
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = _clients[loop] = Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+def _key(slug: str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:presence:{slug}"
+
+
+def member(conn_id: str, user: events.UserRef | None) -> str:
+    if user is None:
+        return f"{conn_id}||"
+    return f"{conn_id}|{user.id}|{user.username}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    users: list[tuple[int, str]]  # (id, username), each user once, by username
+    anonymous: int
+    version: int
+
+    @property
+    def count(self) -> int:
+        return len(self.users) + self.anonymous
+
+
+def _parse(members: list[bytes], version: int) -> Snapshot:
+    users: dict[int, str] = {}
+    anonymous = 0
+    for raw in members:
+        _conn, user_id, username = raw.decode().split("|", 2)
+        if user_id:
+            users[int(user_id)] = username
+        else:
+            anonymous += 1
+    ordered = sorted(users.items(), key=lambda item: (item[1].lower(), item[0]))
+    return Snapshot(users=ordered, anonymous=anonymous, version=version)
+
+
+async def enter(slug: str, conn_id: str, user: events.UserRef | None) -> None:
+    key = _key(slug)
+    async with _client().pipeline(transaction=True) as pipe:
+        pipe.zadd(key, {member(conn_id, user): time.time() + TTL})
+        pipe.incr(f"{key}:v")
+        await pipe.execute()
+
+
+async def leave(slug: str, conn_id: str, user: events.UserRef | None) -> None:
+    key = _key(slug)
+    async with _client().pipeline(transaction=True) as pipe:
+        pipe.zrem(key, member(conn_id, user))
+        pipe.incr(f"{key}:v")
+        await pipe.execute()
+
+
+async def refresh(slug: str, members: list[str]) -> None:
+    """Extend the expiry of this process's sockets in a room (`members` as from `member`)."""
+    if members:
+        expires = time.time() + TTL
+        await _client().zadd(_key(slug), dict.fromkeys(members, expires), xx=True)
+
+
+async def purge_expired(slug: str) -> int:
+    """Drop sockets whose process stopped refreshing them; returns how many went."""
+    key = _key(slug)
+    async with _client().pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, "-inf", time.time())
+        removed = (await pipe.execute())[0]
+    if removed:
+        await _client().incr(f"{key}:v")
+    return int(removed)
+
+
+async def snapshot(slug: str) -> Snapshot:
+    key = _key(slug)
+    async with _client().pipeline(transaction=True) as pipe:
+        pipe.zrangebyscore(key, time.time(), "+inf")
+        pipe.get(f"{key}:v")
+        members, version = await pipe.execute()
+    return _parse(members, int(version or 0))
+
+
+def online_counts(slugs: list[str]) -> dict[str, int]:
+    """Sync read for REST: how many are in each room now (users once, anonymous sockets)."""
+    if not slugs:
+        return {}
+    now = time.time()
+    client = SyncRedis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for slug in slugs:
+                pipe.zrangebyscore(_key(slug), now, "+inf")
+            results = pipe.execute()
+    finally:
+        client.close()
+    return {slug: _parse(members, 0).count for slug, members in zip(slugs, results, strict=True)}

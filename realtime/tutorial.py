@@ -1,0 +1,61 @@
+"""`/ws/chat/<room>/`: the tutorial's own protocol, `{"message": "..."}` both ways.
+
+Its messages are the room's messages: stored, numbered and seen by REST and the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from channels.db import database_sync_to_async
+from pydantic import ValidationError
+
+from chat.errors import ChatError
+from chat.models import Room
+from chat.services import message_post, room_ensure
+
+from . import events
+from .consumers import NotParsed, RoomSocket
+from .hub import TUTORIAL, room_last_seq
+
+SLUG = re.compile(events.ROOM_SLUG_PATTERN)
+
+
+class TutorialChatConsumer(RoomSocket):
+    """Joins the room named in the URL (creating it, as the tutorial's pages do)."""
+
+    async def connect(self) -> None:
+        slug = self.scope["url_route"]["kwargs"]["room_name"]
+        if not SLUG.fullmatch(slug):
+            # The tutorial's `\w+` admits names no room can have; say so with a close code.
+            await self.accept()
+            await self.close(events.CloseCode.INVALID_ROOM)
+            return
+        room: Room = await database_sync_to_async(room_ensure)(slug=slug)
+        await self.accept()
+        subscription = await self.join_room(room, TUTORIAL)
+        await subscription.go_live(await room_last_seq(room.pk))
+        self.room = room
+        await self.enter_presence(slug)
+
+    async def handle(self, data: dict[str, Any]) -> None:
+        try:
+            frame = events.TutorialMessageFrame.model_validate(data)
+        except ValidationError as exc:
+            raise NotParsed(events.ErrorCode.INVALID_FRAME, 'Send {"message": "<text>"}.') from exc
+        author = self.user if self.identity is not None else None
+        try:
+            await database_sync_to_async(message_post)(
+                room=self.room, author=author, body=frame.message
+            )
+        except ChatError as exc:
+            raise NotParsed(events.ErrorCode(exc.code.value), exc.detail) from exc
+
+    async def refuse(
+        self, code: events.ErrorCode, detail: str, ref: str | int | None = None
+    ) -> None:
+        await self.send_text(
+            json.dumps(events.dump(events.TutorialErrorFrame(error=code, detail=detail)))
+        )
