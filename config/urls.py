@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("api/", include("api.urls")),
     path("admin/", admin.site.urls),
+    path("chat/", include("chat.urls")),
 ]

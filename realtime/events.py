@@ -236,10 +236,13 @@ class TutorialMessageFrame(Frame):
 
 
 class TutorialErrorFrame(Frame):
-    """Sent on the tutorial route when a client frame cannot be served."""
+    """Sent on the tutorial route when a client frame cannot be served.
 
+    The tutorial's page shows `message` of every frame, so the explanation goes there too.
+    """
+
+    message: str
     error: ErrorCode
-    detail: str
 
 
 def dump(frame: Frame) -> dict[str, Any]:

@@ -56,6 +56,5 @@ class TutorialChatConsumer(RoomSocket):
     async def refuse(
         self, code: events.ErrorCode, detail: str, ref: str | int | None = None
     ) -> None:
-        await self.send_text(
-            json.dumps(events.dump(events.TutorialErrorFrame(error=code, detail=detail)))
-        )
+        frame = events.TutorialErrorFrame(message=f"[not sent: {detail}]", error=code)
+        await self.send_text(json.dumps(events.dump(frame)))
