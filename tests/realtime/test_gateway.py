@@ -113,15 +113,21 @@ async def test_replay_racing_live_posts_loses_nothing_and_repeats_nothing(live_s
 
     posting = asyncio.create_task(post_continuously())
     try:
+        live_seen = 0
         for _attempt in range(8):
             await asyncio.sleep(0.05)
             client = await WsClient.open(live_server_url)
-            await client.request(type="subscribe", channel=f"room:{room.slug}", since=0)
-            await asyncio.sleep(0.15)
+            subscribed = await client.request(
+                type="subscribe", channel=f"room:{room.slug}", since=0
+            )
+            await client.drain(0.2)
             await client.close()
             seqs = [m["seq"] for m in client.messages()]
-            # then: from 1 up to whatever arrived, contiguous and once each
+            # then: 1..whatever arrived, contiguous and once each, the replay included
             assert seqs == list(range(1, len(seqs) + 1)), seqs
+            assert len(seqs) >= subscribed["seq"]
+            live_seen += len(seqs) - subscribed["seq"]
+        assert live_seen > 0  # the live side of the race was exercised too
     finally:
         stop.set()
         await posting

@@ -75,13 +75,15 @@ class WsClient:
         return await self.expect(lambda f: f.get("ref") == ref, timeout)
 
     async def drain(self, seconds: float) -> list[Frame]:
-        """Everything that arrives within `seconds` (to check nothing more comes)."""
+        """Everything that arrives within the next `seconds` (to see what else comes)."""
         start = len(self.frames)
-        try:
-            while True:
-                await self._receive(seconds)
-        except TimeoutError:
-            pass
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                await self._receive(remaining)
+            except TimeoutError:
+                break
         return self.frames[start:]
 
     async def closed(self, timeout: float = 10.0) -> int | None:
