@@ -11,6 +11,8 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from chat.errors import ChatError, ChatErrorCode
+
 
 class ErrorCode(StrEnum):
     """Stable codes of REST errors."""
@@ -27,6 +29,30 @@ class ErrorCode(StrEnum):
     THROTTLED = "throttled"
     SERVICE_UNAVAILABLE = "service_unavailable"
     ERROR = "error"
+    ROOM_EXISTS = ChatErrorCode.ROOM_EXISTS.value
+    INVALID_ROOM = ChatErrorCode.INVALID_ROOM.value
+    INVALID_MESSAGE = ChatErrorCode.INVALID_MESSAGE.value
+    POSTING_NOT_ALLOWED = ChatErrorCode.POSTING_NOT_ALLOWED.value
+    CLIENT_ID_CONFLICT = ChatErrorCode.CLIENT_ID_CONFLICT.value
+
+
+_CHAT_STATUS = {
+    ChatErrorCode.ROOM_NOT_FOUND: 404,
+    ChatErrorCode.ROOM_EXISTS: 409,
+    ChatErrorCode.INVALID_ROOM: 400,
+    ChatErrorCode.INVALID_MESSAGE: 400,
+    ChatErrorCode.POSTING_NOT_ALLOWED: 403,
+    ChatErrorCode.CLIENT_ID_CONFLICT: 409,
+}
+
+
+class DomainError(exceptions.APIException):
+    """A domain rule's refusal, with the domain's own stable code."""
+
+    def __init__(self, status_code: int, code: str, detail: str) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status_code
+        self.error_code = code
 
 
 _CODES: dict[type[exceptions.APIException], ErrorCode] = {
@@ -60,6 +86,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 def _code_for(exc: exceptions.APIException) -> str:
+    if isinstance(exc, DomainError):
+        return exc.error_code
     for cls in type(exc).__mro__:
         if cls in _CODES:
             return _CODES[cls].value
@@ -85,7 +113,9 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, reshaped into the one error body; headers (Retry-After...) are kept."""
-    if isinstance(exc, Http404):
+    if isinstance(exc, ChatError):
+        exc = DomainError(_CHAT_STATUS[exc.code], exc.code.value, exc.detail)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()

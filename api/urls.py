@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from . import auth, health
+from . import auth, health, rooms
 
 urlpatterns = [
     path("auth/csrf/", auth.CsrfView.as_view(), name="auth-csrf"),
@@ -11,6 +11,9 @@ urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="auth-token"),
     path("auth/me/", auth.MeView.as_view(), name="auth-me"),
     path("auth/logout/", auth.LogoutView.as_view(), name="auth-logout"),
+    path("rooms/", rooms.RoomListView.as_view(), name="rooms"),
+    path("rooms/<str:slug>/", rooms.RoomDetailView.as_view(), name="room"),
+    path("rooms/<str:slug>/messages/", rooms.RoomMessagesView.as_view(), name="room-messages"),
     path("health/", health.LivenessView.as_view(), name="health-live"),
     path("health/ready/", health.ReadinessView.as_view(), name="health-ready"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

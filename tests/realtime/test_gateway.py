@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from chat.models import Message
 from chat.services import message_post
 from tests.factories import RoomFactory, UserFactory
+from tests.support.processes import http_json
 from tests.support.ws import WsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -110,6 +111,7 @@ async def test_replay_racing_live_posts_loses_nothing_and_repeats_nothing(live_s
         while not stop.is_set():
             n += 1
             await sync_to_async(post)(room, f"p{n}")
+            await asyncio.sleep(0.005)  # stay within the replay limit over the whole test
 
     posting = asyncio.create_task(post_continuously())
     try:
@@ -120,6 +122,7 @@ async def test_replay_racing_live_posts_loses_nothing_and_repeats_nothing(live_s
             subscribed = await client.request(
                 type="subscribe", channel=f"room:{room.slug}", since=0
             )
+            assert subscribed["type"] == "subscribed"
             await client.drain(0.2)
             await client.close()
             seqs = [m["seq"] for m in client.messages()]
@@ -273,3 +276,46 @@ async def test_a_flood_is_rate_limited_then_closed(live_server_url):
     assert code == 4429
     assert any(f.get("code") == "rate_limited" for f in client.frames)
     assert 0 < sum(f["type"] == "pong" for f in client.frames) < 400
+
+
+async def test_posts_racing_through_two_servers_and_rest_get_gapless_seqs(
+    live_server_url, second_server_url, room
+):
+    # given: a subscriber, and three posters: a socket on each server and REST callers
+    subscriber = await WsClient.open(live_server_url)
+    await subscriber.request(type="subscribe", channel=f"room:{room.slug}")
+    one, two = await WsClient.open(live_server_url), await WsClient.open(second_server_url)
+    per_poster = 25
+
+    async def socket_posts(client: WsClient, tag: str) -> None:
+        for n in range(per_poster):
+            reply = await client.request(type="chat.send", room=room.slug, body=f"{tag}{n}")
+            assert reply["type"] == "chat.sent", reply
+
+    def rest_post(n: int) -> None:
+        status, body, _ = http_json(
+            f"{second_server_url}/api/rooms/{room.slug}/messages/",
+            method="POST",
+            body={"body": f"rest{n}"},
+        )
+        assert status == 201, body
+
+    async def rest_posts() -> None:
+        await asyncio.gather(*(asyncio.to_thread(rest_post, n) for n in range(per_poster)))
+
+    # when
+    await asyncio.gather(socket_posts(one, "one"), socket_posts(two, "two"), rest_posts())
+
+    # then: the database holds 1..75 once each
+    total = 3 * per_poster
+    rows = await database_sync_to_async(
+        lambda: list(Message.objects.filter(room=room).values_list("seq", "body"))
+    )()
+    assert sorted(seq for seq, _ in rows) == list(range(1, total + 1))
+    assert len({body for _, body in rows}) == total
+    # and the subscriber got every one, in order, once
+    received = [await subscriber.expect("chat.message") for _ in range(total)]
+    assert [m["seq"] for m in received] == list(range(1, total + 1))
+    assert [f for f in await subscriber.drain(0.3) if f["type"] == "chat.message"] == []
+    for client in (subscriber, one, two):
+        await client.close()

@@ -10,7 +10,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from realtime.events import server_frame_adapter
+from realtime.events import TutorialErrorFrame, TutorialMessageFrame, server_frame_adapter
 
 Frame = dict[str, Any]
 
@@ -44,6 +44,10 @@ class WsClient:
         frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
         if "type" in frame:
             server_frame_adapter.validate_python(frame)
+        elif "error" in frame:
+            TutorialErrorFrame.model_validate(frame)
+        else:
+            TutorialMessageFrame.model_validate(frame)
         self.frames.append(frame)
         self._unclaimed.append(frame)
         return dict(frame)

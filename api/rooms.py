@@ -1,0 +1,210 @@
+"""`/api/rooms/`: list, create and read rooms; read and post their messages."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from redis.exceptions import RedisError
+from rest_framework import serializers, status
+from rest_framework.generics import ListCreateAPIView
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.errors import ChatError, ChatErrorCode
+from chat.models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
+from chat.selectors import HISTORY_MAX_LIMIT, message_history, room_get, room_list
+from chat.services import message_post, room_create
+from realtime.presence import online_counts
+
+from .errors import ErrorSerializer
+
+logger = logging.getLogger(__name__)
+
+
+def _online(slugs: list[str]) -> dict[str, int]:
+    try:
+        return online_counts(slugs)
+    except RedisError:  # presence is live data; the rooms themselves still list
+        logger.warning("presence unavailable for room list", exc_info=True)
+        return {}
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    online = serializers.SerializerMethodField(help_text="People in the room now (null: unknown)")
+
+    class Meta:
+        model = Room
+        fields = ["slug", "title", "created_at", "last_message_at", "last_seq", "online"]
+        read_only_fields = ["created_at", "last_message_at", "last_seq", "online"]
+
+    def get_online(self, room: Room) -> int | None:
+        counts: dict[str, int] = self.context.get("online", {})
+        return counts.get(room.slug)
+
+
+class RoomCreateSerializer(serializers.Serializer):
+    slug = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$", max_length=64)
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class AuthorSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    room = serializers.CharField(source="room.slug", read_only=True)
+    author = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = ["id", "room", "seq", "author", "author_name", "body", "created_at", "client_id"]
+
+    def get_author(self, message: Message) -> dict[str, Any] | None:
+        if message.author_id is None:
+            return None
+        return {"id": message.author_id, "username": message.author_name}
+
+
+class MessagePostSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=MESSAGE_MAX_LENGTH, trim_whitespace=False)
+    client_id = serializers.CharField(max_length=CLIENT_ID_MAX_LENGTH, required=False)
+
+
+class MessagePageSerializer(serializers.Serializer):
+    results = MessageSerializer(many=True)
+    last_seq = serializers.IntegerField(help_text="The room's newest seq when this was read")
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, required=False)
+    before = serializers.IntegerField(min_value=1, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=HISTORY_MAX_LIMIT, default=50)
+
+
+def _user(request: Request) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
+def _room_or_404(slug: str) -> Room:
+    room = room_get(slug=slug)
+    if room is None:
+        raise ChatError(ChatErrorCode.ROOM_NOT_FOUND, f"No room {slug!r}.")
+    return room
+
+
+@extend_schema(tags=["rooms"])
+class RoomListView(ListCreateAPIView):
+    """Rooms, most recently active first, with how many are in each now."""
+
+    serializer_class = RoomSerializer
+
+    def get_queryset(self) -> QuerySet[Room]:
+        return room_list()
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = dict(super().get_serializer_context())
+        page = getattr(self, "_page", None)
+        if page is not None:
+            context["online"] = _online([room.slug for room in page])
+        return context
+
+    def paginate_queryset(self, queryset: Any) -> Any:
+        self._page = super().paginate_queryset(queryset)
+        return self._page
+
+    @extend_schema(operation_id="rooms_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="rooms_create",
+        request=RoomCreateSerializer,
+        responses={201: RoomSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        incoming = RoomCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        room = room_create(created_by=_user(request), **incoming.validated_data)
+        return Response(RoomSerializer(room).data, status=status.HTTP_201_CREATED)
+
+
+class RoomDetailView(APIView):
+    """One room."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="rooms_retrieve",
+        tags=["rooms"],
+        responses={200: RoomSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        room = _room_or_404(slug)
+        return Response(RoomSerializer(room, context={"online": _online([slug])}).data)
+
+
+class RoomMessagesView(APIView):
+    """A room's history by `seq`, and posting to it (also sent to the room's sockets)."""
+
+    permission_classes = [AllowAny]  # anonymous posting is a setting, checked by the service
+
+    @extend_schema(
+        operation_id="rooms_messages_list",
+        tags=["rooms"],
+        parameters=[
+            OpenApiParameter(
+                "after", int, description="Only messages with seq > after, oldest first"
+            ),
+            OpenApiParameter("before", int, description="Only messages with seq < before"),
+            OpenApiParameter(
+                "limit", int, description=f"At most this many (1-{HISTORY_MAX_LIMIT})"
+            ),
+        ],
+        responses={200: MessagePageSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        query = HistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        room = _room_or_404(slug)
+        messages = message_history(room=room, **query.validated_data)
+        return Response(
+            {"results": MessageSerializer(messages, many=True).data, "last_seq": room.last_seq}
+        )
+
+    @extend_schema(
+        operation_id="rooms_messages_create",
+        tags=["rooms"],
+        request=MessagePostSerializer,
+        responses={
+            201: MessageSerializer,
+            200: MessageSerializer,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+        examples=[
+            OpenApiExample(
+                "Post with a retry key",
+                value={"body": "Hello, room!", "client_id": "3f0c2a9e-5b7d-4e61-9d1a-2c8e4b6f7a10"},
+                request_only=True,
+            )
+        ],
+        description="201 when posted; 200 with the earlier message when `client_id` was seen.",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        incoming = MessagePostSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        room = _room_or_404(slug)
+        result = message_post(room=room, author=_user(request), **incoming.validated_data)
+        return Response(
+            MessageSerializer(result.message).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )

@@ -1,0 +1,162 @@
+"""`/api/rooms/`: listing with presence, creating, history by seq, posting."""
+
+import pytest
+from asgiref.sync import async_to_sync
+from rest_framework.test import APIClient
+
+from chat.models import Message
+from chat.services import message_post
+from realtime import presence
+from realtime.events import UserRef
+from tests.factories import RoomFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def signed_in(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_rooms_list_newest_activity_first_with_online_counts(api):
+    # given
+    quiet, busy = RoomFactory(slug="quiet"), RoomFactory(slug="busy")
+    message_post(room=busy, author=None, body="hi")
+    alice = UserRef(id=1, username="alice")
+    for conn in ("tab1", "tab2"):  # one user, two tabs: counted once
+        async_to_sync(presence.enter)("busy", conn, alice)
+    async_to_sync(presence.enter)("busy", "anon", None)
+
+    # when
+    body = api.get("/api/rooms/").json()
+
+    # then
+    assert body["count"] == 2
+    assert [r["slug"] for r in body["results"]] == ["busy", "quiet"]
+    assert body["results"][0]["online"] == 2
+    assert body["results"][0]["last_seq"] == 1
+    assert body["results"][0]["last_message_at"] is not None
+    assert body["results"][1]["online"] == 0
+    assert quiet.title
+
+
+def test_creating_a_room_needs_a_user(api, signed_in, user):
+    assert api.post("/api/rooms/", {"slug": "new"}, format="json").status_code == 401
+
+    response = signed_in.post("/api/rooms/", {"slug": "new", "title": "New"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["slug"] == "new"
+    again = signed_in.post("/api/rooms/", {"slug": "new"}, format="json")
+    assert again.status_code == 409
+    assert again.json()["code"] == "room_exists"
+
+
+@pytest.mark.parametrize("slug", ["", "café", "a" * 65, "has space", "dot.ted"])
+def test_room_slugs_are_limited_to_what_channel_groups_accept(signed_in, slug):
+    response = signed_in.post("/api/rooms/", {"slug": slug}, format="json")
+
+    assert response.status_code == 400
+    assert "slug" in response.json()["fields"]
+
+
+def test_unknown_room_is_404_in_the_error_shape(api):
+    response = api.get("/api/rooms/nope/messages/")
+
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "detail": "No room 'nope'."}
+
+
+def test_history_by_seq_after_before_and_limit(api):
+    room = RoomFactory()
+    for n in range(1, 11):
+        message_post(room=room, author=None, body=f"m{n}")
+
+    def seqs(query: str) -> list[int]:
+        body = api.get(f"/api/rooms/{room.slug}/messages/?{query}").json()
+        assert body["last_seq"] == 10
+        return [m["seq"] for m in body["results"]]
+
+    assert seqs("") == list(range(1, 11))
+    assert seqs("limit=3") == [8, 9, 10]  # the newest, oldest first
+    assert seqs("after=7") == [8, 9, 10]
+    assert seqs("after=2&limit=2") == [3, 4]
+    assert seqs("before=4") == [1, 2, 3]
+    assert seqs("after=2&before=6") == [3, 4, 5]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=201", "after=-1", "after=x", "before=0"])
+def test_history_parameters_are_checked_and_capped(api, query):
+    room = RoomFactory()
+
+    response = api.get(f"/api/rooms/{room.slug}/messages/?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+
+
+def test_posting_stores_the_body_exactly_and_a_retry_returns_the_same_message(signed_in, user):
+    room = RoomFactory()
+    body = "  <script>alert(1)</script>\n  tabs\tand spaces  "
+
+    first = signed_in.post(
+        f"/api/rooms/{room.slug}/messages/", {"body": body, "client_id": "k1"}, format="json"
+    )
+    retry = signed_in.post(
+        f"/api/rooms/{room.slug}/messages/", {"body": body, "client_id": "k1"}, format="json"
+    )
+
+    assert first.status_code == 201
+    assert retry.status_code == 200
+    assert retry.json() == first.json()
+    assert first.json()["body"] == body
+    assert first.json()["author"] == {"id": user.pk, "username": user.username}
+    assert Message.objects.get().body == body
+
+
+def test_a_client_id_of_another_author_is_a_conflict(signed_in):
+    room = RoomFactory()
+    other = UserFactory()
+    message_post(room=room, author=other, body="mine", client_id="k1")
+
+    response = signed_in.post(
+        f"/api/rooms/{room.slug}/messages/", {"body": "x", "client_id": "k1"}, format="json"
+    )
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "client_id_conflict"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [({"body": ""}, "body"), ({"body": "x" * 4001}, "body"), ({}, "body"), ({"body": 5}, None)],
+)
+def test_bad_message_bodies_are_refused(api, payload, field):
+    room = RoomFactory()
+
+    response = api.post(f"/api/rooms/{room.slug}/messages/", payload, format="json")
+
+    if field is None:  # a number is accepted as its text by DRF's CharField
+        assert response.status_code == 201
+        return
+    assert response.status_code == 400
+    assert field in response.json()["fields"]
+    assert not Message.objects.exists()
+
+
+def test_anonymous_posting_follows_the_setting(api, settings):
+    room = RoomFactory()
+    settings.SWITCHBOARD_ANONYMOUS_POSTING = False
+
+    response = api.post(f"/api/rooms/{room.slug}/messages/", {"body": "hi"}, format="json")
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "posting_not_allowed"
+    assert not Message.objects.exists()
