@@ -27,7 +27,7 @@ def signed_in(user) -> APIClient:
 
 def test_rooms_list_newest_activity_first_with_online_counts(api):
     # given
-    quiet, busy = RoomFactory(slug="quiet"), RoomFactory(slug="busy")
+    quiet, busy = RoomFactory.create(slug="quiet"), RoomFactory.create(slug="busy")
     message_post(room=busy, author=None, body="hi")
     alice = UserRef(id=1, username="alice")
     for conn in ("tab1", "tab2"):  # one user, two tabs: counted once
@@ -75,7 +75,7 @@ def test_unknown_room_is_404_in_the_error_shape(api):
 
 
 def test_history_by_seq_after_before_and_limit(api):
-    room = RoomFactory()
+    room = RoomFactory.create()
     for n in range(1, 11):
         message_post(room=room, author=None, body=f"m{n}")
 
@@ -94,7 +94,7 @@ def test_history_by_seq_after_before_and_limit(api):
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=201", "after=-1", "after=x", "before=0"])
 def test_history_parameters_are_checked_and_capped(api, query):
-    room = RoomFactory()
+    room = RoomFactory.create()
 
     response = api.get(f"/api/rooms/{room.slug}/messages/?{query}")
 
@@ -103,7 +103,7 @@ def test_history_parameters_are_checked_and_capped(api, query):
 
 
 def test_posting_stores_the_body_exactly_and_a_retry_returns_the_same_message(signed_in, user):
-    room = RoomFactory()
+    room = RoomFactory.create()
     body = "  <script>alert(1)</script>\n  tabs\tand spaces  "
 
     first = signed_in.post(
@@ -122,8 +122,8 @@ def test_posting_stores_the_body_exactly_and_a_retry_returns_the_same_message(si
 
 
 def test_a_client_id_of_another_author_is_a_conflict(signed_in):
-    room = RoomFactory()
-    other = UserFactory()
+    room = RoomFactory.create()
+    other = UserFactory.create()
     message_post(room=room, author=other, body="mine", client_id="k1")
 
     response = signed_in.post(
@@ -139,7 +139,7 @@ def test_a_client_id_of_another_author_is_a_conflict(signed_in):
     [({"body": ""}, "body"), ({"body": "x" * 4001}, "body"), ({}, "body"), ({"body": 5}, None)],
 )
 def test_bad_message_bodies_are_refused(api, payload, field):
-    room = RoomFactory()
+    room = RoomFactory.create()
 
     response = api.post(f"/api/rooms/{room.slug}/messages/", payload, format="json")
 
@@ -152,7 +152,7 @@ def test_bad_message_bodies_are_refused(api, payload, field):
 
 
 def test_anonymous_posting_follows_the_setting(api, settings):
-    room = RoomFactory()
+    room = RoomFactory.create()
     settings.SWITCHBOARD_ANONYMOUS_POSTING = False
 
     response = api.post(f"/api/rooms/{room.slug}/messages/", {"body": "hi"}, format="json")

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def room(db):
-    return RoomFactory()
+    return RoomFactory.create()
 
 
 def post(room, body: str, author=None):
