@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 GATEWAY = "gateway"
 TUTORIAL = "tutorial"
 MAINTENANCE_INTERVAL = 15.0  # seconds between presence refreshes and layer re-joins
+# Presence changes within this window go out as one snapshot: a thousand sockets joining a
+# room cost each process a few snapshots, not a thousand times a thousand frames.
+PRESENCE_DEBOUNCE = 0.25
 GROUP_REJOIN_INTERVAL = 3600.0  # channels-redis forgets group members after a day
 
 Send = Callable[[str], Awaitable[None]]
@@ -84,6 +87,7 @@ class RoomFeed:
         self.room_id = room_id
         self.last_seq = last_seq
         self.presence_version = 0
+        self.presence_due: asyncio.Task[None] | None = None
         self.subscriptions: set[Subscription] = set()
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.task = asyncio.create_task(self._run(), name=f"room-feed:{slug}")
@@ -94,8 +98,8 @@ class RoomFeed:
             try:
                 if event["type"] == "room.message":
                     await self._message(int(event["seq"]), event["frame"])
-                elif event["type"] == "presence.changed":
-                    await self._presence(event)
+                elif event["type"] == "presence.changed" and self.presence_due is None:
+                    self.presence_due = asyncio.create_task(self._presence_later())
             except Exception:
                 logger.exception("room feed %s failed on %s", self.slug, event.get("type"))
 
@@ -123,11 +127,18 @@ class RoomFeed:
             except Exception:  # a socket that went away must not stop the others
                 logger.debug("delivery to %s failed", subscription.conn_id, exc_info=True)
 
-    async def _presence(self, event: dict[str, Any]) -> None:
-        if event["version"] <= self.presence_version:
+    async def _presence_later(self) -> None:
+        await asyncio.sleep(PRESENCE_DEBOUNCE)
+        self.presence_due = None  # a change from now on schedules another snapshot
+        try:
+            snapshot = await presence.snapshot(self.slug)
+        except Exception:
+            logger.warning("presence snapshot of %s failed", self.slug, exc_info=True)
             return
-        self.presence_version = event["version"]
-        text = json.dumps(event["frame"])
+        if snapshot.version <= self.presence_version:
+            return
+        self.presence_version = snapshot.version
+        text = json.dumps(presence_frame(self.slug, snapshot))
         for subscription in list(self.subscriptions):
             if subscription.fmt == GATEWAY:
                 try:
@@ -235,14 +246,21 @@ class Hub:
             if not feed.subscriptions:
                 del self.feeds[slug]
                 feed.task.cancel()
+                if feed.presence_due is not None:
+                    feed.presence_due.cancel()
                 if self.channel is not None:
                     await self.layer.group_discard(room_group(slug), self.channel)
 
 
 async def announce_presence(slug: str) -> None:
-    """Tell every process (and so every subscriber) who is in the room now."""
-    snapshot = await presence.snapshot(slug)
-    frame = events.dump(
+    """Tell every process that the room's presence changed; each reads it when due."""
+    await get_channel_layer().group_send(
+        room_group(slug), {"type": "presence.changed", "room": slug}
+    )
+
+
+def presence_frame(slug: str, snapshot: presence.Snapshot) -> dict[str, Any]:
+    return events.dump(
         events.PresenceFrame(
             channel=events.room_channel(slug),
             users=[events.UserRef(id=uid, username=name) for uid, name in snapshot.users],
@@ -250,11 +268,6 @@ async def announce_presence(slug: str) -> None:
             count=snapshot.count,
             version=snapshot.version,
         )
-    )
-    layer = get_channel_layer()
-    await layer.group_send(
-        room_group(slug),
-        {"type": "presence.changed", "room": slug, "version": snapshot.version, "frame": frame},
     )
 
 
