@@ -198,6 +198,55 @@ class PresenceFrame(Frame):
     version: int
 
 
+class JobProgress(Frame):
+    current: int
+    total: int
+    message: str
+
+
+class JobError(Frame):
+    type: str
+    message: str
+
+
+class JobState(Frame):
+    """A job's full state, as REST returns it and `job.update` carries it."""
+
+    id: str
+    kind: str
+    status: Literal["scheduled", "queued", "running", "succeeded", "failed", "cancelled"]
+    params: dict[str, Any]
+    progress: JobProgress
+    result: dict[str, Any] | None
+    error: JobError | None
+    created_at: str
+    run_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    seq: int
+    cancel_requested: bool
+    log_lines: int
+
+
+class JobUpdateFrame(Frame):
+    """A job's state after a change; `job.seq` orders updates (a later one supersedes)."""
+
+    type: Literal["job.update"] = "job.update"
+    channel: str
+    job: JobState
+
+
+class JobLogFrame(Frame):
+    """A line the job wrote; `number` counts from 1 with no gap."""
+
+    type: Literal["job.log"] = "job.log"
+    channel: str
+    job_id: str
+    number: int
+    line: str
+
+
 class PongFrame(Frame):
     type: Literal["pong"] = "pong"
     ref: Ref | None = None
@@ -221,6 +270,8 @@ ServerFrame = Annotated[
     | ChatMessageFrame
     | ChatSentFrame
     | PresenceFrame
+    | JobUpdateFrame
+    | JobLogFrame
     | PongFrame
     | ErrorFrame,
     Field(discriminator="type"),
@@ -257,3 +308,7 @@ def dump(frame: Frame) -> dict[str, Any]:
 
 def room_channel(slug: str) -> str:
     return f"room:{slug}"
+
+
+def job_channel(job_id: str) -> str:
+    return f"job:{job_id}"

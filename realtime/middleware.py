@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth import get_user
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from rest_framework.authtoken.models import Token
 
@@ -80,6 +83,31 @@ class OriginGuard:
 
 
 @database_sync_to_async
+def session_user(session_key: str | None) -> AbstractBaseUser | AnonymousUser:
+    """The user a session cookie names (Django's own checks, incl. the session hash)."""
+    if not session_key:
+        return AnonymousUser()
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
+
+
+class SessionAuthMiddleware:
+    """Read-only session auth: the cookie names the user, nothing is written back.
+
+    Channels' SessionMiddleware wraps `send` to save sessions, which costs a check on every
+    frame a socket is sent; sockets here never change the session, so no wrapper is needed.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
+        cookies = parse_cookie((_header(scope, b"cookie") or b"").decode("latin1"))
+        user = await session_user(cookies.get(settings.SESSION_COOKIE_NAME))
+        return await self.inner(dict(scope, user=user), receive, send)
+
+
+@database_sync_to_async
 def user_for_token(key: str) -> AbstractBaseUser | None:
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
@@ -102,4 +130,4 @@ class TokenAuthMiddleware(BaseMiddleware):
 
 def websocket_security_stack(inner: Any) -> Any:
     """Origin check, then session cookie auth, then token auth (which wins when both are sent)."""
-    return OriginGuard(AuthMiddlewareStack(TokenAuthMiddleware(inner)))
+    return OriginGuard(SessionAuthMiddleware(TokenAuthMiddleware(inner)))
