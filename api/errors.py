@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from chat.errors import ChatError, ChatErrorCode
+from jobs.errors import JobError, JobErrorCode
 
 
 class ErrorCode(StrEnum):
@@ -34,6 +35,11 @@ class ErrorCode(StrEnum):
     INVALID_MESSAGE = ChatErrorCode.INVALID_MESSAGE.value
     POSTING_NOT_ALLOWED = ChatErrorCode.POSTING_NOT_ALLOWED.value
     CLIENT_ID_CONFLICT = ChatErrorCode.CLIENT_ID_CONFLICT.value
+    UNKNOWN_KIND = JobErrorCode.UNKNOWN_KIND.value
+    INVALID_PARAMS = JobErrorCode.INVALID_PARAMS.value
+    INVALID_SCHEDULE = JobErrorCode.INVALID_SCHEDULE.value
+    BROKER_UNAVAILABLE = JobErrorCode.BROKER_UNAVAILABLE.value
+    NOT_CANCELLABLE = JobErrorCode.NOT_CANCELLABLE.value
 
 
 _CHAT_STATUS = {
@@ -46,13 +52,26 @@ _CHAT_STATUS = {
 }
 
 
+_JOB_STATUS = {
+    JobErrorCode.NOT_FOUND: 404,
+    JobErrorCode.UNKNOWN_KIND: 400,
+    JobErrorCode.INVALID_PARAMS: 400,
+    JobErrorCode.INVALID_SCHEDULE: 400,
+    JobErrorCode.BROKER_UNAVAILABLE: 503,
+    JobErrorCode.NOT_CANCELLABLE: 409,
+}
+
+
 class DomainError(exceptions.APIException):
     """A domain rule's refusal, with the domain's own stable code."""
 
-    def __init__(self, status_code: int, code: str, detail: str) -> None:
+    def __init__(
+        self, status_code: int, code: str, detail: str, fields: dict[str, list[str]] | None = None
+    ) -> None:
         super().__init__(detail=detail, code=code)
         self.status_code = status_code
         self.error_code = code
+        self.fields = fields or {}
 
 
 _CODES: dict[type[exceptions.APIException], ErrorCode] = {
@@ -115,6 +134,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's handler, reshaped into the one error body; headers (Retry-After...) are kept."""
     if isinstance(exc, ChatError):
         exc = DomainError(_CHAT_STATUS[exc.code], exc.code.value, exc.detail)
+    elif isinstance(exc, JobError):
+        exc = DomainError(_JOB_STATUS[exc.code], exc.code.value, exc.detail, exc.fields)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -128,5 +149,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body["fields"] = _flatten(exc.detail)
     else:
         body["detail"] = str(exc.detail)
+        if isinstance(exc, DomainError) and exc.fields:
+            body["fields"] = exc.fields
+    if isinstance(exc, DomainError) and exc.status_code == 503:
+        response.headers["Retry-After"] = "5"
     response.data = body
     return response

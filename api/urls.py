@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from . import auth, health, rooms
+from . import auth, health, jobs, rooms
 
 urlpatterns = [
     path("auth/csrf/", auth.CsrfView.as_view(), name="auth-csrf"),
@@ -14,6 +14,11 @@ urlpatterns = [
     path("rooms/", rooms.RoomListView.as_view(), name="rooms"),
     path("rooms/<str:slug>/", rooms.RoomDetailView.as_view(), name="room"),
     path("rooms/<str:slug>/messages/", rooms.RoomMessagesView.as_view(), name="room-messages"),
+    path("job-kinds/", jobs.JobKindListView.as_view(), name="job-kinds"),
+    path("jobs/", jobs.JobListView.as_view(), name="jobs"),
+    path("jobs/<str:job_id>/", jobs.JobDetailView.as_view(), name="job"),
+    path("jobs/<str:job_id>/cancel/", jobs.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<str:job_id>/log/", jobs.JobLogView.as_view(), name="job-log"),
     path("health/", health.LivenessView.as_view(), name="health-live"),
     path("health/ready/", health.ReadinessView.as_view(), name="health-ready"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class JobsConfig(AppConfig):
     name = "jobs"
+
+    def ready(self) -> None:
+        from . import kinds  # noqa: F401 - registers the shipped job kinds

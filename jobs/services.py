@@ -1,10 +1,265 @@
-"""Writes of the jobs domain."""
+"""Writes of the jobs domain: enqueue, claim, report, finish, cancel."""
 
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
 from importlib import import_module
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+from pydantic import ValidationError
+
+from realtime import events
+from realtime.broadcast import publish_on_commit
+
+from .errors import JobError, JobErrorCode
+from .models import FINISHED, WAITING, Job, JobLogLine, JobStatus
+from .registry import kind_get
+from .selectors import job_state
+
+logger = logging.getLogger(__name__)
+
+LOG_LINE_MAX = 1000
+
+
+def job_group(job_id: Any) -> str:
+    return f"job.{job_id}"
+
+
+def owner_group(owner_id: int) -> str:
+    return f"jobs.user.{owner_id}"
 
 
 def sessions_clear_expired() -> None:
     """Delete expired login sessions through the configured session engine."""
     import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+
+
+def job_enqueue(
+    *,
+    owner: User,
+    kind: str,
+    params: dict[str, Any],
+    countdown: float | None = None,
+    eta: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Write the job, then (after commit) send its Celery message; (job, created).
+
+    A repeated `idempotency_key` returns the job it created first. If the broker refuses the
+    message the job is marked failed and `broker_unavailable` is raised.
+    """
+    job_kind = kind_get(kind)
+    if job_kind is None:
+        raise JobError(JobErrorCode.UNKNOWN_KIND, f"No job kind {kind!r}.")
+    try:
+        clean = job_kind.params.model_validate(params).model_dump(mode="json")
+    except ValidationError as exc:
+        fields = {".".join(map(str, e["loc"])) or "params": [e["msg"]] for e in exc.errors()}
+        raise JobError(JobErrorCode.INVALID_PARAMS, "The params are invalid.", fields) from exc
+    now = timezone.now()
+    run_at = _run_at(now, countdown, eta)
+    if idempotency_key is not None:
+        earlier = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if earlier is not None:
+            return earlier, False
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                owner=owner,
+                kind=kind,
+                params=clean,
+                status=JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED,
+                created_at=now,
+                run_at=run_at,
+                idempotency_key=idempotency_key,
+            )
+            _publish_update(job)
+    except IntegrityError:  # a concurrent retry with the same key won
+        earlier = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if earlier is None:
+            raise
+        return earlier, False
+    _dispatch(job)
+    return job, True
+
+
+def _run_at(now: datetime, countdown: float | None, eta: datetime | None) -> datetime:
+    limit = settings.JOBS_MAX_COUNTDOWN
+    if countdown is not None and eta is not None:
+        raise JobError(JobErrorCode.INVALID_SCHEDULE, "Give countdown or eta, not both.")
+    if eta is not None:
+        countdown = (eta - now).total_seconds()
+        if countdown < -60:
+            raise JobError(JobErrorCode.INVALID_SCHEDULE, "eta is in the past.")
+    countdown = max(0.0, countdown or 0.0)
+    if countdown > limit:
+        raise JobError(
+            JobErrorCode.INVALID_SCHEDULE, f"The countdown may be at most {limit} seconds."
+        )
+    return now + timedelta(seconds=countdown)
+
+
+def _dispatch(job: Job) -> None:
+    """Send the job's Celery message (task id = job id), to run at `run_at`."""
+    from .tasks import run_job
+
+    try:
+        run_job.apply_async((str(job.id),), task_id=str(job.id), eta=job.run_at, retry=True)
+    except (OperationalError, OSError) as exc:
+        logger.warning("broker refused job %s", job.id, exc_info=True)
+        _finish(
+            job.pk,
+            JobStatus.FAILED,
+            error={"type": "BrokerUnavailable", "message": "The job could not be queued."},
+            only_if=WAITING,
+        )
+        raise JobError(
+            JobErrorCode.BROKER_UNAVAILABLE, "The job queue is unavailable; try again shortly."
+        ) from exc
+    Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now())
+
+
+def job_claim(*, job_id: str) -> Job | None:
+    """Take a waiting, not cancelled job for running; None if it is not (or no longer) waiting."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    with transaction.atomic():
+        claimed = Job.objects.filter(pk=job_id, status__in=WAITING, cancel_requested=False).update(
+            status=JobStatus.RUNNING,
+            started_at=now,
+            attempts=F("attempts") + 1,
+            lease_expires_at=lease,
+            seq=F("seq") + 1,
+        )
+        if not claimed:
+            return None
+        job = Job.objects.get(pk=job_id)
+        _publish_update(job)
+    return job
+
+
+def job_progress(*, job_id: Any, current: int, total: int, message: str) -> bool:
+    """Record progress of a running job and extend its lease; False if it is not running."""
+    lease = timezone.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            progress_current=current,
+            progress_total=total,
+            progress_message=message[:500],
+            lease_expires_at=lease,
+            seq=F("seq") + 1,
+        )
+        if updated:
+            _publish_update(Job.objects.get(pk=job_id))
+    return bool(updated)
+
+
+def job_log_append(*, job_id: Any, line: str) -> int:
+    """Append a numbered log line (bounded length); its number."""
+    line = line[:LOG_LINE_MAX]
+    with transaction.atomic():
+        Job.objects.filter(pk=job_id).update(log_lines=F("log_lines") + 1)
+        number = Job.objects.values_list("log_lines", flat=True).get(pk=job_id)
+        JobLogLine.objects.create(job_id=job_id, number=number, line=line)
+        channel = events.job_channel(str(job_id))
+        frame = events.dump(
+            events.JobLogFrame(channel=channel, job_id=str(job_id), number=number, line=line)
+        )
+        publish_on_commit(
+            job_group(job_id), {"type": "job.log", "job": str(job_id), "frame": frame}
+        )
+    return int(number)
+
+
+def job_succeed(*, job_id: Any, result: dict[str, Any] | None) -> None:
+    _finish(job_id, JobStatus.SUCCEEDED, result=result, only_if=(JobStatus.RUNNING,))
+
+
+def job_fail(*, job_id: Any, error_type: str, message: str) -> None:
+    _finish(
+        job_id,
+        JobStatus.FAILED,
+        error={"type": error_type, "message": message[:500]},
+        only_if=(JobStatus.RUNNING,),
+    )
+
+
+def job_mark_cancelled(*, job_id: Any) -> None:
+    _finish(job_id, JobStatus.CANCELLED, only_if=(JobStatus.RUNNING, *WAITING))
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel: a waiting job never starts; a running one stops at its reporter's next check."""
+    if job.status in FINISHED:
+        raise JobError(JobErrorCode.NOT_CANCELLABLE, f"The job has already {job.status}.")
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(cancel_requested=True, seq=F("seq") + 1)
+        refreshed = Job.objects.get(pk=job.pk)
+        _publish_update(refreshed)
+    if refreshed.status in WAITING:
+        job_mark_cancelled(job_id=job.pk)
+    return Job.objects.get(pk=job.pk)
+
+
+def job_cancel_requested(*, job_id: Any) -> bool:
+    return bool(Job.objects.filter(pk=job_id, cancel_requested=True).exists())
+
+
+def jobs_reap_expired(*, now: datetime | None = None) -> int:
+    """Fail running jobs whose worker stopped renewing the lease (killed mid-job)."""
+    now = now or timezone.now()
+    reaped = 0
+    for job_id in Job.objects.filter(
+        status=JobStatus.RUNNING, lease_expires_at__lt=now
+    ).values_list("pk", flat=True):
+        reaped += _finish(
+            job_id,
+            JobStatus.FAILED,
+            error={"type": "WorkerLost", "message": "The worker running this job stopped."},
+            only_if=(JobStatus.RUNNING,),
+            lease_before=now,
+        )
+    return reaped
+
+
+def _finish(
+    job_id: Any,
+    status: str,
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, str] | None = None,
+    only_if: tuple[str, ...],
+    lease_before: datetime | None = None,
+) -> int:
+    with transaction.atomic():
+        jobs = Job.objects.filter(pk=job_id, status__in=only_if)
+        if lease_before is not None:
+            jobs = jobs.filter(lease_expires_at__lt=lease_before)
+        changed = jobs.update(
+            status=status,
+            result=result,
+            error=error,
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+            seq=F("seq") + 1,
+        )
+        if changed:
+            _publish_update(Job.objects.get(pk=job_id))
+    return changed
+
+
+def _publish_update(job: Job) -> None:
+    channel = events.job_channel(str(job.id))
+    frame = events.dump(
+        events.JobUpdateFrame(channel=channel, job=events.JobState(**job_state(job)))
+    )
+    event = {"type": "job.update", "job": str(job.id), "seq": job.seq, "frame": frame}
+    publish_on_commit(job_group(job.id), event)
+    publish_on_commit(owner_group(job.owner_id), event)

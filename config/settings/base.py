@@ -149,7 +149,17 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "clear-expired-sessions": {"task": "jobs.sessions_clear_expired", "schedule": 60 * 60 * 6},
+    "reap-expired-jobs": {"task": "jobs.reap_expired", "schedule": 30},
 }
+
+# ------------------------------------------------------------------ jobs
+# Longest countdown (seconds) a client may ask for.
+JOBS_MAX_COUNTDOWN = env.int("JOBS_MAX_COUNTDOWN", default=24 * 60 * 60)
+# A running job renews its lease at each progress write; a job whose lease ran out (its
+# worker was killed) is failed by the reaper.
+JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)
+# At most one progress write and event per job per this many seconds.
+JOBS_PROGRESS_INTERVAL = env.float("JOBS_PROGRESS_INTERVAL", default=0.25)
 
 # ------------------------------------------------------------------ REST
 REST_FRAMEWORK = {
@@ -177,6 +187,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "ReadinessStatusEnum": ["ok", "unavailable"],
+    },
 }
 
 # ------------------------------------------------------------------ browsers and sockets

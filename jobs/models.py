@@ -1,0 +1,83 @@
+"""Jobs data: the Job row is the source of truth for every background job."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    SCHEDULED = "scheduled"  # waiting for its countdown / eta
+    QUEUED = "queued"  # due, waiting for a worker
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+WAITING = (JobStatus.SCHEDULED, JobStatus.QUEUED)
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(models.Model):
+    # Also the Celery task id.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+    )
+    kind = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress_current = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    progress_message = models.CharField(max_length=500, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)  # {"type", "message"}: never a traceback
+    created_at = models.DateTimeField(default=timezone.now)
+    run_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    seq = models.PositiveBigIntegerField(default=0)  # counts the job's events
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    cancel_requested = models.BooleanField(default=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)  # running: worker is alive
+    dispatched_at = models.DateTimeField(null=True, blank=True)  # the Celery message was sent
+    log_lines = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status", "run_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="jobs_job_owner_idempotency_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"
+
+
+class JobLogLine(models.Model):
+    """A numbered line a job wrote while it ran."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log")
+    number = models.PositiveIntegerField()
+    line = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="jobs_logline_job_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.number}"
