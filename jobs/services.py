@@ -79,6 +79,7 @@ def job_enqueue(
                 created_at=now,
                 run_at=run_at,
                 idempotency_key=idempotency_key,
+                seq=1,  # its creation is the job's first event
             )
             _publish_update(job)
     except IntegrityError:  # a concurrent retry with the same key won

@@ -23,7 +23,10 @@ def room_group(slug: str) -> str:
 
 def publish_on_commit(group: str, event: dict[str, Any]) -> None:
     """Send `event` to `group` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: publish_now(group, event), robust=True)
+    # The group travels with the event: a process that is in several groups (a job's and its
+    # owner's) receives it once per group and must know which feed it is for.
+    tagged = {**event, "group": group}
+    transaction.on_commit(lambda: publish_now(group, tagged), robust=True)
 
 
 def publish_now(group: str, event: dict[str, Any]) -> None:

@@ -60,7 +60,8 @@ class RoomSocket(AsyncWebsocketConsumer):
         self.conn_id = self.hub.new_connection_id()
         self.user = self.scope.get("user")
         self.identity = user_ref(self.user)
-        self.subscriptions: dict[str, Subscription] = {}
+        self.subscriptions: dict[str, Subscription] = {}  # rooms, by slug
+        self.group_subscriptions: dict[str, tuple[str, Subscription]] = {}  # jobs, by channel
         self.bucket = TokenBucket(settings.SWITCHBOARD_WS_RATE, settings.SWITCHBOARD_WS_BURST)
         self.refused = 0
         self.last_refusal = 0.0
@@ -139,7 +140,16 @@ class RoomSocket(AsyncWebsocketConsumer):
         except Exception:
             logger.warning("presence leave failed for %s", slug, exc_info=True)
 
+    async def leave_group(self, channel: str) -> None:
+        group, subscription = self.group_subscriptions.pop(channel)
+        await self.hub.leave_group(group, subscription)
+
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        for channel in list(getattr(self, "group_subscriptions", {})):
+            try:
+                await self.leave_group(channel)
+            except Exception:
+                logger.warning("leaving %s on disconnect failed", channel, exc_info=True)
         for slug in list(getattr(self, "subscriptions", {})):
             try:
                 await self.leave_room(slug)

@@ -12,7 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = 1
 ROOM_SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-CHANNEL_PATTERN = r"^room:[A-Za-z0-9_-]{1,64}$"
+CHANNEL_PATTERN = (
+    r"^(room:[A-Za-z0-9_-]{1,64}|job:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|jobs:mine)$"
+)
 
 Ref = Annotated[
     Annotated[str, Field(max_length=64, strict=True)]
@@ -23,7 +26,12 @@ ref_adapter: TypeAdapter[str | int | None] = TypeAdapter(Ref | None)
 Seq = Annotated[int, Field(ge=0, strict=True)]
 RoomSlug = Annotated[str, Field(pattern=ROOM_SLUG_PATTERN, strict=True)]
 ChannelName = Annotated[
-    str, Field(pattern=CHANNEL_PATTERN, strict=True, description="`room:<slug>`")
+    str,
+    Field(
+        pattern=CHANNEL_PATTERN,
+        strict=True,
+        description="`room:<slug>`, `job:<uuid>` (owner or staff) or `jobs:mine`",
+    ),
 ]
 
 
@@ -233,7 +241,7 @@ class JobUpdateFrame(Frame):
     """A job's state after a change; `job.seq` orders updates (a later one supersedes)."""
 
     type: Literal["job.update"] = "job.update"
-    channel: str
+    channel: ChannelName
     job: JobState
 
 
@@ -241,7 +249,7 @@ class JobLogFrame(Frame):
     """A line the job wrote; `number` counts from 1 with no gap."""
 
     type: Literal["job.log"] = "job.log"
-    channel: str
+    channel: ChannelName
     job_id: str
     number: int
     line: str

@@ -14,10 +14,13 @@ from chat.errors import ChatError
 from chat.models import Room
 from chat.selectors import messages_between
 from chat.services import message_frame, message_post
+from jobs.models import Job
+from jobs.selectors import job_get, job_state
+from jobs.services import job_group, owner_group
 
 from . import events
 from .consumers import NotParsed, RoomSocket, find_room, user_ref
-from .hub import GATEWAY
+from .hub import GATEWAY, Subscription
 from .middleware import user_for_token
 
 MAX_SUBSCRIPTIONS = 100
@@ -39,6 +42,16 @@ def read_replay(room: Room, since: int | None) -> Replay:
         return Replay(last_seq, None)
     messages = messages_between(room_id=room.pk, after=since, upto=last_seq)
     return Replay(last_seq, [message_frame(m, room.slug) for m in messages])
+
+
+@database_sync_to_async
+def find_job(job_id: str, viewer: Any) -> Job | None:
+    return job_get(job_id=job_id, viewer=viewer)
+
+
+@database_sync_to_async
+def read_job_state(job_id: str) -> dict[str, Any]:
+    return job_state(Job.objects.get(pk=job_id))
 
 
 class GatewayConsumer(RoomSocket):
@@ -73,6 +86,9 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(events.AuthenticatedFrame(user=self.identity, ref=frame.ref))
 
     async def on_subscribe(self, frame: events.SubscribeFrame) -> None:
+        if not frame.channel.startswith("room:"):
+            await self.subscribe_jobs(frame)
+            return
         slug = frame.channel.removeprefix("room:")
         if slug in self.subscriptions:
             raise NotParsed(events.ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
@@ -107,9 +123,60 @@ class GatewayConsumer(RoomSocket):
         await subscription.go_live(replay.last_seq)
         await self.enter_presence(slug)
 
+    async def subscribe_jobs(self, frame: events.SubscribeFrame) -> None:
+        """`job:<id>`: the job's snapshot, then its updates; `jobs:mine`: all my jobs' updates."""
+        if frame.channel in self.group_subscriptions:
+            raise NotParsed(events.ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
+        if len(self.subscriptions) + len(self.group_subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise NotParsed(
+                events.ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.",
+                frame.ref,
+            )
+        viewer = self.user if self.identity is not None else None
+        subscription = Subscription(self.send_text, GATEWAY, self.conn_id, self.identity)
+        if frame.channel == "jobs:mine":
+            if viewer is None:
+                raise NotParsed(
+                    events.ErrorCode.NOT_FOUND, "Sign in to follow your jobs.", frame.ref
+                )
+            group = owner_group(viewer.pk)
+            self.group_subscriptions[frame.channel] = (group, subscription)
+            await self.hub.join_group(group, subscription, single=False)
+            await self.send_frame(
+                events.SubscribedFrame(channel=frame.channel, seq=0, ref=frame.ref)
+            )
+            await subscription.go_live(0)
+            return
+        job_id = frame.channel.removeprefix("job:")
+        # Another user's job answers exactly like a job that does not exist.
+        if viewer is None or await find_job(job_id, viewer) is None:
+            raise NotParsed(events.ErrorCode.NOT_FOUND, "No such job.", frame.ref)
+        group = job_group(job_id)
+        self.group_subscriptions[frame.channel] = (group, subscription)
+        # Join first, then read: an update committed in between is in the snapshot or after it.
+        await self.hub.join_group(group, subscription, single=True)
+        state = await read_job_state(job_id)
+        subscription.log_after = int(state["log_lines"])
+        await self.send_frame(
+            events.SubscribedFrame(channel=frame.channel, seq=int(state["seq"]), ref=frame.ref)
+        )
+        await self.send_text(
+            json.dumps(
+                events.dump(
+                    events.JobUpdateFrame(channel=frame.channel, job=events.JobState(**state))
+                )
+            )
+        )
+        await subscription.go_live(int(state["seq"]))
+
     async def on_unsubscribe(self, frame: events.UnsubscribeFrame) -> None:
+        if frame.channel in self.group_subscriptions:
+            await self.leave_group(frame.channel)
+            await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
+            return
         slug = frame.channel.removeprefix("room:")
-        if slug not in self.subscriptions:
+        if not frame.channel.startswith("room:") or slug not in self.subscriptions:
             raise NotParsed(events.ErrorCode.NOT_SUBSCRIBED, "Not subscribed.", frame.ref)
         await self.leave_room(slug)
         await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))

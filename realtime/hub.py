@@ -46,7 +46,7 @@ def encode(fmt: str, frame: dict[str, Any]) -> str:
 class Subscription:
     """One socket's interest in one room; holds live messages back until its replay is sent."""
 
-    __slots__ = ("conn_id", "fmt", "last_seq", "pending", "send", "user")
+    __slots__ = ("conn_id", "fmt", "last_seq", "log_after", "pending", "send", "user")
 
     def __init__(self, send: Send, fmt: str, conn_id: str, user: events.UserRef | None) -> None:
         self.send = send
@@ -54,6 +54,7 @@ class Subscription:
         self.conn_id = conn_id
         self.user = user
         self.last_seq = 0
+        self.log_after = 0  # job log lines up to this number are already known to the client
         self.pending: list[tuple[int | None, str]] | None = []
 
     async def deliver(self, seq: int | None, text: str) -> None:
@@ -165,7 +166,8 @@ class Hub:
         self.id = uuid.uuid4().hex[:12]
         self.layer = get_channel_layer()
         self.channel: str | None = None
-        self.feeds: dict[str, RoomFeed] = {}
+        self.feeds: dict[str, RoomFeed] = {}  # by room slug
+        self.group_feeds: dict[str, JobFeed] = {}  # by channel-layer group
         self._connections = 0
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -197,13 +199,8 @@ class Hub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            feed = self.feeds.get(event.get("room", ""))
-            logger.debug(
-                "hub got %s seq=%s for %s (feed: %s)",
-                event.get("type"),
-                event.get("seq"),
-                event.get("room"),
-                feed is not None,
+            feed = self.group_feeds.get(event.get("group", "")) or self.feeds.get(
+                event.get("room", "")
             )
             if feed is not None:
                 feed.queue.put_nowait(event)
@@ -250,6 +247,74 @@ class Hub:
                     feed.presence_due.cancel()
                 if self.channel is not None:
                     await self.layer.group_discard(room_group(slug), self.channel)
+
+    async def join_group(self, group: str, subscription: Subscription, *, single: bool) -> None:
+        """Add a socket to a job's group (`single`) or an owner's; later events will reach it."""
+        async with self._lock:
+            feed = self.group_feeds.get(group)
+            if feed is None:
+                channel = await self._start()
+                await self.layer.group_add(group, channel)
+                feed = self.group_feeds[group] = JobFeed(group, single=single)
+            feed.subscriptions.add(subscription)
+
+    async def leave_group(self, group: str, subscription: Subscription) -> None:
+        async with self._lock:
+            feed = self.group_feeds.get(group)
+            if feed is None:
+                return
+            feed.subscriptions.discard(subscription)
+            if not feed.subscriptions:
+                del self.group_feeds[group]
+                feed.task.cancel()
+                if self.channel is not None:
+                    await self.layer.group_discard(group, self.channel)
+
+
+class JobFeed:
+    """Job events in this process: each update once and never older than one already sent.
+
+    An update carries the job's whole state, so a missed one is superseded by the next; log
+    lines a client already has (counted in its snapshot) are not sent again.
+    """
+
+    def __init__(self, group: str, *, single: bool) -> None:
+        self.group = group
+        self.single = single  # one job: its `seq` orders it; else many jobs, ordered each
+        self.subscriptions: set[Subscription] = set()
+        self.last_seq: dict[str, int] = {}
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run(), name=f"job-feed:{group}")
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                await self._event(event)
+            except Exception:
+                logger.exception("job feed %s failed on %s", self.group, event.get("type"))
+
+    async def _event(self, event: dict[str, Any]) -> None:
+        text = json.dumps(event["frame"])
+        if event["type"] == "job.update":
+            seq, job = int(event["seq"]), str(event["job"])
+            if seq <= self.last_seq.get(job, 0):
+                return
+            self.last_seq[job] = seq
+            for subscription in list(self.subscriptions):
+                await _deliver(subscription, seq if self.single else None, text)
+        elif event["type"] == "job.log":
+            number = int(event["frame"]["number"])
+            for subscription in list(self.subscriptions):
+                if number > subscription.log_after:
+                    await _deliver(subscription, None, text)
+
+
+async def _deliver(subscription: Subscription, seq: int | None, text: str) -> None:
+    try:
+        await subscription.deliver(seq, text)
+    except Exception:  # a socket that went away must not stop the others
+        logger.debug("delivery to %s failed", subscription.conn_id, exc_info=True)
 
 
 async def announce_presence(slug: str) -> None:
