@@ -117,3 +117,34 @@ def test_worker_runs_a_task_sent_through_this_broker(variant):
         lambda: not variant.sql("SELECT 1 FROM django_session WHERE session_key = %s", (key,)),
         timeout=30,
     )
+
+
+def test_a_job_with_a_countdown_runs_once_on_this_broker(variant, account):
+    # given
+    headers = {"Authorization": f"Token {account['token']}"}
+    status, job, location = http_json(
+        f"{variant.stack.url}/api/jobs/",
+        method="POST",
+        body={"kind": "demo.sleep", "params": {"steps": 2, "max_seconds": 0}, "countdown": 1},
+        headers=headers,
+    )
+    assert status == 202, job
+
+    # when: polled until it ends
+    seen: list[str] = []
+
+    def ended() -> dict | None:
+        _, state, _ = http_json(location["Location"], headers=headers)
+        if not seen or seen[-1] != state["status"]:
+            seen.append(state["status"])
+        return state if state["status"] in ("succeeded", "failed", "cancelled") else None
+
+    final = wait_until(ended, timeout=30, interval=0.05)
+
+    # then: never early, ran once, every state in order
+    assert final["status"] == "succeeded", final
+    assert final["attempts"] == 1
+    assert datetime.fromisoformat(final["started_at"]) >= datetime.fromisoformat(final["run_at"])
+    assert seen[0] == "scheduled"
+    assert seen[-1] == "succeeded"
+    assert seen == sorted(seen, key=["scheduled", "queued", "running", "succeeded"].index)
