@@ -87,8 +87,28 @@ def job_enqueue(
         if earlier is None:
             raise
         return earlier, False
-    _dispatch(job)
+    if (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY:
+        _dispatch(job)
+    # Later ones wait in the database: a broker holding a message for hours redelivers it
+    # (Redis visibility timeout) or drops the consumer (RabbitMQ consumer timeout).
     return job, True
+
+
+def jobs_dispatch_due(*, now: datetime | None = None) -> int:
+    """Send the messages of scheduled jobs that are now within the broker's delay window."""
+    now = now or timezone.now()
+    horizon = now + timedelta(seconds=settings.JOBS_BROKER_MAX_DELAY)
+    sent = 0
+    due = Job.objects.filter(status=JobStatus.SCHEDULED, dispatched_at=None, run_at__lte=horizon)
+    for job in due.order_by("run_at")[:1000]:
+        # Taking the row by setting `dispatched_at` first: two dispatchers never both send.
+        if Job.objects.filter(pk=job.pk, dispatched_at=None).update(dispatched_at=now):
+            try:
+                _dispatch(job)
+            except JobError:
+                continue
+            sent += 1
+    return sent
 
 
 def _run_at(now: datetime, countdown: float | None, eta: datetime | None) -> datetime:

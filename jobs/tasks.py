@@ -13,6 +13,7 @@ from .services import (
     job_fail,
     job_mark_cancelled,
     job_succeed,
+    jobs_dispatch_due,
     jobs_reap_expired,
     sessions_clear_expired,
 )
@@ -43,6 +44,12 @@ def run_job(job_id: str) -> None:
         job_fail(job_id=job.pk, error_type=type(exc).__name__, message=str(exc))
     else:
         job_succeed(job_id=job.pk, result=result)
+
+
+@shared_task(name="jobs.dispatch_due")
+def dispatch_due_jobs() -> int:
+    """Send the Celery messages of long-countdown jobs whose time is near."""
+    return jobs_dispatch_due()
 
 
 @shared_task(name="jobs.reap_expired")

@@ -150,11 +150,24 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "clear-expired-sessions": {"task": "jobs.sessions_clear_expired", "schedule": 60 * 60 * 6},
     "reap-expired-jobs": {"task": "jobs.reap_expired", "schedule": 30},
+    "dispatch-due-jobs": {"task": "jobs.dispatch_due", "schedule": 30},
+}
+# How long (s) the Redis broker waits for an unacknowledged message before redelivering it;
+# a job's claim makes a redelivery harmless.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # Sweep for expired unacknowledged messages every this many seconds (one cheap scan).
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": 1,
 }
 
 # ------------------------------------------------------------------ jobs
 # Longest countdown (seconds) a client may ask for.
 JOBS_MAX_COUNTDOWN = env.int("JOBS_MAX_COUNTDOWN", default=24 * 60 * 60)
+# Jobs due further ahead than this wait in the database and are sent by beat's dispatcher
+# (every 30 s) when they come within it; must exceed that period, and stay well under the
+# broker's limits (Redis visibility timeout, RabbitMQ consumer_timeout: 30 min by default).
+JOBS_BROKER_MAX_DELAY = env.int("JOBS_BROKER_MAX_DELAY", default=300)
 # A running job renews its lease at each progress write; a job whose lease ran out (its
 # worker was killed) is failed by the reaper.
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)

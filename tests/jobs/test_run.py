@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobs.models import Job
+from jobs.services import job_enqueue, jobs_dispatch_due
 from jobs.tasks import reap_expired_jobs, run_job
 from tests.factories import UserFactory
 from tests.support.processes import celery_worker, daphne, http_json, wait_until
@@ -135,3 +137,75 @@ def test_a_dead_broker_is_a_503_and_leaves_no_job_looking_queued(
     assert headers["Retry-After"]
     assert list(Job.objects.values_list("status", flat=True)) == ["failed"]
     assert (Job.objects.get().error or {}).get("type") == "BrokerUnavailable"
+
+
+def test_a_duplicate_delivery_of_the_same_task_id_runs_once(owner, worker):
+    # given
+    job, _ = job_enqueue(
+        owner=owner, kind="demo.sleep", params={"steps": 3, "max_seconds": 0.05}, countdown=0.5
+    )
+
+    # when: the same task id is delivered again, as a broker redelivery would
+    run_job.apply_async((str(job.pk),), task_id=str(job.pk))
+    job = finished(str(job.pk))
+
+    # then
+    assert job.status == "succeeded"
+    assert job.attempts == 1
+    assert job.log_lines == 3
+
+
+def test_a_countdown_longer_than_the_visibility_timeout_runs_once(
+    owner, shared_env: dict[str, str], log_dir: Path
+):
+    # given: a worker whose Redis broker redelivers unacknowledged messages after 1 s
+    queue = "short-visibility-" + shared_env["CELERY_TASK_DEFAULT_QUEUE"]
+    env = dict(
+        shared_env,
+        CELERY_VISIBILITY_TIMEOUT="1",
+        CELERY_UNACKED_RESTORE_INTERVAL="1",
+        CELERY_TASK_DEFAULT_QUEUE=queue,
+    )
+    short = celery_worker(env, log_dir, name="short-visibility")
+    try:
+        job = Job.objects.create(
+            owner=owner, kind="demo.sleep", params={"steps": 2, "max_seconds": 0}, seq=1,
+            status="scheduled", run_at=timezone.now() + timedelta(seconds=4),
+        )  # fmt: skip
+        # when
+        run_job.apply_async((str(job.pk),), task_id=str(job.pk), eta=job.run_at, queue=queue)
+        job = finished(str(job.pk))
+    finally:
+        short.stop()
+
+    # then: the broker did deliver it again, and it still ran once
+    assert short.log().count(f"jobs.run[{job.pk}] received") >= 2
+    assert job.status == "succeeded"
+    assert job.attempts == 1
+    assert job.log_lines == 2
+    assert job.started_at is not None
+    assert job.started_at >= job.run_at
+
+
+def test_a_long_countdown_waits_in_the_database_until_the_dispatcher_sends_it(
+    owner, worker, settings
+):
+    # given: jobs more than 1 s ahead are not handed to the broker yet
+    settings.JOBS_BROKER_MAX_DELAY = 1
+    job, _ = job_enqueue(
+        owner=owner, kind="demo.sleep", params={"steps": 1, "max_seconds": 0}, countdown=3
+    )
+    assert Job.objects.get(pk=job.pk).dispatched_at is None
+    assert jobs_dispatch_due() == 0  # not yet within the window
+
+    # when: beat's dispatcher runs once the job is near
+    wait_until(lambda: (job.run_at - timezone.now()).total_seconds() < 1, timeout=10)
+    sent = jobs_dispatch_due()
+    done = finished(str(job.pk))
+
+    # then
+    assert sent == 1
+    assert jobs_dispatch_due() == 0  # sent once
+    assert done.status == "succeeded"
+    assert done.started_at is not None
+    assert done.started_at >= done.run_at
