@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -15,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.errors import JobError, JobErrorCode
+from jobs.kinds import export_path
 from jobs.models import Job, JobStatus
 from jobs.registry import kinds_all
 from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state
@@ -220,6 +224,38 @@ class JobCancelView(APIView):
     def post(self, request: Request, job_id: str) -> Response:
         job = job_cancel(job=_job_or_404(request, job_id))
         return Response(JobSerializer(job).data)
+
+
+class JobDownloadView(APIView):
+    """The file a finished `room.export` wrote; only its owner (or staff) can read it."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="jobs_download",
+        tags=["jobs"],
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            404: ErrorSerializer,
+        },
+    )
+    def get(self, request: Request, job_id: str) -> FileResponse:
+        job = _job_or_404(request, job_id)
+        fmt = (job.result or {}).get("format")
+        path = export_path(job, str(fmt))
+        if (
+            job.kind != "room.export"
+            or job.status != "succeeded"
+            or not default_storage.exists(path)
+        ):
+            raise JobError(JobErrorCode.NOT_FOUND, "This job has no file.")
+        content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
+        return FileResponse(
+            default_storage.open(path, "rb"),
+            as_attachment=True,
+            filename=f"{job.params.get('room', 'room')}-{job.pk}.{fmt}",
+            content_type=content_type,
+        )
 
 
 class JobLogView(APIView):

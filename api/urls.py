@@ -19,6 +19,7 @@ urlpatterns = [
     path("jobs/<str:job_id>/", jobs.JobDetailView.as_view(), name="job"),
     path("jobs/<str:job_id>/cancel/", jobs.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<str:job_id>/log/", jobs.JobLogView.as_view(), name="job-log"),
+    path("jobs/<str:job_id>/download/", jobs.JobDownloadView.as_view(), name="job-download"),
     path("health/", health.LivenessView.as_view(), name="health-live"),
     path("health/ready/", health.ReadinessView.as_view(), name="health-ready"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,12 +1,20 @@
-"""The job kinds Switchboard ships."""
+"""The job kinds Switchboard ships: the tutorial's demo, and a room's history export."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import random
+import tempfile
 import time
-from typing import Any
+from typing import Any, Literal
 
+from django.core.files.base import File
+from django.core.files.storage import default_storage
 from pydantic import BaseModel, ConfigDict, Field
+
+from chat.selectors import messages_between, room_get
 
 from .models import Job
 from .registry import job_kind
@@ -33,3 +41,62 @@ def sleep_some_amount_of_time(job: Job, params: SleepParams, reporter: Reporter)
         slept += seconds
         reporter.progress(step + 1, params.steps, f"Slept {step + 1} of {params.steps} times")
     return {"steps": params.steps, "slept_seconds": round(slept, 2)}
+
+
+class RoomExportParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    room: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The room's slug")
+    format: Literal["jsonl", "csv"] = Field(default="jsonl", description="File format")
+
+
+EXPORT_BATCH = 500
+
+
+def export_path(job: Job, fmt: str) -> str:
+    """Where an export's file lives in the default storage."""
+    return f"exports/{job.pk}.{fmt}"
+
+
+@job_kind("room.export", "Export a room's history to a file", RoomExportParams)
+def room_export(job: Job, params: RoomExportParams, reporter: Reporter) -> dict[str, Any]:
+    """Write every message of a room, in `seq` order, a batch at a time with progress."""
+    room = room_get(slug=params.room)
+    if room is None:
+        raise LookupError(f"No room {params.room!r}.")
+    upto = room.last_seq  # a snapshot: messages posted meanwhile are not part of this export
+    reporter.log(f"Exporting {upto} messages of {room.slug} as {params.format}")
+    done = 0
+    # Written batch by batch to a temporary file: memory stays flat however big the room.
+    with tempfile.TemporaryFile() as raw:
+        out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        writer = csv.writer(out) if params.format == "csv" else None
+        if writer is not None:
+            writer.writerow(["seq", "created_at", "author", "body"])
+        after = 0
+        while after < upto:
+            until = min(after + EXPORT_BATCH, upto)
+            for message in messages_between(room_id=room.pk, after=after, upto=until):
+                row = {"seq": message.seq, "created_at": message.created_at.isoformat(),
+                       "author": message.author_name, "body": message.body}  # fmt: skip
+                if writer is not None:
+                    writer.writerow(row.values())
+                else:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done += 1
+            after = until
+            reporter.progress(done, upto, f"Exported {done} of {upto} messages")
+        out.detach()  # flushes; the bytes stay in `raw`
+        path = export_path(job, params.format)
+        default_storage.delete(path)
+        raw.seek(0)
+        default_storage.save(path, File(raw, name=path))
+    size = default_storage.size(path)
+    reporter.log(f"Wrote {size} bytes")
+    return {
+        "room": room.slug,
+        "messages": done,
+        "bytes": size,
+        "format": params.format,
+        "download_url": f"/api/jobs/{job.pk}/download/",
+    }
