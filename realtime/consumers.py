@@ -68,7 +68,8 @@ class RoomSocket(AsyncWebsocketConsumer):
         await super().websocket_connect(message)
 
     async def send_text(self, text: str) -> None:
-        await self.send(text_data=text)
+        # Straight to the server's ASGI `send`: this runs once per recipient of every message.
+        await self.base_send({"type": "websocket.send", "text": text})
 
     async def send_frame(self, frame: events.Frame) -> None:
         await self.send(text_data=json.dumps(events.dump(frame)))
