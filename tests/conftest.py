@@ -39,6 +39,21 @@ def database_url(settings_dict: dict[str, object]) -> str:
     return f"postgres://{auth}{host}:{port}/{name}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _broker_answers() -> None:
+    """With `TEST_BROKER=rabbitmq`, the whole run needs RabbitMQ: skip (or, in CI, fail)."""
+    if os.environ.get("TEST_BROKER") != "rabbitmq":
+        return
+    from kombu import Connection
+
+    url = os.environ["CELERY_BROKER_URL"]
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception:
+        skip_or_fail(f"RabbitMQ does not answer at {url} (set TEST_RABBITMQ_URL)")
+
+
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where child processes write their logs (kept by pytest for a failed run)."""

@@ -13,6 +13,13 @@ if not os.environ.get("REDIS_URL"):
     _redis = PrivateRedis(Path(tempfile.mkdtemp(prefix="switchboard-redis-"))).start()
     os.environ["REDIS_URL"] = _redis.url
     os.environ.setdefault("SWITCHBOARD_PRIVATE_REDIS", "1")
+# `TEST_BROKER=rabbitmq` runs the suite with RabbitMQ as the Celery broker (Redis stays the
+# channel layer and cache).
+if os.environ.get("TEST_BROKER") == "rabbitmq":
+    os.environ.setdefault(
+        "CELERY_BROKER_URL",
+        os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+    )
 _run_id = os.environ.setdefault("SWITCHBOARD_TEST_RUN", uuid.uuid4().hex[:8])
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"switchboard-test-{_run_id}")
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"switchboard-test-{_run_id}")

@@ -155,6 +155,7 @@ def test_a_duplicate_delivery_of_the_same_task_id_runs_once(owner, worker):
     assert job.log_lines == 3
 
 
+@pytest.mark.redis_broker
 def test_a_countdown_longer_than_the_visibility_timeout_runs_once(
     owner, shared_env: dict[str, str], log_dir: Path
 ):
