@@ -11,24 +11,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.protocol import State
 
@@ -37,13 +35,33 @@ if str(BASE_DIR) not in sys.path:
     # Run as a script (`python bench/fanout.py`), so the project root is not on the path.
     sys.path.insert(0, str(BASE_DIR))
 
-from config.redis_server import PrivateRedis, free_port  # noqa: E402
+from bench.common import (  # noqa: E402
+    CEILING,
+    LOADGEN_CORE,
+    MACHINE_QUIET,
+    SERVER_CORE,
+    Environment,
+    LogReport,
+    Server,
+    can_pin,
+    cpu_seconds,
+    fmt,
+    machine_busy_seconds,
+    machine_quiet,
+    own_cpu_seconds,
+    ratio,
+    rss_bytes,
+    scan_log,
+    server_command,
+    sigterm_as_interrupt,
+    table,
+    uvicorn_installed,
+)
+from bench.common import ws_connect as _connect  # noqa: E402
+from config.redis_server import free_port  # noqa: E402
 
 ROOM = "lobby"
 CHANNEL = f"room:{ROOM}"
-SERVER_CORE = 0
-LOADGEN_CORE = 1
-CEILING = "ceiling"
 SERVERS = ("daphne", "uvicorn")
 # Receivers open their sockets this many at a time, except in the idle scenario, whose point
 # is that they all arrive at once.
@@ -59,10 +77,6 @@ PRECISE_PHASE = 1.0
 # QUIET_SAMPLE s is under 5% of a core before reading RSS or starting to send.
 QUIET_SAMPLE = 0.5
 QUIET_LIMIT = 60.0
-# Before each run, wait (up to --quiet-wait s) until other processes use less than this share
-# of a core: the servers are pinned to one core, and a busy neighbour skews every column.
-MACHINE_QUIET = 0.25
-_PR_SET_PDEATHSIG = 1
 
 
 # ------------------------------------------------------------------ scenarios and results
@@ -133,244 +147,7 @@ class Row:
         return seconds / self.delivered
 
 
-# ------------------------------------------------------------------ processes
-def _die_with_parent() -> None:
-    # Linux: the kernel sends SIGTERM to a server if the benchmark itself is killed -9.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def can_pin() -> bool:
-    """True when cores 0 and 1 exist and this process may run on both."""
-    return hasattr(os, "sched_setaffinity") and {SERVER_CORE, LOADGEN_CORE} <= set(
-        os.sched_getaffinity(0)
-    )
-
-
-@contextlib.contextmanager
-def spawning_on_server_core(pin: bool) -> Iterator[None]:
-    """Run the block on the server core, so every process it forks starts (and stays) there."""
-    if pin:
-        os.sched_setaffinity(0, {SERVER_CORE})
-    try:
-        yield
-    finally:
-        if pin:
-            os.sched_setaffinity(0, {LOADGEN_CORE})
-
-
-@dataclass
-class Server:
-    """A server process in its own process group, logging to a file."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    port: int
-    pin: bool
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The gateway's address."""
-        return f"ws://127.0.0.1:{self.port}/ws/"
-
-    def start(self) -> Server:
-        """Start the process on the server core, in its own session, output to the log."""
-        with self.log_path.open("ab") as log, spawning_on_server_core(self.pin):
-            self.process = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
-                self.argv,
-                cwd=BASE_DIR,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        """True while the process has not exited."""
-        return self.process is not None and self.process.poll() is None
-
-    def ps(self) -> Any:
-        """The psutil handle of the process."""
-        assert self.process is not None
-        return psutil.Process(self.process.pid)
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the log."""
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to its process group, SIGKILL after `timeout` seconds."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def cpu_seconds(proc: Any) -> float:
-    """User+system CPU of a process, its live descendants and the children it has reaped."""
-    total = 0.0
-    with contextlib.suppress(psutil.NoSuchProcess):
-        times = proc.cpu_times()
-        total += times.user + times.system + times.children_user + times.children_system
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                ctimes = child.cpu_times()
-                total += ctimes.user + ctimes.system
-    return total
-
-
-def own_cpu_seconds() -> float:
-    """User+system CPU of this process (the load generator) alone, not of the servers it runs."""
-    times = psutil.Process().cpu_times()
-    return float(times.user + times.system)
-
-
-def machine_busy_seconds() -> float:
-    """CPU time every core spent on anything but idling, since boot."""
-    times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
-
-
-def rss_bytes(proc: Any) -> int:
-    """Resident memory of a process and its live descendants."""
-    total = 0
-    with contextlib.suppress(psutil.NoSuchProcess):
-        total += proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += child.memory_info().rss
-    return int(total)
-
-
-def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list[str]:
-    """The argv that starts `kind` (ceiling, daphne or uvicorn) on 127.0.0.1:port."""
-    python = sys.executable
-    if kind == CEILING:
-        return [python, str(BASE_DIR / "bench" / "ceiling_server.py"), "--port", str(port)]
-    if kind == "daphne":
-        return [
-            python,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ]
-    if kind == "uvicorn":
-        return [
-            python,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ws",
-            uvicorn_ws,
-            # Channels' router has no lifespan support; uvicorn would log that on each start.
-            "--lifespan",
-            "off",
-        ]
-    raise ValueError(kind)
-
-
-def uvicorn_installed() -> bool:
-    """True when uvicorn imports in this interpreter (it is not a project dependency)."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "import uvicorn"], capture_output=True, check=False
-    )
-    return probe.returncode == 0
-
-
-@dataclass
-class Environment:
-    """The temp dir, the migrated SQLite database and the settings every Django server gets."""
-
-    root: Path
-    env: dict[str, str]
-
-    @classmethod
-    def prepare(cls, root: Path, django: bool) -> Environment:
-        """The environment; with `django`, also a migrated database with the demo rooms."""
-        env = dict(os.environ)
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "config.settings.local",
-                "DEBUG": "0",
-                "DATABASE_URL": f"sqlite:///{root / 'bench.sqlite3'}",
-                # The demo password file and anything else a command writes stays in the temp dir.
-                "SWITCHBOARD_VAR_DIR": str(root / "var"),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.pop("CELERY_BROKER_URL", None)
-        prepared = cls(root, env)
-        if django:
-            with prepared.redis("setup") as redis:
-                env["REDIS_URL"] = redis.url
-                prepared.manage("migrate", "--noinput", "-v0")
-                prepared.manage("seed_demo")
-        return prepared
-
-    def manage(self, *args: str) -> str:
-        """Run a manage.py command in this environment; its stdout."""
-        result = subprocess.run(  # noqa: S603 - our interpreter and manage.py
-            [sys.executable, str(BASE_DIR / "manage.py"), *args],
-            env=self.env,
-            cwd=BASE_DIR,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        if result.returncode:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-        return result.stdout
-
-    @contextlib.contextmanager
-    def redis(self, name: str, pin: bool = False) -> Iterator[PrivateRedis]:
-        """A fresh private Redis: no channel-layer groups or presence left by an earlier server."""
-        redis = PrivateRedis(self.root / f"redis-{name}")
-        try:
-            with spawning_on_server_core(pin):
-                redis.start()
-            yield redis
-        finally:
-            redis.stop()
-
-
 # ------------------------------------------------------------------ the load generator
-def _connect(url: str, timeout: float) -> Any:
-    # No compression (Daphne offers none; zlib would dominate both CPU and memory) and no
-    # client pings (the measured CPU is the server's answer to our frames, not keep-alives).
-    return connect(
-        url,
-        compression=None,
-        ping_interval=None,
-        open_timeout=timeout,
-        close_timeout=2,
-        max_queue=None,
-        max_size=2**20,
-    )
-
-
 @dataclass
 class Tally:
     """Deliveries of one run, shared by its receivers (one asyncio loop: no locks)."""
@@ -859,37 +636,6 @@ async def warm_up(url: str, opts: Options) -> str:
     return ""
 
 
-@dataclass
-class LogReport:
-    """Error lines a server wrote during one part (warm-up and run, or shutdown) of a run."""
-
-    server: str
-    scenario: str
-    part: str
-    path: Path
-    error_lines: int
-    excerpt: str
-
-
-def scan_log(
-    server: Server, scenario: Scenario, part: str, start: int, end: int | None = None
-) -> LogReport | None:
-    """Count ERROR/Traceback/WARNING lines the server logged between two byte offsets."""
-    if not server.log_path.exists():
-        return None
-    with server.log_path.open("rb") as log:
-        log.seek(start)
-        text = log.read(-1 if end is None else end - start).decode(errors="replace")
-    markers = ("Traceback", "ERROR", "CRITICAL", "WARNING", "Exception")
-    lines = text.splitlines()
-    hits = [i for i, line in enumerate(lines) if any(m in line for m in markers)]
-    if not hits:
-        return None
-    first = hits[0]
-    excerpt = "\n".join(lines[first : first + 25])
-    return LogReport(server.name, scenario.label, part, server.log_path, len(hits), excerpt)
-
-
 def progress(kind: str, scenario: Scenario, stage: str) -> None:
     """A timestamped line on stderr, to match against the server logs."""
     stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
@@ -921,7 +667,7 @@ async def run_one(
         problem = await warm_up(server.url, opts)
         if problem:
             row.failure = problem
-            return row, [r for r in [scan_log(server, scenario, "warm-up", 0)] if r]
+            return row, [r for r in [scan_log(server, scenario.label, "warm-up", 0)] if r]
         progress(kind, scenario, "running")
         probe = Probe(server.ps(), redis_ps)
         peers: list[Peer] = []
@@ -942,21 +688,13 @@ async def run_one(
         log_end = log_path.stat().st_size
         progress(kind, scenario, "stopping the server")
         server.stop()
-        parts = [scan_log(server, scenario, "run", 0, log_end)]
-        parts.append(scan_log(server, scenario, "shutdown", log_end))
+        parts = [scan_log(server, scenario.label, "run", 0, log_end)]
+        parts.append(scan_log(server, scenario.label, "shutdown", log_end))
         return row, [r for r in parts if r is not None]
     raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------ report
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
 def cells(row: Row) -> list[str]:
     """The printed columns of one row (see bench/README.md for their meaning)."""
     s = row.scenario
@@ -972,30 +710,30 @@ def cells(row: Row) -> list[str]:
         errors = f"{errors} FAILED: {row.failure}".strip()
     cpu = row.per_delivery(row.cpu_s)
     redis = row.per_delivery(row.redis_cpu_s)
-    busy = _ratio(row.cpu_s, row.phase_s)
-    gen = _ratio(row.loadgen_cpu_s, row.phase_s)
-    other = _ratio(row.other_cpu_s, row.phase_s)
-    rate = _ratio(float(row.delivered), row.phase_s) if s.kind != "idle" else None
+    busy = ratio(row.cpu_s, row.phase_s)
+    gen = ratio(row.loadgen_cpu_s, row.phase_s)
+    other = ratio(row.other_cpu_s, row.phase_s)
+    rate = ratio(float(row.delivered), row.phase_s) if s.kind != "idle" else None
     rough = "~" if row.phase_s is not None and row.phase_s < PRECISE_PHASE else ""
     return [
         row.server,
         s.label,
         f"{row.connected}/{row.attempted}",
-        _fmt(row.setup_s, ".2f"),
+        fmt(row.setup_s, ".2f"),
         "-" if s.kind == "idle" else f"{row.sent - row.rejected - row.unanswered}/{row.sent}",
         "-" if s.kind == "idle" else f"{row.delivered}/{row.expected}",
         "-" if s.kind == "idle" else f"{row.lost}" + (f" ({row.lost_receivers}r)" * bool(row.lost)),
         "-" if s.kind == "idle" else str(row.duplicates),
         "-" if s.kind == "idle" else str(row.reordered),
-        _fmt(row.percentile_ms(0.50), ".2f"),
-        _fmt(row.percentile_ms(0.99), ".2f"),
-        _fmt(rate, ".0f"),
-        rough + _fmt(cpu * 1e6 if cpu is not None else None, ".1f"),
-        rough + _fmt(redis * 1e6 if redis is not None else None, ".1f"),
-        _fmt(busy * 100 if busy is not None else None, ".0f"),
-        _fmt(gen * 100 if gen is not None else None, ".0f"),
-        _fmt(other * 100 if other is not None else None, ".0f"),
-        _fmt(row.rss_per_conn / 1024 if row.rss_per_conn is not None else None, ".1f"),
+        fmt(row.percentile_ms(0.50), ".2f"),
+        fmt(row.percentile_ms(0.99), ".2f"),
+        fmt(rate, ".0f"),
+        rough + fmt(cpu * 1e6 if cpu is not None else None, ".1f"),
+        rough + fmt(redis * 1e6 if redis is not None else None, ".1f"),
+        fmt(busy * 100 if busy is not None else None, ".0f"),
+        fmt(gen * 100 if gen is not None else None, ".0f"),
+        fmt(other * 100 if other is not None else None, ".0f"),
+        fmt(row.rss_per_conn / 1024 if row.rss_per_conn is not None else None, ".1f"),
         errors,
     ]
 
@@ -1023,16 +761,6 @@ HEADERS = [
 ]
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned text columns, two spaces apart."""
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, [("-" * w) for w in widths], *rows]
-    ]
-    return "\n".join(lines)
-
-
 def ratio_rows(rows: list[Row]) -> list[list[str]]:
     """Server/ceiling for the same scenario: CPU per delivery, p50, p99, RSS per connection."""
     ceilings = {r.scenario: r for r in rows if r.server == CEILING}
@@ -1048,11 +776,11 @@ def ratio_rows(rows: list[Row]) -> list[list[str]]:
             [
                 row.server,
                 row.scenario.label,
-                _fmt(_ratio(cpu, base.per_delivery(base.cpu_s)), ".1f"),
-                _fmt(_ratio(with_redis, base.per_delivery(base.cpu_s)), ".1f"),
-                _fmt(_ratio(row.percentile_ms(0.5), base.percentile_ms(0.5)), ".1f"),
-                _fmt(_ratio(row.percentile_ms(0.99), base.percentile_ms(0.99)), ".1f"),
-                _fmt(_ratio(row.rss_per_conn, base.rss_per_conn), ".1f"),
+                fmt(ratio(cpu, base.per_delivery(base.cpu_s)), ".1f"),
+                fmt(ratio(with_redis, base.per_delivery(base.cpu_s)), ".1f"),
+                fmt(ratio(row.percentile_ms(0.5), base.percentile_ms(0.5)), ".1f"),
+                fmt(ratio(row.percentile_ms(0.99), base.percentile_ms(0.99)), ".1f"),
+                fmt(ratio(row.rss_per_conn, base.rss_per_conn), ".1f"),
             ]
         )
     return out
@@ -1079,17 +807,17 @@ def target_lines(rows: list[Row]) -> list[str]:
             )
         base = ceilings.get(s)
         if s.kind == "fanout" and not s.rate and base is not None and row.server != CEILING:
-            ratio = _ratio(row.per_delivery(row.cpu_s), base.per_delivery(base.cpu_s))
+            times = ratio(row.per_delivery(row.cpu_s), base.per_delivery(base.cpu_s))
             sized = "" if s.clients == 200 else " [target is set at 200 clients]"
             lines.append(
-                f"{verdict(ratio is not None and ratio <= 4)}  {who}: CPU per delivery "
-                f"{_fmt(ratio, '.1f')}x the ceiling's (<= 4x){sized}"
+                f"{verdict(times is not None and times <= 4)}  {who}: CPU per delivery "
+                f"{fmt(times, '.1f')}x the ceiling's (<= 4x){sized}"
             )
         if s.kind == "fanout" and s.rate:
             p99 = row.percentile_ms(0.99)
             sized = "" if (s.clients, s.rate) == (100, 20) else " [target is set at 100 @ 20/s]"
             lines.append(
-                f"{verdict(p99 is not None and p99 < 25)}  {who}: p99 {_fmt(p99, '.1f')} ms "
+                f"{verdict(p99 is not None and p99 < 25)}  {who}: p99 {fmt(p99, '.1f')} ms "
                 f"(< 25 ms){sized}"
             )
         if s.kind == "idle":
@@ -1100,7 +828,7 @@ def target_lines(rows: list[Row]) -> list[str]:
                 f"{row.connected}/{row.attempted} got in at once{sized}"
             )
             lines.append(
-                f"{verdict(kb is not None and kb <= 40)}  {who}: {_fmt(kb, '.1f')} KB "
+                f"{verdict(kb is not None and kb <= 40)}  {who}: {fmt(kb, '.1f')} KB "
                 f"per idle connection (<= 40 KB){sized}"
             )
     return lines
@@ -1251,30 +979,12 @@ async def run_all(
     return rows, logs
 
 
-async def machine_quiet(limit: float) -> float:
-    """Wait up to `limit` s until others use under MACHINE_QUIET of a core; their last use."""
-    deadline = time.monotonic() + limit
-    while True:
-        busy, own = machine_busy_seconds(), own_cpu_seconds()
-        await asyncio.sleep(1.0)
-        other = max(0.0, machine_busy_seconds() - busy - (own_cpu_seconds() - own))
-        if other <= MACHINE_QUIET or time.monotonic() >= deadline:
-            return other
-        print(f"waiting for a quieter machine: others use {other:.0%} of a core", file=sys.stderr)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    # SIGTERM takes Ctrl-C's path: inside asyncio.run that cancels the running scenario,
-    # whose clean-up stops its server and Redis, then KeyboardInterrupt reaches main().
-    signal.raise_signal(signal.SIGINT)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen scenarios on the ceiling and the chosen servers; print the tables."""
     args = parse_args(argv)
     # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     scenarios = scenarios_from(args)
     servers, notes = chosen_servers(args)
     pin = can_pin()
@@ -1360,7 +1070,7 @@ def report(rows: list[Row], logs: list[LogReport], notes: list[str], root: Path,
         print(f"note: {note}")
     for log in logs:
         print(
-            f"\nserver log {log.server} ({log.scenario}, {log.part}): {log.error_lines} "
+            f"\nserver log {log.server} ({log.label}, {log.part}): {log.error_lines} "
             f"error/warning lines, {log.path}\n{log.excerpt}"
         )
     if logs:
