@@ -6,14 +6,18 @@ a receiver that notices a gap fetches what it missed from the database.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 5.0
 
 
 def room_group(slug: str) -> str:
@@ -38,6 +42,27 @@ def publish_now(group: str, event: dict[str, Any]) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, event)
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, event), _loop())
+        future.result(PUBLISH_TIMEOUT)
     except Exception:
         logger.exception("broadcast to %s failed", group)
+
+
+_state: dict[str, Any] = {}
+_state_lock = threading.Lock()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """This process's publishing loop, in a thread of its own, made on first use.
+
+    `async_to_sync` in a thread with no event loop (a Celery worker) would build a loop and
+    a Redis connection per call; one long-lived loop keeps one connection pool instead.
+    """
+    with _state_lock:
+        if _state.get("pid") != os.getpid():  # none yet, or inherited across a fork
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="broadcast", daemon=True).start()
+            _state.update(pid=os.getpid(), loop=loop)
+        loop = _state["loop"]
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        return loop
