@@ -105,8 +105,14 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Prefix of every Redis key the app writes itself (presence) and of the channel layer's.
 REDIS_KEY_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="switchboard")
 
-CHANNEL_LAYERS = {
-    "default": {
+CHANNEL_LAYER_BACKENDS = {
+    # Redis pub/sub: an event is pushed to each subscribed process, one PUBLISH per send.
+    "pubsub": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_KEY_PREFIX},
+    },
+    # Redis lists: each receive polls (BZPOPMIN) behind a lock, a few round trips per event.
+    "core": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
@@ -115,6 +121,9 @@ CHANNEL_LAYERS = {
             "capacity": 10_000,
         },
     },
+}
+CHANNEL_LAYERS = {
+    "default": CHANNEL_LAYER_BACKENDS[env.str("CHANNEL_LAYER", default="pubsub")],
 }
 
 CACHES = {
