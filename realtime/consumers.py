@@ -43,6 +43,21 @@ def user_ref(user: AbstractBaseUser | AnonymousUser | None) -> events.UserRef | 
     return events.UserRef(id=user.pk, username=user.get_username())
 
 
+REF_PROBE_BYTES = 1024
+
+
+def _ref_of_small_frame(raw: str | None) -> str | int | None:
+    """The `ref` of a short text frame, if it has a valid one (cheap: big frames are skipped)."""
+    if raw is None or len(raw) > REF_PROBE_BYTES or '"ref"' not in raw:
+        return None
+    try:
+        data = json.loads(raw)
+        ref = data.get("ref") if isinstance(data, dict) else None
+        return events.ref_adapter.validate_python(ref)
+    except (ValueError, RecursionError):
+        return None
+
+
 @database_sync_to_async
 def find_room(slug: str) -> Room | None:
     return room_get(slug=slug)
@@ -83,8 +98,12 @@ class RoomSocket(AsyncWebsocketConsumer):
             self.refused += 1
             if self.refused >= FLOOD_REFUSALS:
                 await self.close(events.CloseCode.FLOODING)
-            elif self.refused == 1:  # one error per streak: no amplification of a flood
-                await self.refuse(events.ErrorCode.RATE_LIMITED, "Too many frames; slow down.")
+                return
+            # A request with a `ref` is told it was refused, so its sender can retry it;
+            # other refused frames get one error per streak (no amplification of a flood).
+            ref = _ref_of_small_frame(text_data)
+            if ref is not None or self.refused == 1:
+                await self.refuse(events.ErrorCode.RATE_LIMITED, "Too many frames; slow down.", ref)
             return
         try:
             data = self.parse(text_data if text_data is not None else bytes_data)

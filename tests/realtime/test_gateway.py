@@ -319,3 +319,17 @@ async def test_posts_racing_through_two_servers_and_rest_get_gapless_seqs(
     assert [f for f in await subscriber.drain(0.3) if f["type"] == "chat.message"] == []
     for client in (subscriber, one, two):
         await client.close()
+
+
+async def test_a_refused_request_with_a_ref_is_told_so(live_server_url):
+    client = await WsClient.open(live_server_url)
+
+    # when: more requests than the burst allows, each with its own ref
+    for n in range(80):
+        await client.send(type="ping", ref=n)
+    replies = [await client.expect(lambda f, n=n: f.get("ref") == n) for n in range(80)]
+
+    # then: every request got an answer: a pong, or rate_limited carrying its ref
+    kinds = {r["type"] if r["type"] == "pong" else r["code"] for r in replies}
+    assert kinds == {"pong", "rate_limited"}
+    await client.close()
