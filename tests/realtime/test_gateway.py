@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -327,9 +328,13 @@ async def test_a_refused_request_with_a_ref_is_told_so(live_server_url):
     # when: more requests than the burst allows, each with its own ref
     for n in range(80):
         await client.send(type="ping", ref=n)
-    replies = [await client.expect(lambda f, n=n: f.get("ref") == n) for n in range(80)]
+    replies = [await client.expect(_has_ref(n)) for n in range(80)]
 
     # then: every request got an answer: a pong, or rate_limited carrying its ref
     kinds = {r["type"] if r["type"] == "pong" else r["code"] for r in replies}
     assert kinds == {"pong", "rate_limited"}
     await client.close()
+
+
+def _has_ref(ref: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda frame: frame.get("ref") == ref
