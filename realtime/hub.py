@@ -16,6 +16,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from chat.models import Message, Room
 from chat.services import message_frame
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 GATEWAY = "gateway"
 TUTORIAL = "tutorial"
-MAINTENANCE_INTERVAL = 15.0  # seconds between presence refreshes and layer re-joins
 # Presence changes within this window go out as one snapshot: a thousand sockets joining a
 # room cost each process a few snapshots, not a thousand times a thousand frames.
 PRESENCE_DEBOUNCE = 0.25
@@ -208,8 +208,9 @@ class Hub:
     async def _maintain(self) -> None:
         since_rejoin = 0.0
         while True:
-            await asyncio.sleep(MAINTENANCE_INTERVAL)
-            since_rejoin += MAINTENANCE_INTERVAL
+            interval = settings.SWITCHBOARD_PRESENCE_REFRESH
+            await asyncio.sleep(interval)
+            since_rejoin += interval
             try:
                 for feed in list(self.feeds.values()):
                     members = [presence.member(s.conn_id, s.user) for s in feed.subscriptions]

@@ -17,7 +17,11 @@ from redis.asyncio import Redis
 
 from . import events
 
-TTL = 45.0  # seconds a socket stays listed without a refresh (3 maintenance rounds)
+
+def _expiry() -> float:
+    """When an entry written now lapses unless its process refreshes it."""
+    return time.time() + settings.SWITCHBOARD_PRESENCE_TTL
+
 
 _clients: dict[asyncio.AbstractEventLoop, Redis] = {}
 
@@ -67,7 +71,7 @@ def _parse(members: list[bytes], version: int) -> Snapshot:
 async def enter(slug: str, conn_id: str, user: events.UserRef | None) -> None:
     key = _key(slug)
     async with _client().pipeline(transaction=True) as pipe:
-        pipe.zadd(key, {member(conn_id, user): time.time() + TTL})
+        pipe.zadd(key, {member(conn_id, user): _expiry()})
         pipe.incr(f"{key}:v")
         await pipe.execute()
 
@@ -83,8 +87,7 @@ async def leave(slug: str, conn_id: str, user: events.UserRef | None) -> None:
 async def refresh(slug: str, members: list[str]) -> None:
     """Extend the expiry of this process's sockets in a room (`members` as from `member`)."""
     if members:
-        expires = time.time() + TTL
-        await _client().zadd(_key(slug), dict.fromkeys(members, expires), xx=True)
+        await _client().zadd(_key(slug), dict.fromkeys(members, _expiry()), xx=True)
 
 
 async def purge_expired(slug: str) -> int:

@@ -226,6 +226,11 @@ SWITCHBOARD_WS_BURST = env.float("SWITCHBOARD_WS_BURST", default=40.0)
 # A `subscribe` whose `since` is further back than this gets `resync_required` (use REST).
 SWITCHBOARD_REPLAY_LIMIT = env.int("SWITCHBOARD_REPLAY_LIMIT", default=500)
 
+# Presence: each process refreshes its sockets' entries every REFRESH seconds; an entry not
+# refreshed for TTL seconds (its process died) is dropped and the room told.
+SWITCHBOARD_PRESENCE_REFRESH = env.float("SWITCHBOARD_PRESENCE_REFRESH", default=15.0)
+SWITCHBOARD_PRESENCE_TTL = env.float("SWITCHBOARD_PRESENCE_TTL", default=45.0)
+
 # Anonymous visitors may always read public rooms; posting is a setting.
 SWITCHBOARD_ANONYMOUS_POSTING = env.bool("SWITCHBOARD_ANONYMOUS_POSTING", default=False)
 
