@@ -34,7 +34,5 @@ def message_history(
 def messages_between(*, room_id: int, after: int, upto: int) -> list[Message]:
     """Messages with `after < seq <= upto`, in order (replay and gap repair)."""
     return list(
-        Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
-        .select_related(None)
-        .order_by("seq")
+        Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto).order_by("seq")
     )

@@ -36,31 +36,34 @@ def job_log(*, job: Job, after: int = 0, limit: int = 100) -> list[JobLogLine]:
 
 
 def job_state(job: Job) -> dict[str, Any]:
-    """The job's full state: the REST body and the payload of `job.update`."""
+    """The job's full state as JSON: the REST body."""
+    return events.dump(job_state_model(job))
+
+
+def job_state_model(job: Job) -> events.JobState:
+    """The job's full state: what REST returns and `job.update` carries."""
 
     def iso(value: Any) -> str | None:
         return value.isoformat() if value is not None else None
 
-    return events.dump(
-        events.JobState(
-            id=str(job.id),
-            kind=job.kind,
-            status=job.status,  # type: ignore[arg-type]
-            params=job.params,
-            progress=events.JobProgress(
-                current=job.progress_current,
-                total=job.progress_total,
-                message=job.progress_message,
-            ),
-            result=job.result,
-            error=events.JobError(**job.error) if job.error else None,
-            created_at=job.created_at.isoformat(),
-            run_at=job.run_at.isoformat(),
-            started_at=iso(job.started_at),
-            finished_at=iso(job.finished_at),
-            attempts=job.attempts,
-            seq=job.seq,
-            cancel_requested=job.cancel_requested,
-            log_lines=job.log_lines,
-        )
+    return events.JobState(
+        id=str(job.id),
+        kind=job.kind,
+        status=job.status,  # type: ignore[arg-type]
+        params=job.params,
+        progress=events.JobProgress(
+            current=job.progress_current,
+            total=job.progress_total,
+            message=job.progress_message,
+        ),
+        result=job.result,
+        error=events.JobError(**job.error) if job.error else None,
+        created_at=job.created_at.isoformat(),
+        run_at=job.run_at.isoformat(),
+        started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+        attempts=job.attempts,
+        seq=job.seq,
+        cancel_requested=job.cancel_requested,
+        log_lines=job.log_lines,
     )

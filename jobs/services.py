@@ -21,7 +21,7 @@ from realtime.broadcast import publish_on_commit
 from .errors import JobError, JobErrorCode
 from .models import FINISHED, WAITING, Job, JobLogLine, JobStatus
 from .registry import kind_get
-from .selectors import job_state
+from .selectors import job_state_model
 
 logger = logging.getLogger(__name__)
 
@@ -278,9 +278,7 @@ def _finish(
 
 def _publish_update(job: Job) -> None:
     channel = events.job_channel(str(job.id))
-    frame = events.dump(
-        events.JobUpdateFrame(channel=channel, job=events.JobState(**job_state(job)))
-    )
+    frame = events.dump(events.JobUpdateFrame(channel=channel, job=job_state_model(job)))
     event = {"type": "job.update", "job": str(job.id), "seq": job.seq, "frame": frame}
     publish_on_commit(job_group(job.id), event)
     publish_on_commit(owner_group(job.owner_id), event)

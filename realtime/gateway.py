@@ -15,7 +15,7 @@ from chat.models import Room
 from chat.selectors import messages_between
 from chat.services import message_frame, message_post
 from jobs.models import Job
-from jobs.selectors import job_get, job_state
+from jobs.selectors import job_get, job_state_model
 from jobs.services import job_group, owner_group
 
 from . import events
@@ -50,8 +50,8 @@ def find_job(job_id: str, viewer: Any) -> Job | None:
 
 
 @database_sync_to_async
-def read_job_state(job_id: str) -> dict[str, Any]:
-    return job_state(Job.objects.get(pk=job_id))
+def read_job_state(job_id: str) -> events.JobState:
+    return job_state_model(Job.objects.get(pk=job_id))
 
 
 class GatewayConsumer(RoomSocket):
@@ -157,18 +157,12 @@ class GatewayConsumer(RoomSocket):
         # Join first, then read: an update committed in between is in the snapshot or after it.
         await self.hub.join_group(group, subscription, single=True)
         state = await read_job_state(job_id)
-        subscription.log_after = int(state["log_lines"])
+        subscription.log_after = state.log_lines
         await self.send_frame(
-            events.SubscribedFrame(channel=frame.channel, seq=int(state["seq"]), ref=frame.ref)
+            events.SubscribedFrame(channel=frame.channel, seq=state.seq, ref=frame.ref)
         )
-        await self.send_text(
-            json.dumps(
-                events.dump(
-                    events.JobUpdateFrame(channel=frame.channel, job=events.JobState(**state))
-                )
-            )
-        )
-        await subscription.go_live(int(state["seq"]))
+        await self.send_frame(events.JobUpdateFrame(channel=frame.channel, job=state))
+        await subscription.go_live(state.seq)
 
     async def on_unsubscribe(self, frame: events.UnsubscribeFrame) -> None:
         if frame.channel in self.group_subscriptions:
