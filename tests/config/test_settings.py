@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+
 from tests.support.processes import BASE_DIR
 
 PROBE = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
@@ -57,3 +61,18 @@ def test_sqlite_is_configured_for_a_second_writer_process(settings):
     assert options["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in options["init_command"]
     assert options["timeout"] >= 5
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_sqlite_connection_outlives_each_database_sync_to_async_call(settings):
+    # Closing the last SQLite connection checkpoints the WAL: doing it after every socket
+    # handler's query made each posted message pay for a checkpoint and a reopen.
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("only SQLite pays for closing")
+
+    @database_sync_to_async
+    def connection_in_use() -> int:
+        connection.ensure_connection()
+        return id(connection.connection)
+
+    assert await connection_in_use() == await connection_in_use()
