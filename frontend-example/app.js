@@ -1,0 +1,157 @@
+/**
+ * The example SPA: wires the REST client, the one socket, the chat and the jobs panes,
+ * signing in and out, and the connection badge. Only the public contract is used.
+ */
+
+import { Api, configuredApiBase } from "./api.js";
+import { Chat } from "./chat.js";
+import { $, h } from "./dom.js";
+import { Jobs } from "./jobs.js";
+import { Gateway } from "./socket.js";
+
+const POLL_AFTER_MS = 4_000; // the socket has been down this long: read over REST instead
+const POLL_EVERY_MS = 5_000;
+const ROOM_LIST_REFRESH_MS = 30_000; // the room list has no live channel of its own
+
+const api = new Api(configuredApiBase());
+const badge = $("#connection");
+$("#api-docs").href = api.url("/api/docs/");
+let user = null;
+let pollTimer = null;
+let downSince = null;
+
+const gateway = new Gateway({
+  url: api.socketUrl(),
+  token: () => api.token,
+  onState: showConnection,
+  onReady: () => {
+    // Rooms resume from their last seq by themselves; the lists are read again.
+    chat.loadRooms();
+    jobs.refresh();
+  },
+});
+const chat = new Chat({ api, gateway });
+const jobs = new Jobs({ api, gateway, currentRoom: () => chat.slug });
+
+// ------------------------------------------------------------------ connection state
+
+let retryAt = null;
+
+function showConnection(state, detail = {}) {
+  retryAt = detail.retryAt ?? null;
+  badge.dataset.state = state;
+  renderBadge();
+  if (state === "live") {
+    downSince = null;
+    clearInterval(pollTimer);
+    pollTimer = null;
+  } else {
+    downSince ??= Date.now();
+  }
+}
+
+function renderBadge() {
+  const state = badge.dataset.state;
+  const polling = pollTimer ? " (reading over REST)" : "";
+  if (state === "live") badge.textContent = "Live";
+  else if (state === "connecting") badge.textContent = "Connecting…";
+  else if (state === "reconnecting" && retryAt && retryAt > Date.now()) {
+    badge.textContent = `Reconnecting in ${Math.ceil((retryAt - Date.now()) / 1000)} s${polling}`;
+  } else if (state === "reconnecting") badge.textContent = `Reconnecting…${polling}`;
+  else badge.textContent = "Offline";
+}
+
+/** Polling is only the fallback: it runs while the socket stays down. */
+setInterval(() => {
+  renderBadge();
+  if (downSince && !pollTimer && Date.now() - downSince > POLL_AFTER_MS) {
+    pollTimer = setInterval(() => {
+      chat.poll();
+      jobs.poll();
+    }, POLL_EVERY_MS);
+    renderBadge();
+  }
+}, 1000);
+
+// ------------------------------------------------------------------ signing in and out
+
+function renderAccount() {
+  const account = $("#account");
+  if (user) {
+    account.replaceChildren(
+      h("span", { class: "who" }, "Signed in as ", h("strong", { id: "username" }, user.username)),
+      h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out"),
+    );
+  } else {
+    account.replaceChildren(
+      h(
+        "form",
+        { id: "sign-in", onsubmit: signIn },
+        h("input", { name: "username", placeholder: "username", autocomplete: "username", required: true }),
+        h("input", { name: "password", type: "password", placeholder: "password", autocomplete: "current-password", required: true }),
+        h("button", { type: "submit" }, "Sign in"),
+      ),
+    );
+  }
+  $("#account-error").textContent = "";
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try {
+    const me = await api.signIn(form.get("username"), form.get("password"));
+    await becomes(me.user);
+  } catch (error) {
+    $("#account-error").textContent = `Sign-in failed: ${error.describe?.() ?? error.message}`;
+  }
+}
+
+async function signOut() {
+  try {
+    await api.signOut();
+  } catch (error) {
+    $("#account-error").textContent = `Sign-out failed: ${error.message}`;
+    return;
+  }
+  await becomes(null);
+}
+
+/** The socket authenticates at its handshake, so a new identity means a new socket. */
+async function becomes(newUser) {
+  user = newUser;
+  renderAccount();
+  chat.setUser(user);
+  gateway.restart();
+  await jobs.setUser(user);
+}
+
+// ------------------------------------------------------------------ start
+
+function roomFromHash() {
+  const match = /^#\/rooms\/([^/]+)$/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+window.addEventListener("hashchange", () => {
+  const slug = roomFromHash();
+  if (slug) chat.open(slug);
+});
+
+async function start() {
+  try {
+    user = (await api.me()).user;
+  } catch (error) {
+    $("#account-error").textContent = `The API cannot be reached: ${error.message}`;
+  }
+  renderAccount();
+  chat.setUser(user);
+  gateway.start();
+  setInterval(() => chat.loadRooms(), ROOM_LIST_REFRESH_MS);
+  await chat.loadRooms();
+  const slug = roomFromHash() ?? chat.rooms[0]?.slug;
+  if (slug) chat.open(slug);
+  await jobs.setUser(user);
+}
+
+start();

@@ -1,0 +1,242 @@
+/**
+ * Rooms and chat: the room list (REST), one open room whose history is read over REST and
+ * whose new messages stream over the socket from the last `seq` applied, its presence list,
+ * and a composer that posts over the socket (over REST while the socket is down).
+ */
+
+import { ago, clockTime, h, $, newId } from "./dom.js";
+import { NotConnected } from "./socket.js";
+import { Sequence } from "./sequence.js";
+
+const HISTORY_PAGE = 50;
+const CATCH_UP_PAGE = 200;
+
+export class Chat {
+  constructor({ api, gateway }) {
+    this.api = api;
+    this.gateway = gateway;
+    this.user = null;
+    this.rooms = [];
+    this.room = null; // {slug, channel, messages: Sequence, presenceVersion}
+    this.elements = {
+      rooms: $("#room-list"),
+      createForm: $("#room-create"),
+      title: $("#room-title"),
+      online: $("#room-online"),
+      messages: $("#messages"),
+      outbox: $("#outbox"),
+      presence: $("#presence-list"),
+      anonymous: $("#presence-anonymous"),
+      composer: $("#composer"),
+      input: $("#message-input"),
+      error: $("#chat-error"),
+    };
+    gateway.on("chat.message", (frame) => {
+      if (frame.room === this.room?.slug) this.room.messages.add([frame]);
+    });
+    gateway.on("presence", (frame) => this.#showPresence(frame));
+    this.elements.composer.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.#send();
+    });
+    this.elements.createForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.#createRoom(new FormData(event.target));
+    });
+  }
+
+  setUser(user) {
+    this.user = user;
+    this.elements.createForm.hidden = !user;
+  }
+
+  get slug() {
+    return this.room?.slug ?? null;
+  }
+
+  // ---------------------------------------------------------------- rooms
+
+  async loadRooms() {
+    try {
+      const page = await this.api.get("/api/rooms/");
+      this.rooms = page.results;
+    } catch (error) {
+      this.#showError(`Rooms could not be loaded: ${error.message}`);
+      return;
+    }
+    this.#renderRooms();
+  }
+
+  #renderRooms() {
+    const items = this.rooms.map((room) =>
+      h(
+        "li",
+        { class: room.slug === this.slug ? "room current" : "room", dataset: { slug: room.slug } },
+        h(
+          "a",
+          { href: `#/rooms/${encodeURIComponent(room.slug)}` },
+          h("span", { class: "room-title" }, room.title || room.slug),
+          h("span", { class: "room-online", title: "online now" }, room.online == null ? "" : `${room.online} online`),
+          h("span", { class: "room-activity" }, ago(room.last_message_at)),
+        ),
+      ),
+    );
+    this.elements.rooms.replaceChildren(...items);
+  }
+
+  #updateRoom(slug, change) {
+    const room = this.rooms.find((candidate) => candidate.slug === slug);
+    if (!room) return;
+    Object.assign(room, change);
+    this.#renderRooms();
+  }
+
+  async #createRoom(form) {
+    const slug = form.get("slug").trim();
+    try {
+      await this.api.post("/api/rooms/", { slug, title: form.get("title").trim() });
+    } catch (error) {
+      this.#showError(`The room was not created: ${error.describe()}`);
+      return;
+    }
+    this.elements.createForm.reset();
+    await this.loadRooms();
+    location.hash = `#/rooms/${encodeURIComponent(slug)}`;
+  }
+
+  // ---------------------------------------------------------------- one room
+
+  /** Shows a room: its recent history over REST, then the socket from the last `seq`. */
+  async open(slug) {
+    if (slug === this.slug) return;
+    this.#close();
+    const messages = new Sequence({
+      key: (message) => message.seq,
+      apply: (message) => this.#showMessage(message),
+      fetchAfter: async (last) =>
+        (await this.api.get(`/api/rooms/${encodeURIComponent(slug)}/messages/`, { after: last, limit: CATCH_UP_PAGE }))
+          .results,
+    });
+    const room = { slug, channel: `room:${slug}`, messages, presenceVersion: -1 };
+    this.room = room;
+    this.#renderRooms();
+    const known = this.rooms.find((candidate) => candidate.slug === slug);
+    this.elements.title.textContent = known?.title || slug;
+    this.elements.input.disabled = false;
+    this.#showError("");
+
+    let page;
+    try {
+      page = await this.api.get(`/api/rooms/${encodeURIComponent(slug)}/messages/`, { limit: HISTORY_PAGE });
+    } catch (error) {
+      if (this.room === room) this.#showError(`This room cannot be read: ${error.message}`);
+      return;
+    }
+    if (this.room !== room) return; // another room was opened meanwhile
+    messages.last = page.results.length ? page.results[0].seq - 1 : page.last_seq;
+    messages.add(page.results);
+    this.#showEmptyHint();
+    this.gateway.subscribe(room.channel, {
+      since: () => messages.last,
+      onSubscribed: (reply) => {
+        // `since` was too far behind to replay: catch up over REST; live messages wait in order.
+        if (reply.type === "resync_required") messages.fill();
+      },
+      onError: (error) => this.#showError(`Live updates for this room failed: ${error.message}`),
+    });
+  }
+
+  #close() {
+    if (!this.room) return;
+    this.gateway.unsubscribe(this.room.channel);
+    this.room.messages.close();
+    this.room = null;
+    this.elements.messages.replaceChildren();
+    this.elements.outbox.replaceChildren();
+    this.elements.presence.replaceChildren();
+    this.elements.anonymous.textContent = "";
+    this.elements.online.textContent = "";
+  }
+
+  #showMessage(message) {
+    const mine = this.user && message.author?.id === this.user.id;
+    const item = h(
+      "li",
+      { class: mine ? "message mine" : "message", dataset: { seq: message.seq } },
+      h("span", { class: "author" }, message.author_name || "anonymous"),
+      h("time", { datetime: message.created_at, title: message.created_at }, clockTime(message.created_at)),
+      h("p", { class: "body" }, message.body),
+    );
+    const list = this.elements.messages;
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    $(".empty", list)?.remove();
+    list.append(item);
+    if (message.client_id) {
+      for (const pending of this.elements.outbox.children) {
+        if (pending.dataset.clientId === message.client_id) pending.remove();
+      }
+    }
+    if (atBottom || mine) list.scrollTop = list.scrollHeight;
+    this.#updateRoom(message.room, { last_message_at: message.created_at, last_seq: message.seq });
+  }
+
+  #showEmptyHint() {
+    if (this.elements.messages.children.length === 0) {
+      this.elements.messages.append(h("li", { class: "empty" }, "No messages yet. Say hello!"));
+    }
+  }
+
+  #showPresence(frame) {
+    const room = this.room;
+    if (!room || frame.channel !== room.channel || frame.version < room.presenceVersion) return;
+    room.presenceVersion = frame.version;
+    this.elements.presence.replaceChildren(
+      ...frame.users.map((user) => h("li", { class: "present", dataset: { userId: user.id } }, user.username)),
+    );
+    this.elements.anonymous.textContent = frame.anonymous ? `and ${frame.anonymous} anonymous` : "";
+    this.elements.online.textContent = `${frame.count} online`;
+    this.#updateRoom(room.slug, { online: frame.count });
+  }
+
+  // ---------------------------------------------------------------- posting
+
+  async #send() {
+    const room = this.room;
+    const body = this.elements.input.value;
+    if (!room || !body.trim()) return;
+    this.elements.input.value = "";
+    this.#showError("");
+    // The same client_id on every try: the server posts it once, however often it is sent.
+    const clientId = newId();
+    const pending = h("li", { class: "message pending", dataset: { clientId } }, h("p", { class: "body" }, body));
+    this.elements.outbox.append(pending);
+    try {
+      try {
+        await this.gateway.request({ type: "chat.send", room: room.slug, body, client_id: clientId });
+      } catch (error) {
+        if (!(error instanceof NotConnected)) throw error;
+        const message = await this.api.post(`/api/rooms/${encodeURIComponent(room.slug)}/messages/`, {
+          body,
+          client_id: clientId,
+        });
+        if (this.room === room) room.messages.add([message]);
+      }
+    } catch (error) {
+      pending.remove();
+      if (this.room === room && !this.elements.input.value) this.elements.input.value = body;
+      this.#showError(`Not sent: ${error.message}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- fallback
+
+  /** While the socket is down: read what is new over REST. */
+  poll() {
+    this.loadRooms();
+    this.room?.messages.fill();
+  }
+
+  #showError(text) {
+    this.elements.error.textContent = text;
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * Background jobs: a form built from each kind's params schema (GET /api/job-kinds/), and a
+ * live list of my jobs. `jobs:mine` brings every state change of every job of mine; each
+ * unfinished job is also followed on `job:<id>`, which sends its snapshot on each subscribe
+ * and then its log lines, numbered, so a missed line is fetched over REST.
+ */
+
+import { clockTime, h, $ } from "./dom.js";
+import { Sequence } from "./sequence.js";
+
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const LOG_PAGE = 500;
+
+export class Jobs {
+  constructor({ api, gateway, currentRoom }) {
+    this.api = api;
+    this.gateway = gateway;
+    this.currentRoom = currentRoom;
+    this.user = null;
+    this.kinds = [];
+    this.jobs = new Map(); // id -> {state, card, log: Sequence}
+    this.elements = {
+      pane: $("#jobs"),
+      signedOut: $("#jobs-signed-out"),
+      form: $("#job-form"),
+      kind: $("#job-kind"),
+      params: $("#job-params"),
+      countdown: $("#job-countdown"),
+      error: $("#job-error"),
+      list: $("#job-list"),
+    };
+    gateway.on("job.update", (frame) => this.#update(frame.job));
+    gateway.on("job.log", (frame) => this.jobs.get(frame.job_id)?.log.add([frame]));
+    this.elements.kind.addEventListener("change", () => this.#renderParams());
+    this.elements.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.#enqueue();
+    });
+    setInterval(() => this.#tick(), 1000);
+  }
+
+  async setUser(user) {
+    this.user = user;
+    this.elements.form.hidden = !user;
+    this.elements.signedOut.hidden = Boolean(user);
+    for (const id of this.jobs.keys()) this.gateway.unsubscribe(`job:${id}`);
+    this.jobs.clear();
+    this.elements.list.replaceChildren();
+    if (!user) {
+      this.gateway.unsubscribe("jobs:mine");
+      return;
+    }
+    this.gateway.subscribe("jobs:mine");
+    try {
+      this.kinds = await this.api.get("/api/job-kinds/");
+    } catch (error) {
+      this.#showError(`Job kinds could not be loaded: ${error.message}`);
+      return;
+    }
+    this.elements.kind.replaceChildren(
+      ...this.kinds.map((kind) => h("option", { value: kind.name }, `${kind.title} (${kind.name})`)),
+    );
+    this.#renderParams();
+    await this.refresh();
+  }
+
+  /** Reads my jobs over REST: at start, after each reconnection, and while polling. */
+  async refresh() {
+    if (!this.user) return;
+    let page;
+    try {
+      page = await this.api.get("/api/jobs/");
+    } catch (error) {
+      this.#showError(`Jobs could not be loaded: ${error.message}`);
+      return;
+    }
+    for (const state of page.results.slice().reverse()) this.#update(state);
+  }
+
+  /** While the socket is down: job states and log lines over REST. */
+  async poll() {
+    await this.refresh();
+    for (const job of this.jobs.values()) if (job.state.log_lines > job.log.last) job.log.fill();
+  }
+
+  // ---------------------------------------------------------------- the form
+
+  #renderParams() {
+    const kind = this.kinds.find((candidate) => candidate.name === this.elements.kind.value);
+    const schema = kind?.params_schema ?? { properties: {} };
+    const required = new Set(schema.required ?? []);
+    const fields = Object.entries(schema.properties ?? {}).map(([name, property]) =>
+      h(
+        "label",
+        { class: "field" },
+        h("span", {}, property.title || name),
+        this.#input(name, property, required.has(name)),
+        property.description ? h("small", {}, property.description) : null,
+      ),
+    );
+    this.elements.params.replaceChildren(...fields);
+  }
+
+  #input(name, property, required) {
+    if (property.enum) {
+      return h(
+        "select",
+        { name, dataset: { type: "string" } },
+        property.enum.map((value) => h("option", { value, selected: value === property.default }, value)),
+      );
+    }
+    const numeric = property.type === "integer" || property.type === "number";
+    // A `room` parameter starts as the room that is open: export what you are looking at.
+    const value = property.default ?? (name === "room" ? this.currentRoom() : undefined);
+    return h("input", {
+      name,
+      type: numeric ? "number" : "text",
+      min: property.minimum,
+      max: property.maximum,
+      step: property.type === "integer" ? 1 : numeric ? "any" : undefined,
+      value,
+      required,
+      dataset: { type: property.type },
+    });
+  }
+
+  #params() {
+    const params = {};
+    for (const field of this.elements.params.querySelectorAll("input, select")) {
+      if (field.value === "") continue; // the server's default applies
+      const { type } = field.dataset;
+      params[field.name] = type === "integer" || type === "number" ? Number(field.value) : field.value;
+    }
+    return params;
+  }
+
+  async #enqueue() {
+    const button = $("button[type=submit]", this.elements.form);
+    button.disabled = true;
+    this.#showError("");
+    try {
+      const job = await this.api.post("/api/jobs/", {
+        kind: this.elements.kind.value,
+        params: this.#params(),
+        countdown: Number(this.elements.countdown.value || 0),
+      });
+      this.#update(job);
+    } catch (error) {
+      this.#showError(`Not enqueued: ${error.describe()}`);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- the list
+
+  /** Applies a job's state; an older one than shown (by `seq`) is ignored. */
+  #update(state) {
+    let job = this.jobs.get(state.id);
+    if (job && state.seq <= job.state.seq) return;
+    if (!job) {
+      job = this.#add(state);
+    }
+    job.state = state;
+    this.#render(job);
+    const channel = `job:${state.id}`;
+    if (FINAL.has(state.status)) {
+      // Its last lines may still be on their way: read them, then stop following it.
+      if (state.log_lines > job.log.last) job.log.fill();
+      this.gateway.unsubscribe(channel);
+    } else if (!this.gateway.isSubscribed(channel)) {
+      this.gateway.subscribe(channel, { onSubscribed: () => job.log.fill() });
+    }
+  }
+
+  #add(state) {
+    const card = {
+      root: h("li", { class: "job", dataset: { jobId: state.id } }),
+      kind: h("strong", { class: "job-kind" }, state.kind),
+      status: h("span", { class: "job-status" }),
+      countdown: h("span", { class: "job-countdown" }),
+      cancel: h("button", { type: "button", class: "job-cancel" }, "Cancel"),
+      bar: h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }),
+      fill: h("div", { class: "bar-fill" }),
+      percent: h("span", { class: "job-percent" }),
+      message: h("p", { class: "job-message" }),
+      logSummary: h("summary"),
+      logLines: h("ol", { class: "job-log-lines" }),
+      outcome: h("div", { class: "job-outcome" }),
+      params: h("p", { class: "job-params" }, describeParams(state.params)),
+    };
+    card.bar.append(card.fill);
+    card.root.append(
+      h("div", { class: "job-head" }, card.kind, card.status, card.countdown, card.cancel),
+      card.params,
+      h("div", { class: "job-progress" }, card.bar, card.percent),
+      card.message,
+      h("details", { class: "job-log", open: true }, card.logSummary, card.logLines),
+      card.outcome,
+    );
+    const job = {
+      state,
+      card,
+      log: new Sequence({
+        key: (line) => line.number,
+        apply: (line) => {
+          card.logLines.append(h("li", { value: line.number }, line.line));
+          card.logLines.scrollTop = card.logLines.scrollHeight;
+          card.logSummary.textContent = `Log (${line.number} line${line.number === 1 ? "" : "s"})`;
+        },
+        fetchAfter: async (last) =>
+          (await this.api.get(`/api/jobs/${state.id}/log/`, { after: last, limit: LOG_PAGE })).results,
+      }),
+    };
+    card.logSummary.textContent = "Log";
+    card.cancel.addEventListener("click", () => this.#cancel(job));
+    this.jobs.set(state.id, job);
+    this.elements.list.prepend(card.root);
+    return job;
+  }
+
+  #render({ state, card }) {
+    const { current, total, message } = state.progress;
+    const percent = state.status === "succeeded" ? 100 : total > 0 ? Math.floor((current / total) * 100) : 0;
+    card.root.dataset.status = state.status;
+    card.status.textContent = state.status;
+    card.status.className = `job-status status-${state.status}`;
+    card.bar.setAttribute("aria-valuenow", percent);
+    card.fill.style.width = `${percent}%`;
+    card.percent.textContent = `${percent}%`;
+    card.message.textContent = message || "";
+    card.cancel.hidden = FINAL.has(state.status) || state.cancel_requested;
+    this.#renderCountdown(state, card);
+    card.outcome.replaceChildren(...this.#outcome(state));
+  }
+
+  #outcome(state) {
+    if (state.status === "failed" && state.error) {
+      return [h("p", { class: "error job-error" }, `Failed: ${state.error.message} (${state.error.type})`)];
+    }
+    if (state.status === "cancelled") return [h("p", { class: "muted" }, "Cancelled.")];
+    if (state.status !== "succeeded" || !state.result) return [];
+    const { download_url: downloadUrl, ...rest } = state.result;
+    const parts = [h("p", { class: "job-result" }, `Result: ${describeParams(rest)}`)];
+    if (downloadUrl) parts.push(this.#downloadLink(state, downloadUrl));
+    return parts;
+  }
+
+  #downloadLink(state, path) {
+    const filename = `${state.params.room ?? "export"}-${state.id}.${state.result.format ?? "txt"}`;
+    if (!this.api.token) {
+      return h("a", { class: "job-download", href: this.api.url(path), download: filename }, `Download ${filename}`);
+    }
+    // With a token (another origin) a plain link carries no credentials: fetch, then save.
+    return h(
+      "button",
+      {
+        type: "button",
+        class: "job-download",
+        onclick: () => this.api.download(path, filename).catch((error) => this.#showError(error.message)),
+      },
+      `Download ${filename}`,
+    );
+  }
+
+  #renderCountdown(state, card) {
+    const waiting = state.status === "scheduled" || state.status === "queued";
+    const seconds = Math.ceil((Date.parse(state.run_at) - Date.now()) / 1000);
+    if (waiting && seconds > 0) card.countdown.textContent = `starts in ${seconds} s`;
+    else if (waiting) card.countdown.textContent = "waiting for a worker";
+    else if (state.finished_at) card.countdown.textContent = `at ${clockTime(state.finished_at)}`;
+    else card.countdown.textContent = "";
+  }
+
+  #tick() {
+    for (const job of this.jobs.values()) {
+      if (job.state.status === "scheduled" || job.state.status === "queued") this.#renderCountdown(job.state, job.card);
+    }
+  }
+
+  async #cancel(job) {
+    job.card.cancel.disabled = true;
+    try {
+      this.#update(await this.api.post(`/api/jobs/${job.state.id}/cancel/`));
+    } catch (error) {
+      this.#showError(`Not cancelled: ${error.message}`);
+    } finally {
+      job.card.cancel.disabled = false;
+    }
+  }
+
+  #showError(text) {
+    this.elements.error.textContent = text;
+  }
+}
+
+function describeParams(params) {
+  const entries = Object.entries(params ?? {});
+  return entries.length ? entries.map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join(", ") : "no params";
+}

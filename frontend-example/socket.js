@@ -1,0 +1,208 @@
+/**
+ * One WebSocket for everything (`/ws/`). It reconnects with backoff when the server restarts
+ * or the network drops, authenticates again, and subscribes again to every channel it had,
+ * each with `since` (the last `seq` its owner applied), so the stream resumes without a gap.
+ *
+ * State changes are reported to `onState(state, detail)`: "connecting", "live",
+ * "reconnecting" (detail: {retryAt}) or "stopped".
+ */
+
+const BACKOFF_FIRST_MS = 500;
+const BACKOFF_MAX_MS = 8_000;
+const PING_EVERY_MS = 20_000;
+const SILENCE_LIMIT_MS = 30_000; // nothing heard for this long: the connection is dead
+
+export class NotConnected extends Error {}
+
+/** An `error` frame that answered one of our requests. */
+export class SocketError extends Error {
+  constructor(frame) {
+    super(frame.detail);
+    this.code = frame.code;
+  }
+}
+
+export class Gateway {
+  /**
+   * @param {object} options
+   * @param {string} options.url ws(s)://host/ws/
+   * @param {() => string|null} options.token an API token to send in an `auth` frame, if any
+   * @param {(state: string, detail?: object) => void} options.onState
+   * @param {(user: object|null) => void} options.onReady after each (re)connection is set up
+   */
+  constructor({ url, token = () => null, onState = () => {}, onReady = () => {} }) {
+    this.url = url;
+    this.token = token;
+    this.onState = onState;
+    this.onReady = onReady;
+    this.state = "stopped";
+    this.user = null;
+    this.socket = null;
+    this.attempt = 0;
+    this.nextRef = 1;
+    this.pending = new Map(); // ref -> {resolve, reject}
+    this.channels = new Map(); // channel -> {since, onError}
+    this.listeners = new Map(); // frame type -> Set of handlers
+    this.retryTimer = null;
+    this.keepAlive = null;
+    this.lastHeard = 0;
+    window.addEventListener("online", () => this.#retryNow());
+  }
+
+  /** Calls `handler(frame)` for every server frame of this type. */
+  on(type, handler) {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type).add(handler);
+  }
+
+  start() {
+    if (this.state !== "stopped") return;
+    this.#connect();
+  }
+
+  /** Closes and opens again, e.g. after signing in or out (the handshake carries the cookie). */
+  restart() {
+    this.stop();
+    this.attempt = 0;
+    this.#connect();
+  }
+
+  stop() {
+    this.#setState("stopped");
+    clearTimeout(this.retryTimer);
+    this.#dropSocket();
+  }
+
+  /**
+   * Keeps `channel` subscribed across reconnections. `since()` gives the `seq` to resume
+   * after (rooms), or null (jobs: their snapshot is sent on each subscribe).
+   */
+  subscribe(channel, { since = () => null, onSubscribed = () => {}, onError = () => {} } = {}) {
+    this.channels.set(channel, { since, onSubscribed, onError });
+    if (this.state === "live") this.#sendSubscribe(channel);
+  }
+
+  isSubscribed(channel) {
+    return this.channels.has(channel);
+  }
+
+  unsubscribe(channel) {
+    if (!this.channels.delete(channel)) return;
+    if (this.state === "live") this.request({ type: "unsubscribe", channel }).catch(() => {});
+  }
+
+  /** Sends a frame with a `ref`; resolves with the reply that echoes it, rejects on `error`. */
+  request(frame) {
+    if (this.state !== "live" && frame.type !== "auth") {
+      return Promise.reject(new NotConnected("Not connected."));
+    }
+    const ref = this.nextRef++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(ref, { resolve, reject });
+      this.socket.send(JSON.stringify({ ...frame, ref }));
+    });
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  #connect() {
+    this.#setState(this.attempt === 0 ? "connecting" : "reconnecting");
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.addEventListener("message", (event) => {
+      if (socket === this.socket) this.#receive(event.data);
+    });
+    socket.addEventListener("close", () => {
+      if (socket === this.socket) this.#lost();
+    });
+  }
+
+  async #setUp(hello) {
+    this.user = hello.user;
+    const token = this.token();
+    if (token) {
+      try {
+        this.user = (await this.request({ type: "auth", token })).user;
+      } catch (error) {
+        if (!(error instanceof SocketError)) return; // the connection went away meanwhile
+        this.user = null; // a revoked token: carry on anonymously
+      }
+    }
+    this.attempt = 0;
+    this.#setState("live");
+    this.keepAlive = setInterval(() => this.#checkAlive(), PING_EVERY_MS);
+    for (const channel of this.channels.keys()) this.#sendSubscribe(channel);
+    this.onReady(this.user);
+  }
+
+  #sendSubscribe(channel) {
+    const { since, onSubscribed, onError } = this.channels.get(channel);
+    const frame = { type: "subscribe", channel };
+    const seq = since();
+    if (seq !== null && seq !== undefined) frame.since = seq;
+    this.request(frame).then(onSubscribed, (error) => {
+      if (error instanceof SocketError) onError(error);
+    });
+  }
+
+  #receive(text) {
+    this.lastHeard = Date.now();
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (frame.type === "hello") {
+      this.#setUp(frame);
+      return;
+    }
+    const waiting = frame.ref !== undefined ? this.pending.get(frame.ref) : undefined;
+    if (waiting) {
+      this.pending.delete(frame.ref);
+      if (frame.type === "error") waiting.reject(new SocketError(frame));
+      else waiting.resolve(frame);
+    }
+    for (const handler of this.listeners.get(frame.type) ?? []) handler(frame);
+  }
+
+  #checkAlive() {
+    if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
+      this.socket?.close(); // no pong: a dead network; the close handler reconnects
+      this.#lost();
+      return;
+    }
+    this.socket?.send(JSON.stringify({ type: "ping" }));
+  }
+
+  #lost() {
+    this.#dropSocket();
+    if (this.state === "stopped") return;
+    // Exponential backoff with jitter, so a restarted server is not hit by everyone at once.
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.attempt);
+    const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
+    this.attempt += 1;
+    this.#setState("reconnecting", { retryAt: Date.now() + delay });
+    this.retryTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  #retryNow() {
+    if (this.state !== "reconnecting" || this.socket) return;
+    clearTimeout(this.retryTimer);
+    this.#connect();
+  }
+
+  #dropSocket() {
+    clearInterval(this.keepAlive);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket && socket.readyState <= WebSocket.OPEN) socket.close();
+    for (const { reject } of this.pending.values()) reject(new NotConnected("Connection lost."));
+    this.pending.clear();
+  }
+
+  #setState(state, detail = {}) {
+    this.state = state;
+    this.onState(state, detail);
+  }
+}

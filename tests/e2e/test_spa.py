@@ -1,0 +1,386 @@
+"""The example SPA (frontend-example/) in headless Chromium against live Daphne, Redis and Celery.
+
+People sign in through the page, chat, see each other's presence and run jobs; one ASGI
+server is restarted under a page, which must reconnect and resume without a gap or a double.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import User
+from playwright.async_api import Locator, Page, expect
+
+from chat.services import room_ensure
+from config.redis_server import free_port
+from jobs.models import Job
+from tests.factories import PASSWORD, UserFactory
+from tests.support.browser import SCREENSHOT_DIR, OpenPage, browser, chromium_path, open_page
+from tests.support.processes import Service, daphne
+
+__all__ = ["browser", "chromium_path", "open_page"]  # fixtures, imported for pytest to find
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    # The browser lives on the session loop (see tests/support/browser.py).
+    pytest.mark.asyncio(loop_scope="session"),
+]
+
+# Every test here signs people in from 127.0.0.1; the servers it starts allow that often.
+SERVER_ENV = {"LOGIN_THROTTLE_RATE": "1000/min"}
+XSS = "<img src=x onerror=alert(1)>"
+# Records every alert() and every value the progress bars take, from before the page's code.
+RECORDERS = """
+window.alerts = [];
+window.alert = (message) => window.alerts.push(String(message));
+window.progressSeen = [];
+new MutationObserver((changes) => {
+    for (const change of changes) {
+        window.progressSeen.push(Number(change.target.getAttribute("aria-valuenow")));
+    }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+"""
+
+
+@dataclass
+class Server:
+    """A Daphne process of this module's own, on a fixed port, that a test may restart."""
+
+    env: dict[str, str]
+    log_dir: Path
+    port: int
+    service: Service | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.service, _ = await asyncio.to_thread(daphne, self.env, self.log_dir, self.port)
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            await asyncio.to_thread(self.service.stop)
+
+
+@pytest.fixture(scope="module")
+def spa_env(shared_env: dict[str, str], worker: Service) -> dict[str, str]:
+    """The run's database, Redis and queue (a live Celery worker on it), and a loose login limit."""
+    return {**shared_env, **SERVER_ENV}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def spa_server(spa_env: dict[str, str], log_dir: Path) -> AsyncIterator[Server]:
+    server = Server(spa_env, log_dir, free_port())
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def restartable_server(spa_env: dict[str, str], log_dir: Path) -> AsyncIterator[Server]:
+    """A second ASGI server that the test stops and starts again on the same port."""
+    server = Server(spa_env, log_dir, free_port())
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def people(db: None) -> list[User]:
+    """alice and bob, who sign in with the factories' password."""
+    return [UserFactory.create(username=name) for name in ("alice", "bob")]
+
+
+def new_slug(prefix: str = "spa") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def make_room(slug: str) -> None:
+    await database_sync_to_async(room_ensure)(slug=slug, title=slug.title())
+
+
+# ------------------------------------------------------------------ what a person does
+
+
+async def visit(open_page: OpenPage, who: str, url: str) -> Page:
+    """Opens the SPA as `who` with the recorders installed; waits for its socket."""
+    page = await open_page(who, "about:blank")
+    await page.set_viewport_size({"width": 1100, "height": 700})
+    await page.add_init_script(RECORDERS)
+    await page.goto(url)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def sign_in(page: Page, username: str) -> None:
+    form = page.locator("#sign-in")
+    await form.locator("input[name=username]").fill(username)
+    await form.locator("input[name=password]").fill(PASSWORD)
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("#username")).to_have_text(username)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+async def say(page: Page, text: str) -> None:
+    await page.locator("#message-input").fill(text)
+    await page.locator("#message-input").press("Enter")
+
+
+def messages(page: Page) -> Locator:
+    """The bodies of the messages shown, in order (not the ones still being sent)."""
+    return page.locator("#messages li.message .body")
+
+
+async def enqueue(page: Page, kind: str, countdown: int, **params: object) -> str:
+    """Fills the job form and enqueues; returns the new job's id."""
+    before = await page.locator("#job-list li.job").count()
+    await page.locator("#job-kind").select_option(kind)
+    for name, value in params.items():
+        field = page.locator(f"#job-params [name={name}]")
+        if await field.evaluate("(field) => field.tagName") == "SELECT":
+            await field.select_option(str(value))
+        else:
+            await field.fill(str(value))
+    await page.locator("#job-countdown").fill(str(countdown))
+    await page.locator("#job-form button[type=submit]").click()
+    await expect(page.locator("#job-list li.job")).to_have_count(before + 1)
+    job_id = await page.locator("#job-list li.job").first.get_attribute("data-job-id")
+    assert job_id
+    return job_id
+
+
+def job_card(page: Page, job_id: str) -> Locator:
+    return page.locator(f'#job-list li.job[data-job-id="{job_id}"]')
+
+
+async def screenshot(page: Page, name: str) -> None:
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=SCREENSHOT_DIR / f"spa-{name}.png")
+
+
+# ------------------------------------------------------------------ tests
+
+
+async def test_two_people_chat_and_see_each_other(spa_server, people, open_page):
+    # given: alice signs in and creates a room through the page
+    slug = new_slug()
+    alice = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(alice, "alice")
+    await alice.locator("#room-create input[name=slug]").fill(slug)
+    await alice.locator("#room-create input[name=title]").fill("Design review")
+    await alice.locator("#room-create button[type=submit]").click()
+    await expect(alice.locator("#room-title")).to_have_text("Design review")
+    await expect(alice.locator(f'#room-list li.room.current[data-slug="{slug}"]')).to_be_visible()
+
+    # when: bob opens the room from its link and signs in
+    bob = await visit(open_page, "bob", f"{spa_server.url}/#/rooms/{slug}")
+    await sign_in(bob, "bob")
+
+    # then: each sees both in the room
+    for page in (alice, bob):
+        await expect(page.locator("#presence-list li")).to_have_text(["alice", "bob"])
+        await expect(page.locator("#room-online")).to_have_text("2 online")
+
+    # when
+    await say(alice, "hello bob")
+    await expect(bob.locator("#messages li.message .body")).to_have_text(["hello bob"])
+    await say(bob, "hi alice")
+    await say(bob, XSS)
+
+    # then: same conversation on both sides, in order; the markup is shown as text
+    for page in (alice, bob):
+        await expect(messages(page)).to_have_text(["hello bob", "hi alice", XSS])
+        await expect(page.locator("#messages li.message .author")).to_have_text(
+            ["alice", "bob", "bob"]
+        )
+        assert await page.locator("#messages img").count() == 0
+        assert await page.evaluate("() => window.alerts") == []
+    await expect(alice.locator("#outbox li")).to_have_count(0)
+
+    # when: someone not signed in opens the room
+    visitor = await visit(open_page, "visitor", f"{spa_server.url}/#/rooms/{slug}")
+
+    # then: the history is readable, and the others see an anonymous reader arrive
+    await expect(messages(visitor)).to_have_text(["hello bob", "hi alice", XSS])
+    await expect(visitor.locator("#sign-in")).to_be_visible()
+    await expect(visitor.locator("#jobs-signed-out")).to_be_visible()
+    await expect(alice.locator("#presence-anonymous")).to_have_text("and 1 anonymous")
+    await expect(alice.locator(f'#room-list li[data-slug="{slug}"] .room-online')).to_have_text(
+        "3 online"
+    )
+    await screenshot(alice, "chat")
+
+    # when: bob signs out, then leaves
+    await bob.locator("#sign-out").click()
+    await expect(bob.locator("#sign-in")).to_be_visible()
+    await expect(alice.locator("#presence-list li")).to_have_text(["alice"])
+    await expect(alice.locator("#presence-anonymous")).to_have_text("and 2 anonymous")
+    await bob.close()
+
+    # then
+    await expect(alice.locator("#presence-anonymous")).to_have_text("and 1 anonymous")
+
+
+async def test_a_job_waits_for_its_countdown_then_shows_progress_and_log(
+    spa_server, people, open_page
+):
+    # given
+    page = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(page, "alice")
+
+    # when
+    job_id = await enqueue(page, "demo.sleep", countdown=2, steps=5, max_seconds=0.6)
+    card = job_card(page, job_id)
+
+    # then: it waits, counting down, then runs to the end with a log line per step
+    await expect(card.locator(".job-status")).to_have_text("scheduled")
+    await expect(card.locator(".job-countdown")).to_contain_text("starts in")
+    await expect(card.locator(".job-status")).to_have_text("running", timeout=15_000)
+    await screenshot(page, "jobs")
+    await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
+    await expect(card.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "100")
+    await expect(card.locator(".job-percent")).to_have_text("100%")
+    await expect(card.locator(".job-message")).to_have_text("Slept 5 of 5 times")
+    await expect(card.locator(".job-log-lines li")).to_have_count(5)
+    for line in await card.locator(".job-log-lines li").all_inner_texts():
+        assert line.startswith("Going to sleep for ")
+    await expect(card.locator(".job-result")).to_contain_text("steps: 5")
+    seen = await page.evaluate("() => window.progressSeen")
+    assert seen == sorted(seen), seen
+    assert seen[-1] == 100
+    assert any(0 < value < 100 for value in seen), f"the bar never moved between: {seen}"
+
+
+async def test_cancelling_a_waiting_and_a_running_job(spa_server, people, open_page):
+    # given
+    page = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(page, "alice")
+    waiting = await enqueue(page, "demo.sleep", countdown=600, steps=1, max_seconds=0)
+    running = await enqueue(page, "demo.sleep", countdown=0, steps=100, max_seconds=0.5)
+    await expect(job_card(page, running).locator(".job-status")).to_have_text("running")
+
+    # when
+    for job_id in (waiting, running):
+        await job_card(page, job_id).locator(".job-cancel").click()
+
+    # then
+    for job_id in (waiting, running):
+        card = job_card(page, job_id)
+        await expect(card.locator(".job-status")).to_have_text("cancelled")
+        await expect(card.locator(".job-cancel")).to_be_hidden()
+    jobs = await database_sync_to_async(lambda: {j.pk: j for j in Job.objects.all()})()
+    assert jobs[uuid.UUID(waiting)].status == "cancelled"
+    assert jobs[uuid.UUID(waiting)].started_at is None
+    assert jobs[uuid.UUID(running)].status == "cancelled"
+    assert jobs[uuid.UUID(running)].progress_current < 100
+
+
+async def test_a_room_export_offers_its_file(spa_server, people, open_page):
+    # given: a room with a conversation, open in alice's page
+    slug = new_slug("export")
+    await make_room(slug)
+    page = await visit(open_page, "alice", f"{spa_server.url}/#/rooms/{slug}")
+    await sign_in(page, "alice")
+    for text in ("first", XSS):
+        await say(page, text)
+    await expect(messages(page)).to_have_text(["first", XSS])
+
+    # when: the export's room starts as the room that is open
+    await page.locator("#job-kind").select_option("room.export")
+    await expect(page.locator("#job-params [name=room]")).to_have_value(slug)
+    job_id = await enqueue(page, "room.export", countdown=0, format="csv")
+
+    # then
+    card = job_card(page, job_id)
+    await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
+    link = card.locator("a.job-download")
+    await expect(link).to_have_text(f"Download {slug}-{job_id}.csv")
+    href = await link.get_attribute("href")
+    assert href == f"{spa_server.url}/api/jobs/{job_id}/download/"
+    response = await page.request.get(href)
+    assert response.status == 200
+    body = await response.text()
+    assert "first" in body
+    assert XSS in body
+
+
+async def test_errors_are_shown_plainly(spa_server, people, open_page):
+    # given
+    page = await visit(open_page, "alice", f"{spa_server.url}/")
+
+    # when: a wrong password
+    form = page.locator("#sign-in")
+    await form.locator("input[name=username]").fill("alice")
+    await form.locator("input[name=password]").fill("not the password")
+    await form.locator("button[type=submit]").click()
+
+    # then
+    await expect(page.locator("#account-error")).to_contain_text("Sign-in failed")
+    await expect(page.locator("#sign-in")).to_be_visible()
+
+    # when: a job whose params the server refuses
+    await sign_in(page, "alice")
+    await page.locator("#job-kind").select_option("room.export")
+    await page.locator("#job-params [name=room]").fill("no such room!")
+    await page.locator("#job-form button[type=submit]").click()
+
+    # then
+    await expect(page.locator("#job-error")).to_contain_text("Not enqueued")
+    await expect(page.locator("#job-error")).to_contain_text("room")
+    await expect(page.locator("#job-list li.job")).to_have_count(0)
+
+
+async def test_the_page_resumes_after_its_server_restarts(
+    spa_server, restartable_server, people, open_page
+):
+    # given: alice on the server that will restart, bob on another server, one room
+    slug = new_slug("restart")
+    await make_room(slug)
+    alice = await visit(open_page, "alice", f"{restartable_server.url}/#/rooms/{slug}")
+    await sign_in(alice, "alice")
+    bob = await visit(open_page, "bob", f"{spa_server.url}/#/rooms/{slug}")
+    await sign_in(bob, "bob")
+    await say(alice, "before 1")
+    await say(bob, "before 2")
+    await expect(messages(alice)).to_have_text(["before 1", "before 2"])
+    job_id = await enqueue(alice, "demo.sleep", countdown=1, steps=4, max_seconds=0.5)
+    # Messages missed while away must come from the socket's replay (`since`), not REST.
+    await alice.route("**/api/rooms/*/messages/?after=*", lambda route: route.abort())
+
+    # when: alice's server goes away; bob goes on talking meanwhile
+    await restartable_server.stop()
+    await expect(alice.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    during = [f"while away {n}" for n in range(1, 4)]
+    for text in during:
+        await say(bob, text)
+    await expect(messages(bob)).to_have_text(["before 1", "before 2", *during])
+    await restartable_server.start()
+
+    # then: alice's page is live again with every message once, in order
+    await expect(alice.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=20_000
+    )
+    await expect(messages(alice)).to_have_text(["before 1", "before 2", *during])
+    await say(bob, "after")
+    await say(alice, "back")
+    expected = ["before 1", "before 2", *during, "after", "back"]
+    await expect(messages(alice)).to_have_text(expected)
+    await expect(messages(bob)).to_have_text(expected)
+    seqs = await alice.locator("#messages li.message").evaluate_all(
+        "items => items.map((item) => Number(item.dataset.seq))"
+    )
+    assert seqs == list(range(1, len(expected) + 1))
+    # and the job that ran meanwhile shows its end, and its whole log
+    card = job_card(alice, job_id)
+    await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
+    await expect(card.locator(".job-log-lines li")).to_have_count(4)
+    await expect(alice.locator("#presence-list li")).to_have_text(["alice", "bob"])
