@@ -7,8 +7,10 @@ server is restarted under a page, which must reconnect and resume without a gap 
 from __future__ import annotations
 
 import asyncio
+import sys
+import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +19,14 @@ import pytest_asyncio
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from playwright.async_api import Locator, Page, expect
+from rest_framework.authtoken.models import Token
 
 from chat.services import room_ensure
 from config.redis_server import free_port
 from jobs.models import Job
 from tests.factories import PASSWORD, UserFactory
 from tests.support.browser import SCREENSHOT_DIR, OpenPage, browser, chromium_path, open_page
-from tests.support.processes import Service, daphne
+from tests.support.processes import BASE_DIR, Service, child_env, daphne, wait_until
 
 __all__ = ["browser", "chromium_path", "open_page"]  # fixtures, imported for pytest to find
 
@@ -72,9 +75,30 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def spa_env(shared_env: dict[str, str], worker: Service) -> dict[str, str]:
-    """The run's database, Redis and queue (a live Celery worker on it), and a loose login limit."""
-    return {**shared_env, **SERVER_ENV}
+def static_origin(log_dir: Path) -> Iterator[str]:
+    """frontend-example/ served by a plain static server on another origin (another site, too)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    argv += ["--directory", str(BASE_DIR / "frontend-example")]
+    service = Service(f"static-{port}", argv, child_env(), log_dir / f"static-{port}.log").start()
+
+    def serving() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_until(serving)
+    yield f"http://localhost:{port}"
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def spa_env(shared_env: dict[str, str], worker: Service, static_origin: str) -> dict[str, str]:
+    """The run's database, Redis and queue (a live Celery worker on it); the static origin is
+    allowed (CORS and sockets), and logins are not throttled for these tests."""
+    return {**shared_env, **SERVER_ENV, "CORS_ALLOWED_ORIGINS": static_origin}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -98,6 +122,11 @@ async def restartable_server(spa_env: dict[str, str], log_dir: Path) -> AsyncIte
 def people(db: None) -> list[User]:
     """alice and bob, who sign in with the factories' password."""
     return [UserFactory.create(username=name) for name in ("alice", "bob")]
+
+
+@database_sync_to_async
+def alice_has_token() -> bool:
+    return Token.objects.filter(user__username="alice").exists()
 
 
 def new_slug(prefix: str = "spa") -> str:
@@ -354,7 +383,7 @@ async def test_the_page_resumes_after_its_server_restarts(
     await expect(messages(alice)).to_have_text(["before 1", "before 2"])
     job_id = await enqueue(alice, "demo.sleep", countdown=1, steps=4, max_seconds=0.5)
     # Messages missed while away must come from the socket's replay (`since`), not REST.
-    await alice.route("**/api/rooms/*/messages/?after=*", lambda route: route.abort())
+    await alice.route(lambda url: "/messages/?after=" in url, lambda route: route.abort())
 
     # when: alice's server goes away; bob goes on talking meanwhile
     await restartable_server.stop()
@@ -384,3 +413,38 @@ async def test_the_page_resumes_after_its_server_restarts(
     await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
     await expect(card.locator(".job-log-lines li")).to_have_count(4)
     await expect(alice.locator("#presence-list li")).to_have_text(["alice", "bob"])
+    await screenshot(alice, "overview")
+
+
+async def test_the_page_works_from_another_origin(spa_server, static_origin, people, open_page):
+    # given: the SPA from a static server elsewhere, pointed at the API with `?api=`
+    slug = new_slug("cors")
+    await make_room(slug)
+    alice = await visit(
+        open_page, "alice-elsewhere", f"{static_origin}/?api={spa_server.url}#/rooms/{slug}"
+    )
+    bob = await visit(open_page, "bob", f"{spa_server.url}/#/rooms/{slug}")
+    await sign_in(bob, "bob")
+
+    # when: alice signs in there (with a token: the API's cookies are another site's)
+    await sign_in(alice, "alice")
+    await say(alice, "hello from elsewhere")
+    await say(bob, "heard you")
+
+    # then
+    for page in (alice, bob):
+        await expect(messages(page)).to_have_text(["hello from elsewhere", "heard you"])
+        await expect(page.locator("#presence-list li")).to_have_text(["alice", "bob"])
+    job_id = await enqueue(alice, "demo.sleep", countdown=0, steps=2, max_seconds=0.1)
+    card = job_card(alice, job_id)
+    await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
+    await expect(card.locator(".job-log-lines li")).to_have_count(2)
+    assert await alice_has_token()
+
+    # when
+    await alice.locator("#sign-out").click()
+
+    # then: signed out, and the token is revoked
+    await expect(alice.locator("#sign-in")).to_be_visible()
+    assert not await alice_has_token()
+    await expect(bob.locator("#presence-list li")).to_have_text(["bob"])
