@@ -17,7 +17,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from .errors import ErrorSerializer
+from .errors import ErrorCode
+from .schema import error_response
 
 
 class UserSerializer(serializers.Serializer):
@@ -74,7 +75,7 @@ class LoginView(APIView):
         operation_id="auth_login",
         tags=["auth"],
         request=AuthTokenSerializer,
-        responses={200: MeSerializer, 400: ErrorSerializer, 403: ErrorSerializer},
+        responses={200: MeSerializer, 403: error_response(ErrorCode.PERMISSION_DENIED)},
     )
     def post(self, request: Request) -> Response:
         # Login CSRF: an attacker must not sign a victim's browser into the attacker's account.
@@ -97,7 +98,7 @@ class TokenView(APIView):
         operation_id="auth_token_create",
         tags=["auth"],
         request=AuthTokenSerializer,
-        responses={200: TokenSerializer, 400: ErrorSerializer},
+        responses=TokenSerializer,
     )
     def post(self, request: Request) -> Response:
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
@@ -25,7 +31,9 @@ from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state
 from jobs.services import job_cancel, job_enqueue
 from realtime.events import job_channel
 
-from .errors import ErrorSerializer
+from .errors import ErrorCode
+from .fields import StrictCharField, StrictFloatField, query_data
+from .schema import error_response
 
 
 class JobProgressSerializer(serializers.Serializer):
@@ -77,13 +85,31 @@ class EnqueuedSerializer(JobSerializer):
         }
 
 
+# The schema names the kinds and the longest countdown; the service checks them, so a refusal
+# carries its domain code (`unknown_kind`, `invalid_schedule`).
+@extend_schema_field({"type": "string", "enum": [kind.name for kind in kinds_all()]})
+class KindField(StrictCharField):
+    pass
+
+
+@extend_schema_field(
+    {"type": "number", "format": "double", "minimum": 0, "maximum": settings.JOBS_MAX_COUNTDOWN}
+)
+class CountdownField(StrictFloatField):
+    pass
+
+
 class EnqueueSerializer(serializers.Serializer):
-    kind = serializers.CharField(max_length=64)
-    params = serializers.DictField(required=False, default=dict)
-    countdown = serializers.FloatField(
+    kind = KindField(max_length=64, help_text="One of `GET /api/job-kinds/`")
+    params = serializers.DictField(
+        required=False, default=dict, help_text="Valid against the kind's `params_schema`"
+    )
+    countdown = CountdownField(
         required=False, min_value=0, help_text="Seconds to wait before running"
     )
-    eta = serializers.DateTimeField(required=False, help_text="When to run (instead of countdown)")
+    eta = serializers.DateTimeField(
+        required=False, help_text="When to run, instead of `countdown` (not both); not in the past"
+    )
 
 
 class JobKindSerializer(serializers.Serializer):
@@ -104,8 +130,37 @@ class LogPageSerializer(serializers.Serializer):
 
 
 class LogQuerySerializer(serializers.Serializer):
-    after = serializers.IntegerField(min_value=0, default=0)
-    limit = serializers.IntegerField(min_value=1, max_value=LOG_PAGE_MAX, default=100)
+    after = serializers.IntegerField(
+        min_value=0, default=0, help_text="Only lines numbered after this"
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=LOG_PAGE_MAX, default=100, help_text="At most this many lines"
+    )
+
+
+class JobListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=JobStatus.choices, required=False, help_text="Only jobs in this status"
+    )
+
+
+_EXAMPLE_JOB: dict[str, Any] = {
+    "id": "6f1c2e1a-3b4d-4c5e-8f90-1a2b3c4d5e6f",
+    "kind": "demo.sleep",
+    "status": "scheduled",
+    "params": {"steps": 3, "max_seconds": 1.0},
+    "progress": {"current": 0, "total": 0, "message": ""},
+    "result": None,
+    "error": None,
+    "created_at": "2026-01-05T10:00:00.000Z",
+    "run_at": "2026-01-05T10:00:02.000Z",
+    "started_at": None,
+    "finished_at": None,
+    "attempts": 0,
+    "seq": 1,
+    "cancel_requested": False,
+    "log_lines": 0,
+}
 
 
 def _owner(request: Request) -> User:
@@ -145,14 +200,13 @@ class JobListView(ListAPIView):
     serializer_class = JobSerializer
 
     def get_queryset(self) -> QuerySet[Job]:
-        status_filter = self.request.query_params.get("status")
-        if status_filter and status_filter not in JobStatus.values:
-            raise JobError(JobErrorCode.INVALID_PARAMS, f"Unknown status {status_filter!r}.")
-        return job_list(owner=_owner(self.request), status=status_filter)
+        query = JobListQuerySerializer(data=query_data(self.request))
+        query.is_valid(raise_exception=True)
+        return job_list(owner=_owner(self.request), status=query.validated_data.get("status"))
 
     @extend_schema(
         operation_id="jobs_list",
-        parameters=[OpenApiParameter("status", str, enum=JobStatus.values)],
+        parameters=[JobListQuerySerializer],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -168,7 +222,13 @@ class JobListView(ListAPIView):
                 description="A retried POST with the same key returns the same job",
             )
         ],
-        responses={202: EnqueuedSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
+        responses={
+            202: EnqueuedSerializer,
+            400: error_response(
+                ErrorCode.UNKNOWN_KIND, ErrorCode.INVALID_PARAMS, ErrorCode.INVALID_SCHEDULE
+            ),
+            503: error_response(ErrorCode.BROKER_UNAVAILABLE),
+        },
         examples=[
             OpenApiExample(
                 "The tutorial's task in 2 seconds",
@@ -178,7 +238,17 @@ class JobListView(ListAPIView):
                     "countdown": 2,
                 },
                 request_only=True,
-            )
+            ),
+            OpenApiExample(
+                "Scheduled",
+                response_only=True,
+                status_codes=[202],
+                value={
+                    **_EXAMPLE_JOB,
+                    "status_url": f"http://127.0.0.1:8000/api/jobs/{_EXAMPLE_JOB['id']}/",
+                    "channel": f"job:{_EXAMPLE_JOB['id']}",
+                },
+            ),
         ],
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -204,7 +274,37 @@ class JobDetailView(APIView):
     @extend_schema(
         operation_id="jobs_retrieve",
         tags=["jobs"],
-        responses={200: JobSerializer, 404: ErrorSerializer},
+        responses=JobSerializer,
+        examples=[
+            OpenApiExample(
+                "Half way through",
+                response_only=True,
+                value={
+                    **_EXAMPLE_JOB,
+                    "status": "running",
+                    "progress": {"current": 2, "total": 3, "message": "Slept 2 of 3 times"},
+                    "started_at": "2026-01-05T10:00:02.004Z",
+                    "attempts": 1,
+                    "seq": 4,
+                    "log_lines": 2,
+                },
+            ),
+            OpenApiExample(
+                "Done",
+                response_only=True,
+                value={
+                    **_EXAMPLE_JOB,
+                    "status": "succeeded",
+                    "progress": {"current": 3, "total": 3, "message": "Slept 3 of 3 times"},
+                    "result": {"steps": 3, "slept_seconds": 1.42},
+                    "started_at": "2026-01-05T10:00:02.004Z",
+                    "finished_at": "2026-01-05T10:00:03.912Z",
+                    "attempts": 1,
+                    "seq": 6,
+                    "log_lines": 3,
+                },
+            ),
+        ],
     )
     def get(self, request: Request, job_id: str) -> Response:
         return Response(JobSerializer(_job_or_404(request, job_id)).data)
@@ -219,7 +319,7 @@ class JobCancelView(APIView):
         operation_id="jobs_cancel",
         tags=["jobs"],
         request=None,
-        responses={200: JobSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        responses={200: JobSerializer, 409: error_response(ErrorCode.NOT_CANCELLABLE)},
     )
     def post(self, request: Request, job_id: str) -> Response:
         job = job_cancel(job=_job_or_404(request, job_id))
@@ -235,9 +335,10 @@ class JobDownloadView(APIView):
         operation_id="jobs_download",
         tags=["jobs"],
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
-            404: ErrorSerializer,
+            (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
         },
+        description="The export as an attachment: JSON lines or CSV, as the job was asked.",
     )
     def get(self, request: Request, job_id: str) -> FileResponse:
         job = _job_or_404(request, job_id)
@@ -266,14 +367,11 @@ class JobLogView(APIView):
     @extend_schema(
         operation_id="jobs_log",
         tags=["jobs"],
-        parameters=[
-            OpenApiParameter("after", int, description="Only lines numbered after this"),
-            OpenApiParameter("limit", int, description=f"At most this many (1-{LOG_PAGE_MAX})"),
-        ],
-        responses={200: LogPageSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        parameters=[LogQuerySerializer],
+        responses=LogPageSerializer,
     )
     def get(self, request: Request, job_id: str) -> Response:
-        query = LogQuerySerializer(data=request.query_params)
+        query = LogQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
         job = _job_or_404(request, job_id)
         lines = job_log(job=job, **query.validated_data)

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from redis.exceptions import RedisError
 from rest_framework import serializers, status
 from rest_framework.generics import ListCreateAPIView
@@ -22,7 +22,9 @@ from chat.selectors import HISTORY_MAX_LIMIT, message_history, room_get, room_li
 from chat.services import message_post, room_create
 from realtime.presence import online_counts
 
-from .errors import ErrorSerializer
+from .errors import ErrorCode
+from .fields import StrictCharField, StrictRegexField, query_data
+from .schema import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +51,8 @@ class RoomSerializer(serializers.ModelSerializer):
 
 
 class RoomCreateSerializer(serializers.Serializer):
-    slug = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$", max_length=64)
-    title = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    slug = StrictRegexField(r"^[A-Za-z0-9_-]{1,64}$", max_length=64)
+    title = StrictCharField(max_length=200, required=False, allow_blank=True)
 
 
 class AuthorSerializer(serializers.Serializer):
@@ -73,8 +75,8 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 class MessagePostSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=MESSAGE_MAX_LENGTH, trim_whitespace=False)
-    client_id = serializers.CharField(max_length=CLIENT_ID_MAX_LENGTH, required=False)
+    body = StrictCharField(max_length=MESSAGE_MAX_LENGTH, trim_whitespace=False)
+    client_id = StrictCharField(max_length=CLIENT_ID_MAX_LENGTH, required=False)
 
 
 class MessagePageSerializer(serializers.Serializer):
@@ -83,9 +85,15 @@ class MessagePageSerializer(serializers.Serializer):
 
 
 class HistoryQuerySerializer(serializers.Serializer):
-    after = serializers.IntegerField(min_value=0, required=False)
-    before = serializers.IntegerField(min_value=1, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=HISTORY_MAX_LIMIT, default=50)
+    after = serializers.IntegerField(
+        min_value=0, required=False, help_text="Only messages with seq > after, oldest first"
+    )
+    before = serializers.IntegerField(
+        min_value=1, required=False, help_text="Only messages with seq < before"
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=HISTORY_MAX_LIMIT, default=50, help_text="At most this many"
+    )
 
 
 def _user(request: Request) -> User | None:
@@ -126,7 +134,11 @@ class RoomListView(ListCreateAPIView):
     @extend_schema(
         operation_id="rooms_create",
         request=RoomCreateSerializer,
-        responses={201: RoomSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+        responses={
+            201: RoomSerializer,
+            400: error_response(ErrorCode.INVALID_ROOM),
+            409: error_response(ErrorCode.ROOM_EXISTS),
+        },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         incoming = RoomCreateSerializer(data=request.data)
@@ -143,7 +155,7 @@ class RoomDetailView(APIView):
     @extend_schema(
         operation_id="rooms_retrieve",
         tags=["rooms"],
-        responses={200: RoomSerializer, 404: ErrorSerializer},
+        responses=RoomSerializer,
     )
     def get(self, request: Request, slug: str) -> Response:
         room = _room_or_404(slug)
@@ -158,19 +170,11 @@ class RoomMessagesView(APIView):
     @extend_schema(
         operation_id="rooms_messages_list",
         tags=["rooms"],
-        parameters=[
-            OpenApiParameter(
-                "after", int, description="Only messages with seq > after, oldest first"
-            ),
-            OpenApiParameter("before", int, description="Only messages with seq < before"),
-            OpenApiParameter(
-                "limit", int, description=f"At most this many (1-{HISTORY_MAX_LIMIT})"
-            ),
-        ],
-        responses={200: MessagePageSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        parameters=[HistoryQuerySerializer],
+        responses=MessagePageSerializer,
     )
     def get(self, request: Request, slug: str) -> Response:
-        query = HistoryQuerySerializer(data=request.query_params)
+        query = HistoryQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
         room = _room_or_404(slug)
         messages = message_history(room=room, **query.validated_data)
@@ -185,17 +189,31 @@ class RoomMessagesView(APIView):
         responses={
             201: MessageSerializer,
             200: MessageSerializer,
-            400: ErrorSerializer,
-            403: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
+            400: error_response(ErrorCode.INVALID_MESSAGE),
+            403: error_response(ErrorCode.POSTING_NOT_ALLOWED),
+            409: error_response(ErrorCode.CLIENT_ID_CONFLICT),
         },
         examples=[
             OpenApiExample(
                 "Post with a retry key",
                 value={"body": "Hello, room!", "client_id": "3f0c2a9e-5b7d-4e61-9d1a-2c8e4b6f7a10"},
                 request_only=True,
-            )
+            ),
+            OpenApiExample(
+                "Posted",
+                response_only=True,
+                status_codes=[201],
+                value={
+                    "id": 318,
+                    "room": "lobby",
+                    "seq": 42,
+                    "author": {"id": 1, "username": "demo"},
+                    "author_name": "demo",
+                    "body": "Hello, room!",
+                    "created_at": "2026-01-05T10:00:00.000Z",
+                    "client_id": "3f0c2a9e-5b7d-4e61-9d1a-2c8e4b6f7a10",
+                },
+            ),
         ],
         description="201 when posted; 200 with the earlier message when `client_id` was seen.",
     )

@@ -1,0 +1,48 @@
+"""Serializer fields that take JSON values only as the schema types them (no coercion).
+
+DRF turns `0` into `"0"` for a CharField and `false` into `0.0` for a FloatField; the OpenAPI
+schema says string and number, so such a request must be refused, not reinterpreted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.request import Request
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class StrictRegexField(serializers.RegexField):
+    """A string matching a pattern, and only a string."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number (not a boolean, not a numeric string)."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return float(super().to_internal_value(data))
+
+
+def query_data(request: Request) -> dict[str, str]:
+    """The query string as a plain dict, for a serializer to validate.
+
+    DRF reads a QueryDict like an HTML form, where `?limit=` means "not given"; the API says an
+    empty value is a value, and refuses it when it is not valid.
+    """
+    return dict(request.query_params.dict())

@@ -1,0 +1,95 @@
+"""OpenAPI generation: every operation lists every error it can answer, with its codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import SAFE_METHODS
+
+from .errors import ErrorCode, ErrorSerializer
+
+_TITLES = {
+    400: "The request is invalid",
+    401: "Not signed in, or the token is not valid",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    415: "The body is not JSON",
+    429: "Too many attempts; retry after `Retry-After` seconds",
+    503: "A service the request needs is down; retry after `Retry-After` seconds",
+}
+
+
+class ErrorResponse(OpenApiResponse):
+    """A documented error response: the one error shape, with the codes it may carry."""
+
+    def __init__(self, *codes: ErrorCode) -> None:
+        super().__init__(ErrorSerializer)
+        self.codes = codes
+
+
+def error_response(*codes: ErrorCode) -> ErrorResponse:
+    """For `extend_schema(responses={409: error_response(ErrorCode.ROOM_EXISTS)})`."""
+    return ErrorResponse(*codes)
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema plus the error responses that DRF itself can produce.
+
+    Views declare their domain errors with `error_response(...)`; the errors any view of a
+    kind can answer (bad JSON, a bad token, a missing CSRF token, throttling, an unknown id
+    in the path...) are added here from what the view is, so none is forgotten.
+    """
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation: dict[str, Any] | None = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        codes = self._error_codes(operation)
+        responses: dict[str, Any] = operation["responses"]
+        for status in sorted(codes):
+            listed = ", ".join(f"`{code.value}`" for code in codes[status])
+            description = f"{_TITLES[status]}. Codes: {listed}."
+            responses[str(status)] = self._get_response_for_code(
+                OpenApiResponse(ErrorSerializer, description=description), str(status)
+            )
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+    def _error_codes(self, operation: dict[str, Any]) -> dict[int, list[ErrorCode]]:
+        codes: dict[int, list[ErrorCode]] = {}
+
+        def add(status: int, *more: ErrorCode) -> None:
+            listed = codes.setdefault(status, [])
+            listed.extend(code for code in more if code not in listed)
+
+        declared = self.get_response_serializers()
+        if isinstance(declared, dict):
+            for status, response in declared.items():
+                if isinstance(response, ErrorResponse):
+                    add(int(status), *response.codes)
+        has_body = "requestBody" in operation
+        queries = [p for p in operation.get("parameters", []) if p["in"] == "query"]
+        if has_body:
+            add(400, ErrorCode.PARSE_ERROR, ErrorCode.INVALID)
+            add(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+        elif queries:
+            add(400, ErrorCode.INVALID)
+        authenticators = self.view.get_authenticators()
+        if authenticators:
+            add(401, ErrorCode.AUTHENTICATION_FAILED)
+        if {} not in operation.get("security", [{}]):
+            add(401, ErrorCode.NOT_AUTHENTICATED)
+        session = any(isinstance(a, SessionAuthentication) for a in authenticators)
+        if session and self.method not in SAFE_METHODS:
+            add(403, ErrorCode.PERMISSION_DENIED)  # a session write without its CSRF token
+        if any(p["in"] == "path" for p in operation.get("parameters", [])):
+            add(404, ErrorCode.NOT_FOUND)
+        if any(p["name"] == "page" for p in queries):
+            add(404, ErrorCode.NOT_FOUND)  # a page past the last one
+        if self.view.get_throttles():
+            add(429, ErrorCode.THROTTLED)
+        return codes
