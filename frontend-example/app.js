@@ -61,14 +61,17 @@ function renderBadge() {
   else badge.textContent = "Offline";
 }
 
+function poll() {
+  chat.poll();
+  jobs.poll();
+}
+
 /** Polling is only the fallback: it runs while the socket stays down. */
 setInterval(() => {
   renderBadge();
   if (downSince && !pollTimer && Date.now() - downSince > POLL_AFTER_MS) {
-    pollTimer = setInterval(() => {
-      chat.poll();
-      jobs.poll();
-    }, POLL_EVERY_MS);
+    pollTimer = setInterval(poll, POLL_EVERY_MS);
+    poll();
     renderBadge();
   }
 }, 1000);

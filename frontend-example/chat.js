@@ -56,12 +56,12 @@ export class Chat {
 
   // ---------------------------------------------------------------- rooms
 
-  async loadRooms() {
+  async loadRooms({ quiet = false } = {}) {
     try {
       const page = await this.api.get("/api/rooms/");
       this.rooms = page.results;
     } catch (error) {
-      this.#showError(`Rooms could not be loaded: ${error.message}`);
+      if (!quiet) this.#showError(`Rooms could not be loaded: ${error.message}`);
       return;
     }
     this.#renderRooms();
@@ -81,6 +81,7 @@ export class Chat {
         ),
       ),
     );
+    if (items.length === 0) items.push(h("li", { class: "empty" }, "No rooms yet."));
     this.elements.rooms.replaceChildren(...items);
   }
 
@@ -160,9 +161,15 @@ export class Chat {
 
   #showMessage(message) {
     const mine = this.user && message.author?.id === this.user.id;
+    const previous = this.room.lastShown;
+    // A run of messages from one person within a few minutes shows its name once.
+    const continued =
+      previous?.author_name === message.author_name &&
+      Date.parse(message.created_at) - Date.parse(previous.created_at) < 5 * 60_000;
+    this.room.lastShown = message;
     const item = h(
       "li",
-      { class: mine ? "message mine" : "message", dataset: { seq: message.seq } },
+      { class: ["message", mine && "mine", continued && "continued"].filter(Boolean).join(" "), dataset: { seq: message.seq } },
       h("span", { class: "author" }, message.author_name || "anonymous"),
       h("time", { datetime: message.created_at, title: message.created_at }, clockTime(message.created_at)),
       h("p", { class: "body" }, message.body),
@@ -232,7 +239,7 @@ export class Chat {
 
   /** While the socket is down: read what is new over REST. */
   poll() {
-    this.loadRooms();
+    this.loadRooms({ quiet: true });
     this.room?.messages.fill();
   }
 

@@ -58,28 +58,29 @@ export class Jobs {
       return;
     }
     this.elements.kind.replaceChildren(
-      ...this.kinds.map((kind) => h("option", { value: kind.name }, `${kind.title} (${kind.name})`)),
+      ...this.kinds.map((kind) => h("option", { value: kind.name }, `${kind.name} · ${kind.title}`)),
     );
     this.#renderParams();
     await this.refresh();
   }
 
   /** Reads my jobs over REST: at start, after each reconnection, and while polling. */
-  async refresh() {
+  async refresh({ quiet = false } = {}) {
     if (!this.user) return;
     let page;
     try {
       page = await this.api.get("/api/jobs/");
     } catch (error) {
-      this.#showError(`Jobs could not be loaded: ${error.message}`);
+      if (!quiet) this.#showError(`Jobs could not be loaded: ${error.message}`, "refresh");
       return;
     }
+    if (this.elements.error.dataset.source === "refresh") this.#showError("");
     for (const state of page.results.slice().reverse()) this.#update(state);
   }
 
   /** While the socket is down: job states and log lines over REST. */
   async poll() {
-    await this.refresh();
+    await this.refresh({ quiet: true });
     for (const job of this.jobs.values()) if (job.state.log_lines > job.log.last) job.log.fill();
   }
 
@@ -146,7 +147,9 @@ export class Jobs {
       });
       this.#update(job);
     } catch (error) {
-      this.#showError(`Not enqueued: ${error.describe()}`);
+      // No answer does not mean no job: if it was enqueued, it shows up in the list anyway.
+      const detail = error.status === 0 ? `${error.message} If it was enqueued, it will appear below.` : error.describe();
+      this.#showError(`Not enqueued: ${detail}`);
     } finally {
       button.disabled = false;
     }
@@ -289,8 +292,9 @@ export class Jobs {
     }
   }
 
-  #showError(text) {
+  #showError(text, source = "") {
     this.elements.error.textContent = text;
+    this.elements.error.dataset.source = source;
   }
 }
 

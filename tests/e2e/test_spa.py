@@ -10,7 +10,7 @@ import asyncio
 import sys
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, WebSocketRoute, expect
 from rest_framework.authtoken.models import Token
 
 from chat.services import room_ensure
@@ -39,6 +39,8 @@ pytestmark = [
 
 # Every test here signs people in from 127.0.0.1; the servers it starts allow that often.
 SERVER_ENV = {"LOGIN_THROTTLE_RATE": "1000/min"}
+# The page polls every 5 s while its socket is down (frontend-example/app.js).
+POLL_WAIT_MS = 12_000
 XSS = "<img src=x onerror=alert(1)>"
 # Records every alert() and every value the progress bars take, from before the page's code.
 RECORDERS = """
@@ -140,11 +142,18 @@ async def make_room(slug: str) -> None:
 # ------------------------------------------------------------------ what a person does
 
 
-async def visit(open_page: OpenPage, who: str, url: str) -> Page:
+async def visit(
+    open_page: OpenPage,
+    who: str,
+    url: str,
+    before: Callable[[Page], Awaitable[None]] | None = None,
+) -> Page:
     """Opens the SPA as `who` with the recorders installed; waits for its socket."""
     page = await open_page(who, "about:blank")
     await page.set_viewport_size({"width": 1100, "height": 700})
     await page.add_init_script(RECORDERS)
+    if before is not None:
+        await before(page)
     await page.goto(url)
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     return page
@@ -180,7 +189,11 @@ async def enqueue(page: Page, kind: str, countdown: int, **params: object) -> st
         else:
             await field.fill(str(value))
     await page.locator("#job-countdown").fill(str(countdown))
-    await page.locator("#job-form button[type=submit]").click()
+    async with page.expect_response(
+        lambda response: response.url.endswith("/api/jobs/") and response.request.method == "POST"
+    ) as answer:
+        await page.locator("#job-form button[type=submit]").click()
+    assert (await answer.value).status == 202
     await expect(page.locator("#job-list li.job")).to_have_count(before + 1)
     job_id = await page.locator("#job-list li.job").first.get_attribute("data-job-id")
     assert job_id
@@ -448,3 +461,54 @@ async def test_the_page_works_from_another_origin(spa_server, static_origin, peo
     await expect(alice.locator("#sign-in")).to_be_visible()
     assert not await alice_has_token()
     await expect(bob.locator("#presence-list li")).to_have_text(["bob"])
+
+
+async def test_while_the_socket_cannot_connect_the_page_reads_and_posts_over_rest(
+    spa_server, people, open_page
+):
+    # given: bob and alice in one room; alice's socket passes through a switch the test holds
+    slug = new_slug("polling")
+    await make_room(slug)
+    bob = await visit(open_page, "bob", f"{spa_server.url}/#/rooms/{slug}")
+    await sign_in(bob, "bob")
+    refused = False
+    sockets: list[WebSocketRoute] = []
+
+    async def socket_route(socket: WebSocketRoute) -> None:
+        if refused:
+            await socket.close(code=1011, reason="the network is down")
+        else:
+            sockets.append(socket)
+            socket.connect_to_server()
+
+    alice = await visit(
+        open_page,
+        "alice",
+        f"{spa_server.url}/#/rooms/{slug}",
+        before=lambda page: page.route_web_socket(lambda url: url.endswith("/ws/"), socket_route),
+    )
+    await sign_in(alice, "alice")
+
+    # when: her socket drops and cannot come back
+    refused = True
+    await sockets[-1].close(code=1006, reason="the network went down")
+    await expect(alice.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    await say(bob, "can you read me?")
+
+    # then: after a while the page reads over REST, and posts over REST
+    await expect(alice.locator("#connection")).to_contain_text("reading over REST")
+    await expect(messages(alice)).to_have_text(["can you read me?"], timeout=POLL_WAIT_MS)
+    await say(alice, "yes, over REST")
+    await expect(messages(bob)).to_have_text(["can you read me?", "yes, over REST"])
+    await expect(messages(alice)).to_have_text(
+        ["can you read me?", "yes, over REST"], timeout=POLL_WAIT_MS
+    )
+
+    # when: the network is back
+    refused = False
+    await alice.evaluate("() => window.dispatchEvent(new Event('online'))")
+
+    # then: live again, polling stopped, and live messages flow again
+    await expect(alice.locator("#connection")).to_have_text("Live")
+    await say(bob, "live again")
+    await expect(messages(alice)).to_have_text(["can you read me?", "yes, over REST", "live again"])
