@@ -49,6 +49,7 @@ lock:
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
-## schema: regenerate the committed OpenAPI file (validated; any warning fails)
+## schema: regenerate the committed contract: OpenAPI (validated; any warning fails) and AsyncAPI
 schema: $(VENV)/.installed-dev
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file openapi/openapi.yaml
+	$(BIN)/python manage.py asyncapi --file openapi/asyncapi.yaml

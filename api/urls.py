@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from . import auth, health, jobs, rooms
+from . import asyncapi, auth, health, jobs, rooms
 
 urlpatterns = [
     path("auth/csrf/", auth.CsrfView.as_view(), name="auth-csrf"),
@@ -23,6 +23,12 @@ urlpatterns = [
     path("health/", health.LivenessView.as_view(), name="health-live"),
     path("health/ready/", health.ReadinessView.as_view(), name="health-ready"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/asyncapi/", asyncapi.AsyncApiView.as_view(), name="schema-asyncapi"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # Redoc's own page asks Google for fonts; this one uses the browser's, so it works offline.
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
+        name="redoc",
+    ),
 ]

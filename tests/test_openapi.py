@@ -1,10 +1,16 @@
-"""The committed OpenAPI file is exactly what the code generates, with no warning."""
+"""The committed contract files are exactly what the code generates (OpenAPI with no warning)."""
 
+from io import StringIO
 from pathlib import Path
 
+import pytest
+import yaml
 from django.core.management import call_command
 
 from tests.support.processes import BASE_DIR
+
+OPENAPI_FILE = BASE_DIR / "openapi" / "openapi.yaml"
+ASYNCAPI_FILE = BASE_DIR / "openapi" / "asyncapi.yaml"
 
 
 def test_committed_openapi_matches_the_code(tmp_path: Path):
@@ -12,5 +18,46 @@ def test_committed_openapi_matches_the_code(tmp_path: Path):
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(generated))
 
-    committed = BASE_DIR / "openapi" / "openapi.yaml"
-    assert generated.read_text() == committed.read_text(), "run `make schema` and commit"
+    assert generated.read_text() == OPENAPI_FILE.read_text(), "run `make schema` and commit"
+
+
+def test_committed_asyncapi_matches_the_code():
+    generated = StringIO()
+
+    call_command("asyncapi", stdout=generated)
+
+    assert generated.getvalue() == ASYNCAPI_FILE.read_text(), "run `make schema` and commit"
+
+
+@pytest.mark.django_db
+def test_the_server_serves_the_asyncapi_document(client):
+    as_yaml = client.get("/api/schema/asyncapi/")
+    as_json = client.get("/api/schema/asyncapi/?format=json")
+
+    assert as_yaml.status_code == 200
+    assert as_yaml["Content-Type"].startswith("application/yaml")
+    assert as_yaml.content.decode() == ASYNCAPI_FILE.read_text()
+    assert as_json.json() == yaml.safe_load(ASYNCAPI_FILE.read_text())
+
+
+def test_every_rest_error_response_uses_the_one_error_shape():
+    spec = yaml.safe_load(OPENAPI_FILE.read_text())
+    errors = [
+        (path, method, status, response)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        if status.startswith(("4", "5")) and path != "/api/health/ready/"
+    ]
+
+    assert errors
+    for path, method, status, response in errors:
+        schema = response["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, (path, method, status)
+        assert "Codes: `" in response["description"], (path, method, status)
+
+
+def test_the_explorer_links_the_asyncapi_document():
+    spec = yaml.safe_load(OPENAPI_FILE.read_text())
+
+    assert "(/api/schema/asyncapi/)" in spec["info"]["description"]

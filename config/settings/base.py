@@ -208,9 +208,26 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard API",
-    "DESCRIPTION": "REST interface of Switchboard: chat rooms, background jobs, auth and health.",
+    "DESCRIPTION": (
+        "REST interface of Switchboard: chat rooms, background jobs, auth and health.\n\n"
+        "**Auth.** Scripts: `POST /api/auth/token/` with a username and password, then send "
+        "`Authorization: Token <key>` (in this explorer: *Authorize*, `tokenAuth`, paste "
+        "`Token <key>`). Browsers on this site: `POST /api/auth/login/` sets the session "
+        "cookie; writes then need the `X-CSRFToken` header (`GET /api/auth/csrf/`).\n\n"
+        "**Errors** have one shape, `{code, detail, fields?}`; each response lists its codes.\n\n"
+        "**Live updates** come over the WebSocket `/ws/`, described by the AsyncAPI document "
+        "[/api/schema/asyncapi/](/api/schema/asyncapi/) (committed as `openapi/asyncapi.yaml`)."
+    ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "TAGS": [
+        {"name": "auth", "description": "Sign in (session or token), who am I, sign out"},
+        {"name": "rooms", "description": "Chat rooms and their messages, by `seq`"},
+        {"name": "jobs", "description": "Background jobs: enqueue with a countdown, poll, cancel"},
+        {"name": "health", "description": "Liveness and readiness of the whole stack"},
+    ],
+    # No validator badge: it would send the schema to a public service.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None, "displayOperationId": True},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

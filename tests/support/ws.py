@@ -11,6 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from realtime.events import TutorialErrorFrame, TutorialMessageFrame, server_frame_adapter
+from tests.support.asyncapi import validate_frame
 
 Frame = dict[str, Any]
 
@@ -48,6 +49,8 @@ class WsClient:
             TutorialErrorFrame.model_validate(frame)
         else:
             TutorialMessageFrame.model_validate(frame)
+        # ...and against the committed AsyncAPI document, which is generated from them.
+        validate_frame(frame, "gateway" if "type" in frame else "tutorial")
         self.frames.append(frame)
         self._unclaimed.append(frame)
         return dict(frame)

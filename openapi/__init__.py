@@ -1,0 +1,1 @@
+"""The contract: committed OpenAPI and AsyncAPI files, and the AsyncAPI generator."""

@@ -1,0 +1,271 @@
+"""The AsyncAPI 3.0 document of the sockets, built from the frame schemas in `realtime/events.py`.
+
+`manage.py asyncapi --file openapi/asyncapi.yaml` writes it (`make schema`); the server serves
+it at `/api/schema/asyncapi/`; the tests validate live frames against the committed copy.
+Output is deterministic: the same code gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any, get_args
+
+import yaml
+from django.conf import settings
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from realtime import events
+
+SCHEMA_REF = "#/components/schemas/{model}"
+
+# What the server answers to each client request (besides an `error` with the same `ref`).
+REPLIES: dict[str, list[str]] = {
+    "auth": ["authenticated"],
+    "subscribe": ["subscribed", "resync_required"],
+    "unsubscribe": ["unsubscribed"],
+    "chat.send": ["chat.sent"],
+    "ping": ["pong"],
+}
+
+GATEWAY_DESCRIPTION = """\
+One socket, many subscriptions. JSON text frames, each an object with a `type`; any client
+request may carry a `ref` (a short string or an integer) that the server echoes in its reply
+or in the `error` about it.
+
+**Handshake.** Browsers authenticate with the session cookie; the `Origin` must be this site or
+one of `CORS_ALLOWED_ORIGINS`. Scripts send `Authorization: Token <key>` on the handshake, or
+an `auth` frame after it. Tokens in the URL are ignored. A cookie without an `Origin`, a foreign
+`Origin` and a bad token are refused with HTTP 403 before the socket opens. The first frame is
+always `hello`.
+
+**Subscription channels** (the `channel` of `subscribe`, `unsubscribe` and pushed frames):
+
+- `room:<slug>`: the room's `chat.message` frames (with `since=N`, first the messages with
+  `seq > N` from the database, then live ones, none lost or repeated) and its `presence`.
+  Too far behind (`SWITCHBOARD_REPLAY_LIMIT`): `resync_required`, fetch the history over REST.
+- `job:<uuid>`: the job's owner (or staff) only. A `job.update` snapshot first, then each
+  `job.update` (`job.seq` increasing) and `job.log` line.
+- `jobs:mine`: `job.update` for every job of the signed-in user, new ones included.
+
+**Errors.** Bad input is answered with an `error` frame and the socket stays usable; `code`
+is one of the `ErrorCode` values. Frames above 64 KiB are refused before parsing
+(`frame_too_large`).
+"""
+
+TUTORIAL_DESCRIPTION = """\
+The Channels tutorial's room socket, kept working unchanged: each frame, both ways, is
+`{"message": "..."}`. Its messages are the room's messages, as seen on `/ws/` and over REST.
+A frame that cannot be posted is answered with `{"message": <explanation>, "error": <code>}`.
+"""
+
+
+def _close_codes() -> list[dict[str, Any]]:
+    """`CloseCode`'s values, each described by the comment beside it in `realtime/events.py`."""
+    comments = dict(
+        re.findall(
+            r"^\s*([A-Z_]+)\s*=\s*\d+\s*#\s*(.+)$", inspect.getsource(events.CloseCode), re.M
+        )
+    )
+    codes = [
+        (value, name)
+        for name, value in vars(events.CloseCode).items()
+        if name.isupper() and isinstance(value, int)
+    ]
+    return [
+        {
+            "code": value,
+            "name": name.lower(),
+            "description": comments.get(name, name.replace("_", " ").capitalize()).strip(),
+        }
+        for value, name in sorted(codes)
+    ]
+
+
+def _frame_type(model: type[BaseModel]) -> str:
+    (value,) = get_args(model.model_fields["type"].annotation)
+    return str(value)
+
+
+def _union_members(annotated: Any) -> list[type[BaseModel]]:
+    union = get_args(annotated)[0]
+    return list(get_args(union))
+
+
+def _schemas(
+    client: list[type[BaseModel]], server: list[type[BaseModel]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """JSON Schemas of every frame (client ones as parsed, server ones as sent), by name."""
+    tutorial: list[type[BaseModel]] = [events.TutorialMessageFrame, events.TutorialErrorFrame]
+    models = [(m, "validation") for m in client] + [(m, "serialization") for m in server]
+    models += [(m, "serialization") for m in tutorial]
+    refs, top = models_json_schema(models, ref_template=SCHEMA_REF)  # type: ignore[arg-type]
+    schemas: dict[str, Any] = top["$defs"]
+    names = {model.__name__: ref["$ref"].rsplit("/", 1)[1] for (model, _), ref in refs.items()}
+    # A server frame's fields with a default other than None are always sent (`events.dump`
+    # leaves out only optional fields that are None), so for a client they are required.
+    for model in [*server, *tutorial]:
+        schema = schemas[names[model.__name__]]
+        sent = [
+            name
+            for name, field in model.model_fields.items()
+            if field.is_required() or field.default is not None
+        ]
+        schema["required"] = sent
+    return dict(sorted(schemas.items())), names
+
+
+def _message(model: type[BaseModel], name: str, schema_name: str) -> dict[str, Any]:
+    doc = inspect.getdoc(model) or ""
+    summary, _, description = doc.partition("\n\n")
+    message: dict[str, Any] = {
+        "name": name,
+        "title": name,
+        "payload": {"$ref": SCHEMA_REF.format(model=schema_name)},
+    }
+    if summary:
+        message["summary"] = " ".join(summary.split())
+    if description:
+        message["description"] = " ".join(description.split())
+    return message
+
+
+def build() -> dict[str, Any]:
+    """The AsyncAPI document as a dict, ready to dump."""
+    client = _union_members(events.ClientFrame)
+    server = _union_members(events.ServerFrame)
+    schemas, names = _schemas(client, server)
+    client_types = [_frame_type(m) for m in client]
+    server_types = [_frame_type(m) for m in server]
+    replied = {reply for replies in REPLIES.values() for reply in replies}
+
+    messages: dict[str, Any] = {}
+    for model in [*client, *server]:
+        messages[_frame_type(model)] = _message(model, _frame_type(model), names[model.__name__])
+    messages["tutorial.message"] = _message(
+        events.TutorialMessageFrame, "tutorial.message", names["TutorialMessageFrame"]
+    )
+    messages["tutorial.error"] = _message(
+        events.TutorialErrorFrame, "tutorial.error", names["TutorialErrorFrame"]
+    )
+
+    def gateway_refs(types: list[str]) -> list[dict[str, str]]:
+        return [{"$ref": f"#/channels/gateway/messages/{t}"} for t in types]
+
+    operations: dict[str, Any] = {
+        "sendHello": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/gateway"},
+            "summary": "Greets every new connection: who it is, which protocol",
+            "messages": gateway_refs(["hello"]),
+        }
+    }
+    for model, frame_type in zip(client, client_types, strict=True):
+        replies = [t for t in REPLIES.get(frame_type, []) if t in server_types] + ["error"]
+        operations[_operation_id("receive", frame_type)] = {
+            "action": "receive",
+            "channel": {"$ref": "#/channels/gateway"},
+            "summary": " ".join((inspect.getdoc(model) or frame_type).split("\n\n")[0].split()),
+            "messages": gateway_refs([frame_type]),
+            "reply": {"channel": {"$ref": "#/channels/gateway"}, "messages": gateway_refs(replies)},
+        }
+    for model, frame_type in zip(server, server_types, strict=True):
+        if frame_type in replied or frame_type == "hello":
+            continue
+        operations[_operation_id("send", frame_type)] = {
+            "action": "send",
+            "channel": {"$ref": "#/channels/gateway"},
+            "summary": " ".join((inspect.getdoc(model) or frame_type).split("\n\n")[0].split()),
+            "messages": gateway_refs([frame_type]),
+        }
+    operations["receiveTutorialMessage"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/tutorial"},
+        "summary": "Post a message to the room",
+        "messages": [{"$ref": "#/channels/tutorial/messages/tutorial.message"}],
+    }
+    operations["sendTutorialMessage"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/tutorial"},
+        "summary": "A message in the room (from any client), or why a frame was refused",
+        "messages": [
+            {"$ref": "#/channels/tutorial/messages/tutorial.message"},
+            {"$ref": "#/channels/tutorial/messages/tutorial.error"},
+        ],
+    }
+
+    close_codes = _close_codes()
+    close_table = "\n".join(f"- `{c['code']}` {c['name']}: {c['description']}" for c in close_codes)
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Switchboard WebSocket API",
+            "version": str(settings.SPECTACULAR_SETTINGS["VERSION"]),
+            "description": (
+                f"The sockets of Switchboard (protocol {events.PROTOCOL_VERSION}), generated "
+                "from the frame schemas the server validates with (`realtime/events.py`). "
+                "The REST API is described by `/api/schema/` (OpenAPI).\n\n"
+                f"Close codes:\n\n{close_table}\n"
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {
+                "host": "127.0.0.1:8000",
+                "protocol": "ws",
+                "description": "`make run`; use `wss` behind TLS in production",
+            }
+        },
+        "channels": {
+            "gateway": {
+                "address": "/ws/",
+                "title": "Gateway",
+                "description": GATEWAY_DESCRIPTION,
+                "messages": {
+                    t: {"$ref": f"#/components/messages/{t}"} for t in client_types + server_types
+                },
+                "x-close-codes": close_codes,
+            },
+            "tutorial": {
+                "address": "/ws/chat/{room}/",
+                "title": "Tutorial room",
+                "description": TUTORIAL_DESCRIPTION,
+                "parameters": {
+                    "room": {"description": f"The room's slug, `{events.ROOM_SLUG_PATTERN}`"}
+                },
+                "messages": {
+                    t: {"$ref": f"#/components/messages/{t}"}
+                    for t in ("tutorial.message", "tutorial.error")
+                },
+                "x-close-codes": close_codes,
+            },
+        },
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def _operation_id(action: str, frame_type: str) -> str:
+    words = re.split(r"[._]", frame_type)
+    return action + "".join(word.capitalize() for word in words)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML: no anchors for repeated values, multi-line text as `|` blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def render() -> str:
+    """The document as YAML text (what `openapi/asyncapi.yaml` holds)."""
+    return yaml.dump(build(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
