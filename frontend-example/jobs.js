@@ -81,7 +81,7 @@ export class Jobs {
   /** While the socket is down: job states and log lines over REST. */
   async poll() {
     await this.refresh({ quiet: true });
-    for (const job of this.jobs.values()) if (job.state.log_lines > job.log.last) job.log.fill();
+    for (const job of this.jobs.values()) this.#syncLog(job);
   }
 
   // ---------------------------------------------------------------- the form
@@ -169,10 +169,10 @@ export class Jobs {
     const channel = `job:${state.id}`;
     if (FINAL.has(state.status)) {
       // Its last lines may still be on their way: read them, then stop following it.
-      if (state.log_lines > job.log.last) job.log.fill();
+      this.#syncLog(job);
       this.gateway.unsubscribe(channel);
     } else if (!this.gateway.isSubscribed(channel)) {
-      this.gateway.subscribe(channel, { onSubscribed: () => job.log.fill() });
+      this.gateway.subscribe(channel, { onSubscribed: () => this.#syncLog(job) });
     }
   }
 
@@ -189,16 +189,19 @@ export class Jobs {
       message: h("p", { class: "job-message" }),
       logSummary: h("summary"),
       logLines: h("ol", { class: "job-log-lines" }),
+      // A finished job's log is read only when someone opens it.
+      log: h("details", { class: "job-log", open: !FINAL.has(state.status) }),
       outcome: h("div", { class: "job-outcome" }),
       params: h("p", { class: "job-params" }, describeParams(state.params)),
     };
     card.bar.append(card.fill);
+    card.log.append(card.logSummary, card.logLines);
     card.root.append(
       h("div", { class: "job-head" }, card.kind, card.status, card.countdown, card.cancel),
       card.params,
       h("div", { class: "job-progress" }, card.bar, card.percent),
       card.message,
-      h("details", { class: "job-log", open: true }, card.logSummary, card.logLines),
+      card.log,
       card.outcome,
     );
     const job = {
@@ -209,24 +212,26 @@ export class Jobs {
         apply: (line) => {
           card.logLines.append(h("li", { value: line.number }, line.line));
           card.logLines.scrollTop = card.logLines.scrollHeight;
-          card.logSummary.textContent = `Log (${line.number} line${line.number === 1 ? "" : "s"})`;
+          this.#renderLogSummary(job);
         },
         fetchAfter: async (last) =>
           (await this.api.get(`/api/jobs/${state.id}/log/`, { after: last, limit: LOG_PAGE })).results,
       }),
     };
-    card.logSummary.textContent = "Log";
+    card.log.addEventListener("toggle", () => this.#syncLog(job));
     card.cancel.addEventListener("click", () => this.#cancel(job));
     this.jobs.set(state.id, job);
     this.elements.list.prepend(card.root);
     return job;
   }
 
-  #render({ state, card }) {
+  #render(job) {
+    const { state, card } = job;
     const { current, total, message } = state.progress;
     const percent = state.status === "succeeded" ? 100 : total > 0 ? Math.floor((current / total) * 100) : 0;
     card.root.dataset.status = state.status;
-    card.status.textContent = state.status;
+    const stopping = state.cancel_requested && !FINAL.has(state.status);
+    card.status.textContent = stopping ? `${state.status}, cancelling` : state.status;
     card.status.className = `job-status status-${state.status}`;
     card.bar.setAttribute("aria-valuenow", percent);
     card.fill.style.width = `${percent}%`;
@@ -234,6 +239,7 @@ export class Jobs {
     card.message.textContent = message || "";
     card.cancel.hidden = FINAL.has(state.status) || state.cancel_requested;
     this.#renderCountdown(state, card);
+    this.#renderLogSummary(job);
     card.outcome.replaceChildren(...this.#outcome(state));
   }
 
@@ -264,6 +270,16 @@ export class Jobs {
       },
       `Download ${filename}`,
     );
+  }
+
+  /** Reads the lines not shown yet, if the log is open (live lines come on `job:<id>`). */
+  #syncLog(job) {
+    if (job.card.log.open && job.state.log_lines > job.log.last) job.log.fill();
+  }
+
+  #renderLogSummary({ state, card, log }) {
+    const lines = Math.max(state.log_lines, log.last);
+    card.logSummary.textContent = `Log (${lines} line${lines === 1 ? "" : "s"})`;
   }
 
   #renderCountdown(state, card) {

@@ -39,7 +39,7 @@ pytestmark = [
 
 # Every test here signs people in from 127.0.0.1; the servers it starts allow that often.
 SERVER_ENV = {"LOGIN_THROTTLE_RATE": "1000/min"}
-# The page polls every 5 s while its socket is down (frontend-example/app.js).
+# The page reads over REST once its socket has been down 4 s, then every 5 s (app.js).
 POLL_WAIT_MS = 12_000
 XSS = "<img src=x onerror=alert(1)>"
 # Records every alert() and every value the progress bars take, from before the page's code.
@@ -135,8 +135,8 @@ def new_slug(prefix: str = "spa") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def make_room(slug: str) -> None:
-    await database_sync_to_async(room_ensure)(slug=slug, title=slug.title())
+async def make_room(slug: str, title: str = "") -> None:
+    await database_sync_to_async(room_ensure)(slug=slug, title=title or slug)
 
 
 # ------------------------------------------------------------------ what a person does
@@ -386,7 +386,7 @@ async def test_the_page_resumes_after_its_server_restarts(
 ):
     # given: alice on the server that will restart, bob on another server, one room
     slug = new_slug("restart")
-    await make_room(slug)
+    await make_room(slug, "Release planning")
     alice = await visit(open_page, "alice", f"{restartable_server.url}/#/rooms/{slug}")
     await sign_in(alice, "alice")
     bob = await visit(open_page, "bob", f"{spa_server.url}/#/rooms/{slug}")
@@ -496,7 +496,9 @@ async def test_while_the_socket_cannot_connect_the_page_reads_and_posts_over_res
     await say(bob, "can you read me?")
 
     # then: after a while the page reads over REST, and posts over REST
-    await expect(alice.locator("#connection")).to_contain_text("reading over REST")
+    await expect(alice.locator("#connection")).to_contain_text(
+        "reading over REST", timeout=POLL_WAIT_MS
+    )
     await expect(messages(alice)).to_have_text(["can you read me?"], timeout=POLL_WAIT_MS)
     await say(alice, "yes, over REST")
     await expect(messages(bob)).to_have_text(["can you read me?", "yes, over REST"])
