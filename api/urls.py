@@ -1,9 +1,9 @@
 """Routes under `/api/`."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
-from . import asyncapi, auth, health, jobs, rooms
+from . import asyncapi, auth, explorers, health, jobs, rooms
 
 urlpatterns = [
     path("auth/csrf/", auth.CsrfView.as_view(), name="auth-csrf"),
@@ -24,11 +24,6 @@ urlpatterns = [
     path("health/ready/", health.ReadinessView.as_view(), name="health-ready"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/asyncapi/", asyncapi.AsyncApiView.as_view(), name="schema-asyncapi"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    # Redoc's own page asks Google for fonts; this one uses the browser's, so it works offline.
-    path(
-        "redoc/",
-        SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
-        name="redoc",
-    ),
+    path("docs/", explorers.SwaggerView.as_view(url_name="schema"), name="docs"),
+    path("redoc/", explorers.RedocView.as_view(url_name="schema"), name="redoc"),
 ]
