@@ -33,6 +33,7 @@ from realtime.events import job_channel
 
 from .errors import ErrorCode
 from .fields import StrictCharField, StrictFloatField, query_data
+from .pagination import PageNumberPagination
 from .schema import error_response
 
 
@@ -198,6 +199,7 @@ class JobListView(ListAPIView):
 
     permission_classes = [IsAuthenticated]
     serializer_class = JobSerializer
+    pagination_class = PageNumberPagination
 
     def get_queryset(self) -> QuerySet[Job]:
         query = JobListQuerySerializer(data=query_data(self.request))

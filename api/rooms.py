@@ -24,6 +24,7 @@ from realtime.presence import online_counts
 
 from .errors import ErrorCode
 from .fields import StrictCharField, StrictRegexField, query_data
+from .pagination import PageNumberPagination
 from .schema import error_response
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class RoomListView(ListCreateAPIView):
     """Rooms, most recently active first, with how many are in each now."""
 
     serializer_class = RoomSerializer
+    pagination_class = PageNumberPagination
 
     def get_queryset(self) -> QuerySet[Room]:
         return room_list()

@@ -11,6 +11,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     module = sys.modules.get("tests.api.test_schemathesis")
     cases = getattr(module, "CASES", None)
     if cases:
+        phases = ", ".join(f"{n} {phase}" for phase, n in sorted(module.PHASES.items()))
         terminalreporter.write_line(
-            f"schemathesis: {len(cases)} operations, {sum(cases.values())} cases"
+            f"schemathesis: {len(cases)} operations, {sum(cases.values())} cases ({phases})"
         )

@@ -163,3 +163,16 @@ def test_anonymous_posting_follows_the_setting(api, settings):
     assert response.status_code == 403
     assert response.json()["code"] == "posting_not_allowed"
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("page", "status"), [("", 400), ("x", 400), ("0", 400), ("1", 200), ("9", 404)]
+)
+def test_rooms_page_is_a_page_number(api, page, status):
+    RoomFactory.create()
+
+    response = api.get(f"/api/rooms/?page={page}")
+
+    assert response.status_code == status
+    if status != 200:
+        assert response.json()["code"] == {400: "invalid", 404: "not_found"}[status]

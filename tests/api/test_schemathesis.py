@@ -30,8 +30,10 @@ EXCLUDED_CHECKS = {
     "POST /api/jobs/": [positive_data_acceptance],
 }
 
-# Operations and cases exercised in this run; the conftest prints them at the end.
+# Cases per operation and per phase (examples, coverage, fuzzing) in this run; the conftest
+# prints them at the end.
 CASES: Counter[str] = Counter()
+PHASES: Counter[str] = Counter()
 
 
 @pytest.fixture
@@ -51,6 +53,7 @@ def test_api_conforms_to_its_contract(case, live_server_url, worker, user, token
     # token (a logout revokes it, so it is put back each time)
     Token.objects.get_or_create(user=user, defaults={"key": token_key})
     CASES[case.operation.label] += 1
+    PHASES[str(case.meta.phase.name) if case.meta else "explicit"] += 1
 
     # when / then
     case.call_and_validate(
