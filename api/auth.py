@@ -57,6 +57,7 @@ class CsrfView(APIView):
 
     @extend_schema(
         operation_id="auth_csrf",
+        summary="Get a CSRF token (and its cookie)",
         tags=["auth"],
         responses=inline_serializer("CsrfToken", {"csrf_token": serializers.CharField()}),
     )
@@ -73,6 +74,7 @@ class LoginView(APIView):
 
     @extend_schema(
         operation_id="auth_login",
+        summary="Sign in with a session (browsers)",
         tags=["auth"],
         request=AuthTokenSerializer,
         responses={200: MeSerializer, 403: error_response(ErrorCode.PERMISSION_DENIED)},
@@ -96,6 +98,7 @@ class TokenView(APIView):
 
     @extend_schema(
         operation_id="auth_token_create",
+        summary="Get an API token (scripts)",
         tags=["auth"],
         request=AuthTokenSerializer,
         responses=TokenSerializer,
@@ -113,7 +116,9 @@ class MeView(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(operation_id="auth_me", tags=["auth"], responses=MeSerializer)
+    @extend_schema(
+        operation_id="auth_me", summary="Who am I", tags=["auth"], responses=MeSerializer
+    )
     def get(self, request: Request) -> Response:
         return Response(me_payload(request.user))
 
@@ -123,7 +128,13 @@ class LogoutView(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(operation_id="auth_logout", tags=["auth"], request=None, responses={204: None})
+    @extend_schema(
+        operation_id="auth_logout",
+        summary="Sign out (ends the session, revokes the token)",
+        tags=["auth"],
+        request=None,
+        responses={204: None},
+    )
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, Token):
             request.auth.delete()

@@ -82,6 +82,7 @@ class LivenessView(APIView):
 
     @extend_schema(
         operation_id="health_live",
+        summary="Liveness",
         tags=["health"],
         responses=inline_serializer("Liveness", {"status": serializers.CharField()}),
     )
@@ -97,6 +98,7 @@ class ReadinessView(APIView):
 
     @extend_schema(
         operation_id="health_ready",
+        summary="Readiness of the whole stack",
         tags=["health"],
         responses={200: ReadinessSerializer, 503: ReadinessSerializer},
     )

@@ -182,7 +182,10 @@ class JobKindListView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        operation_id="job_kinds_list", tags=["jobs"], responses=JobKindSerializer(many=True)
+        operation_id="job_kinds_list",
+        summary="List the job kinds",
+        tags=["jobs"],
+        responses=JobKindSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
         return Response(
@@ -208,6 +211,7 @@ class JobListView(ListAPIView):
 
     @extend_schema(
         operation_id="jobs_list",
+        summary="List my jobs",
         parameters=[JobListQuerySerializer],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -215,14 +219,28 @@ class JobListView(ListAPIView):
 
     @extend_schema(
         operation_id="jobs_enqueue",
+        summary="Enqueue a job (countdown or eta)",
+        description=(
+            "Writes the job, then hands it to the broker to run after `countdown` seconds (or at "
+            "`eta`). Answers 202 with the job, its `status_url` (also in `Location`) to poll and "
+            "its socket `channel`. A retried POST with the same `Idempotency-Key` returns the "
+            "same job."
+        ),
         request=EnqueueSerializer,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                {"type": "string", "maxLength": 128},
                 location=OpenApiParameter.HEADER,
                 description="A retried POST with the same key returns the same job",
-            )
+            ),
+            OpenApiParameter(
+                "Location",
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[202],
+                description="The job's status URL (`status_url`), to poll",
+            ),
         ],
         responses={
             202: EnqueuedSerializer,
@@ -275,6 +293,7 @@ class JobDetailView(APIView):
 
     @extend_schema(
         operation_id="jobs_retrieve",
+        summary="Poll a job",
         tags=["jobs"],
         responses=JobSerializer,
         examples=[
@@ -319,6 +338,7 @@ class JobCancelView(APIView):
 
     @extend_schema(
         operation_id="jobs_cancel",
+        summary="Cancel a job",
         tags=["jobs"],
         request=None,
         responses={200: JobSerializer, 409: error_response(ErrorCode.NOT_CANCELLABLE)},
@@ -335,6 +355,7 @@ class JobDownloadView(APIView):
 
     @extend_schema(
         operation_id="jobs_download",
+        summary="Download an export's file",
         tags=["jobs"],
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
@@ -368,6 +389,7 @@ class JobLogView(APIView):
 
     @extend_schema(
         operation_id="jobs_log",
+        summary="Read a job's log lines",
         tags=["jobs"],
         parameters=[LogQuerySerializer],
         responses=LogPageSerializer,

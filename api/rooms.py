@@ -129,12 +129,14 @@ class RoomListView(ListCreateAPIView):
         self._page = super().paginate_queryset(queryset)
         return self._page
 
-    @extend_schema(operation_id="rooms_list")
+    @extend_schema(operation_id="rooms_list", summary="List rooms")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="rooms_create",
+        summary="Create a room",
+        description="Signed in. The slug (`[A-Za-z0-9_-]`, 1-64) names the room everywhere.",
         request=RoomCreateSerializer,
         responses={
             201: RoomSerializer,
@@ -156,6 +158,7 @@ class RoomDetailView(APIView):
 
     @extend_schema(
         operation_id="rooms_retrieve",
+        summary="Get a room",
         tags=["rooms"],
         responses=RoomSerializer,
     )
@@ -171,6 +174,7 @@ class RoomMessagesView(APIView):
 
     @extend_schema(
         operation_id="rooms_messages_list",
+        summary="Read a room's history by seq",
         tags=["rooms"],
         parameters=[HistoryQuerySerializer],
         responses=MessagePageSerializer,
@@ -186,6 +190,7 @@ class RoomMessagesView(APIView):
 
     @extend_schema(
         operation_id="rooms_messages_create",
+        summary="Post a message",
         tags=["rooms"],
         request=MessagePostSerializer,
         responses={
