@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -18,6 +20,7 @@ from chat.selectors import room_get
 from . import events, presence
 from .hub import Subscription, announce_presence, get_hub
 from .limits import TokenBucket
+from .outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +83,38 @@ class RoomSocket(AsyncWebsocketConsumer):
         self.bucket = TokenBucket(settings.SWITCHBOARD_WS_RATE, settings.SWITCHBOARD_WS_BURST)
         self.refused = 0
         self.last_refusal = 0.0
+        self.outbox = Outbox(
+            self._write, limit=settings.SWITCHBOARD_WS_BACKLOG, on_overflow=self._too_slow
+        )
+        self.closing: asyncio.Task[None] | None = None
         await super().websocket_connect(message)
 
-    async def send_text(self, text: str) -> None:
+    def _write(self, text: str) -> Coroutine[Any, Any, None]:
         # Straight to the server's ASGI `send`: this runs once per recipient of every message.
-        await self.base_send({"type": "websocket.send", "text": text})
+        return self.base_send({"type": "websocket.send", "text": text})
+
+    def push_text(self, text: str) -> None:
+        """Queue a frame for this socket without waiting (what the hub's feeds call)."""
+        self.outbox.push(text)
+
+    async def send_text(self, text: str) -> None:
+        self.outbox.push(text)
 
     async def send_frame(self, frame: events.Frame) -> None:
-        await self.send(text_data=json.dumps(events.dump(frame)))
+        self.outbox.push(json.dumps(events.dump(frame)))
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.outbox.close()  # what it still holds would follow the close frame: drop it
+        await super().close(code, reason)
+
+    def _too_slow(self) -> None:
+        """The client stopped reading while frames piled up: leave every feed, then close."""
+        logger.info("closing %s: it does not read fast enough", self.conn_id)
+        self.closing = asyncio.ensure_future(self._close_too_slow())
+
+    async def _close_too_slow(self) -> None:
+        await self.leave_everything()
+        await self.close(events.CloseCode.TOO_SLOW)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.bucket.take():
@@ -137,7 +164,7 @@ class RoomSocket(AsyncWebsocketConsumer):
 
     async def join_room(self, room: Room, fmt: str) -> Subscription:
         """Subscribe to a room's live feed; messages wait in the subscription until `go_live`."""
-        subscription = Subscription(self.send_text, fmt, self.conn_id, self.identity)
+        subscription = Subscription(self.push_text, fmt, self.conn_id, self.identity)
         self.subscriptions[room.slug] = subscription
         await self.hub.join(room.slug, room.pk, subscription)
         return subscription
@@ -165,6 +192,12 @@ class RoomSocket(AsyncWebsocketConsumer):
         await self.hub.leave_group(group, subscription)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if hasattr(self, "outbox"):
+            self.outbox.close()
+        await self.leave_everything()
+        await super().websocket_disconnect(message)
+
+    async def leave_everything(self) -> None:
         for channel in list(getattr(self, "group_subscriptions", {})):
             try:
                 await self.leave_group(channel)
@@ -175,4 +208,3 @@ class RoomSocket(AsyncWebsocketConsumer):
                 await self.leave_room(slug)
             except Exception:
                 logger.warning("leaving %s on disconnect failed", slug, exc_info=True)
-        await super().websocket_disconnect(message)

@@ -23,7 +23,7 @@ Ref = Annotated[
     Field(description="Any short client value; echoed back in the reply or error"),
 ]
 ref_adapter: TypeAdapter[str | int | None] = TypeAdapter(Ref | None)
-Seq = Annotated[int, Field(ge=0, strict=True)]
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]
 RoomSlug = Annotated[str, Field(pattern=ROOM_SLUG_PATTERN, strict=True)]
 ChannelName = Annotated[
     str,
@@ -60,6 +60,7 @@ class CloseCode:
 
     INVALID_ROOM = 4400  # the tutorial route was given a room name that cannot exist
     FORBIDDEN = 4403
+    TOO_SLOW = 4408  # did not read its frames: more than SWITCHBOARD_WS_BACKLOG piled up
     FLOODING = 4429  # kept sending far above the rate limit
 
 

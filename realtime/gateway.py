@@ -119,8 +119,8 @@ class GatewayConsumer(RoomSocket):
                 events.SubscribedFrame(channel=frame.channel, seq=replay.last_seq, ref=frame.ref)
             )
             for message in replay.frames:
-                await self.send_text(json.dumps(message))
-        await subscription.go_live(replay.last_seq)
+                self.push_text(json.dumps(message))
+        subscription.go_live(replay.last_seq)
         await self.enter_presence(slug)
 
     async def subscribe_jobs(self, frame: events.SubscribeFrame) -> None:
@@ -134,7 +134,7 @@ class GatewayConsumer(RoomSocket):
                 frame.ref,
             )
         viewer = self.user if self.identity is not None else None
-        subscription = Subscription(self.send_text, GATEWAY, self.conn_id, self.identity)
+        subscription = Subscription(self.push_text, GATEWAY, self.conn_id, self.identity)
         if frame.channel == "jobs:mine":
             if viewer is None:
                 raise NotParsed(
@@ -146,7 +146,7 @@ class GatewayConsumer(RoomSocket):
             await self.send_frame(
                 events.SubscribedFrame(channel=frame.channel, seq=0, ref=frame.ref)
             )
-            await subscription.go_live(0)
+            subscription.go_live(0)
             return
         job_id = frame.channel.removeprefix("job:")
         # Another user's job answers exactly like a job that does not exist.
@@ -162,7 +162,7 @@ class GatewayConsumer(RoomSocket):
             events.SubscribedFrame(channel=frame.channel, seq=state.seq, ref=frame.ref)
         )
         await self.send_frame(events.JobUpdateFrame(channel=frame.channel, job=state))
-        await subscription.go_live(state.seq)
+        subscription.go_live(state.seq)
 
     async def on_unsubscribe(self, frame: events.UnsubscribeFrame) -> None:
         if frame.channel in self.group_subscriptions:

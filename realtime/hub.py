@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -33,7 +33,7 @@ TUTORIAL = "tutorial"
 PRESENCE_DEBOUNCE = 0.25
 GROUP_REJOIN_INTERVAL = 3600.0  # channels-redis forgets group members after a day
 
-Send = Callable[[str], Awaitable[None]]
+Push = Callable[[str], None]
 
 
 def encode(fmt: str, frame: dict[str, Any]) -> str:
@@ -44,12 +44,16 @@ def encode(fmt: str, frame: dict[str, Any]) -> str:
 
 
 class Subscription:
-    """One socket's interest in one room; holds live messages back until its replay is sent."""
+    """One socket's interest in one room; holds live messages back until its replay is sent.
 
-    __slots__ = ("conn_id", "fmt", "last_seq", "log_after", "pending", "send", "user")
+    `push` hands a frame to the socket's outbox and never waits, so feeds deliver to all
+    their sockets in one synchronous pass.
+    """
 
-    def __init__(self, send: Send, fmt: str, conn_id: str, user: events.UserRef | None) -> None:
-        self.send = send
+    __slots__ = ("conn_id", "fmt", "last_seq", "log_after", "pending", "push", "user")
+
+    def __init__(self, push: Push, fmt: str, conn_id: str, user: events.UserRef | None) -> None:
+        self.push = push
         self.fmt = fmt
         self.conn_id = conn_id
         self.user = user
@@ -57,27 +61,22 @@ class Subscription:
         self.log_after = 0  # job log lines up to this number are already known to the client
         self.pending: list[tuple[int | None, str]] | None = []
 
-    async def deliver(self, seq: int | None, text: str) -> None:
+    def deliver(self, seq: int | None, text: str) -> None:
         """Send a frame (`seq` None: not a message, e.g. presence) unless already sent."""
         if self.pending is not None:
             self.pending.append((seq, text))
         elif seq is None:
-            await self.send(text)
+            self.push(text)
         elif seq > self.last_seq:
             self.last_seq = seq
-            await self.send(text)
+            self.push(text)
 
-    async def go_live(self, last_seq: int) -> None:
+    def go_live(self, last_seq: int) -> None:
         """After the replay up to `last_seq`: send what arrived meanwhile, then stream."""
         self.last_seq = last_seq
-        while self.pending:
-            seq, text = self.pending.pop(0)
-            if seq is None:
-                await self.send(text)
-            elif seq > self.last_seq:
-                self.last_seq = seq
-                await self.send(text)
-        self.pending = None  # no await since the loop's last check: nothing slips in between
+        pending, self.pending = self.pending or [], None
+        for seq, text in pending:
+            self.deliver(seq, text)
 
 
 class RoomFeed:
@@ -113,20 +112,17 @@ class RoomFeed:
             for missed_seq, missed in await load_frames(
                 self.room_id, self.slug, self.last_seq, seq - 1
             ):
-                await self._fan_out(missed_seq, missed)
-        await self._fan_out(seq, frame)
+                self._fan_out(missed_seq, missed)
+        self._fan_out(seq, frame)
 
-    async def _fan_out(self, seq: int, frame: dict[str, Any]) -> None:
+    def _fan_out(self, seq: int, frame: dict[str, Any]) -> None:
         self.last_seq = seq
         texts: dict[str, str] = {}
         for subscription in list(self.subscriptions):
             text = texts.get(subscription.fmt)
             if text is None:
                 text = texts[subscription.fmt] = encode(subscription.fmt, frame)
-            try:
-                await subscription.deliver(seq, text)
-            except Exception:  # a socket that went away must not stop the others
-                logger.debug("delivery to %s failed", subscription.conn_id, exc_info=True)
+            _deliver(subscription, seq, text)
 
     async def _presence_later(self) -> None:
         await asyncio.sleep(PRESENCE_DEBOUNCE)
@@ -142,10 +138,7 @@ class RoomFeed:
         text = json.dumps(presence_frame(self.slug, snapshot))
         for subscription in list(self.subscriptions):
             if subscription.fmt == GATEWAY:
-                try:
-                    await subscription.deliver(None, text)
-                except Exception:
-                    logger.debug("presence to %s failed", subscription.conn_id, exc_info=True)
+                _deliver(subscription, None, text)
 
 
 @database_sync_to_async
@@ -303,17 +296,17 @@ class JobFeed:
                 return
             self.last_seq[job] = seq
             for subscription in list(self.subscriptions):
-                await _deliver(subscription, seq if self.single else None, text)
+                _deliver(subscription, seq if self.single else None, text)
         elif event["type"] == "job.log":
             number = int(event["frame"]["number"])
             for subscription in list(self.subscriptions):
                 if number > subscription.log_after:
-                    await _deliver(subscription, None, text)
+                    _deliver(subscription, None, text)
 
 
-async def _deliver(subscription: Subscription, seq: int | None, text: str) -> None:
+def _deliver(subscription: Subscription, seq: int | None, text: str) -> None:
     try:
-        await subscription.deliver(seq, text)
+        subscription.deliver(seq, text)
     except Exception:  # a socket that went away must not stop the others
         logger.debug("delivery to %s failed", subscription.conn_id, exc_info=True)
 

@@ -36,7 +36,7 @@ class TutorialChatConsumer(RoomSocket):
         room: Room = await database_sync_to_async(room_ensure)(slug=slug)
         await self.accept()
         subscription = await self.join_room(room, TUTORIAL)
-        await subscription.go_live(await room_last_seq(room.pk))
+        subscription.go_live(await room_last_seq(room.pk))
         self.room = room
         await self.enter_presence(slug)
 

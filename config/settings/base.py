@@ -246,6 +246,9 @@ CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=CORS_
 # Per-socket limit on client frames: average per second, and burst.
 SWITCHBOARD_WS_RATE = env.float("SWITCHBOARD_WS_RATE", default=20.0)
 SWITCHBOARD_WS_BURST = env.float("SWITCHBOARD_WS_BURST", default=40.0)
+# Characters of frames a socket may have waiting while its client is not reading (the
+# server's own write buffer aside); past this it is closed (4408) and can resume by `seq`.
+SWITCHBOARD_WS_BACKLOG = env.int("SWITCHBOARD_WS_BACKLOG", default=4 * 1024 * 1024)
 # A `subscribe` whose `since` is further back than this gets `resync_required` (use REST).
 SWITCHBOARD_REPLAY_LIMIT = env.int("SWITCHBOARD_REPLAY_LIMIT", default=500)
 

@@ -110,23 +110,29 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 
 def daphne(env: dict[str, str], log_dir: Path, port: int | None = None) -> tuple[Service, str]:
+    """Daphne, the development server (`make run`)."""
     port = port or free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "config.asgi:application",
-    ]
-    service = Service(f"daphne-{port}", argv, env, log_dir / f"daphne-{port}.log").start()
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    return _asgi_server(f"daphne-{port}", [*argv, "config.asgi:application"], env, log_dir, port)
+
+
+def uvicorn(env: dict[str, str], log_dir: Path, port: int | None = None) -> tuple[Service, str]:
+    """uvicorn as the README runs it in production (sans-I/O websockets)."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--ws", "websockets-sansio", "--lifespan", "off"]
+    return _asgi_server(f"uvicorn-{port}", argv, env, log_dir, port)
+
+
+def _asgi_server(
+    name: str, argv: list[str], env: dict[str, str], log_dir: Path, port: int
+) -> tuple[Service, str]:
+    service = Service(name, argv, env, log_dir / f"{name}.log").start()
     url = f"http://127.0.0.1:{port}"
 
     def live() -> bool:
         if not service.running:
-            raise AssertionError(f"daphne exited:\n{service.log()[-3000:]}")
+            raise AssertionError(f"{name} exited:\n{service.log()[-3000:]}")
         try:
             return http_json(f"{url}/api/health/", timeout=1)[0] == 200
         except OSError:

@@ -67,13 +67,17 @@ class WsClient:
                     return frame
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise AssertionError(f"no frame matching {kind!r}; got {self.frames[-10:]}")
+                raise AssertionError(f"no frame matching {kind!r}; got {self._recent()}")
             try:
                 await self._receive(remaining)
             except TimeoutError:
                 raise AssertionError(
-                    f"no frame matching {kind!r} in {timeout}s; got {self.frames[-10:]}"
+                    f"no frame matching {kind!r} in {timeout}s; got {self._recent()}"
                 ) from None
+
+    def _recent(self) -> str:
+        """The last frames received, each cut short (bodies can be kilobytes)."""
+        return "\n".join(repr(frame)[:300] for frame in self.frames[-10:])
 
     async def request(self, timeout: float = 10.0, **frame: Any) -> Frame:
         """Send a frame with a fresh `ref` and return the reply (or error) carrying it."""

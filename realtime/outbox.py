@@ -1,0 +1,124 @@
+"""A socket's outgoing frames: written at once while the client keeps up, queued while it doesn't.
+
+A room's feed hands each message to every local socket in turn, so a send that waits (the
+ASGI server holds it back while the client is not reading: uvicorn stops at its write buffer's
+high-water mark) must not make the feed wait: one client that never reads would stall the
+room for everybody. `Outbox.push` therefore never blocks. It starts the server's `send` and,
+when that finishes without suspending (the normal case, and always on Daphne), that is all.
+When it suspends, the rest of that send and every later frame move to a backlog drained by a
+task of the socket's own; a backlog above its byte limit means the client cannot keep up and
+`on_overflow` is called once (the socket is then closed and leaves its rooms; it can
+reconnect and catch up by `seq`).
+
+Python 3.12's eager tasks do the first part for any coroutine; this is the same idea for the
+one coroutine on the hot path, on 3.11.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[str], Coroutine[Any, Any, None]]
+
+
+class Outbox:
+    __slots__ = ("_backlog", "_backlog_bytes", "_drainer", "_send", "dead", "limit", "on_overflow")
+
+    def __init__(self, send: Send, *, limit: int, on_overflow: Callable[[], None]) -> None:
+        self._send = send
+        self._backlog: deque[str] = deque()
+        self._backlog_bytes = 0
+        self._drainer: asyncio.Task[None] | None = None
+        self.limit = limit  # most characters waiting before the client counts as too slow
+        self.on_overflow = on_overflow
+        self.dead = False  # overflowed or the connection failed: frames are dropped
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+    def push(self, text: str) -> None:
+        """Send `text` after everything pushed before it; never waits."""
+        if self.dead:
+            return
+        if self._drainer is not None:
+            self._backlog.append(text)
+            self._backlog_bytes += len(text)
+            if self._backlog_bytes > self.limit:
+                self._overflow()
+            return
+        send = self._send(text)
+        try:
+            waiting = send.send(None)
+        except StopIteration:
+            return  # written without waiting
+        except Exception:
+            self._fail()
+            return
+        self._drainer = asyncio.ensure_future(self._drain(send, waiting))
+
+    async def flush(self) -> None:
+        """Wait until every pushed frame has been handed to the server (or dropped)."""
+        while self._drainer is not None:
+            await asyncio.wait({self._drainer})
+
+    def close(self) -> None:
+        """Drop what is waiting and stop sending (the socket is going away)."""
+        self.dead = True
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        if self._drainer is not None:
+            self._drainer.cancel()
+
+    async def _drain(self, started: Coroutine[Any, Any, None], waiting: Any) -> None:
+        try:
+            await _finish(started, waiting)
+            while self._backlog:
+                text = self._backlog.popleft()
+                self._backlog_bytes -= len(text)
+                await self._send(text)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            self._fail()
+        finally:
+            self._drainer = None
+
+    def _overflow(self) -> None:
+        self.close()
+        try:
+            self.on_overflow()
+        except Exception:
+            logger.exception("slow-client handler failed")
+
+    def _fail(self) -> None:
+        logger.debug("socket send failed; dropping its frames", exc_info=True)
+        self.close()
+
+
+async def _finish(started: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Run a coroutine that already ran up to its first suspension (what a Task would do)."""
+    try:
+        while True:
+            try:
+                if waiting is None:  # a bare `yield` (asyncio.sleep(0)): just let others run
+                    await asyncio.sleep(0)
+                else:
+                    # The future was yielded to us, not to a Task: take it over as a Task
+                    # would (a future still marked "blocking" refuses a second await).
+                    waiting._asyncio_future_blocking = False
+                    await waiting
+            except BaseException as exc:
+                waiting = started.throw(exc)
+            else:
+                waiting = started.send(None)
+    except StopIteration:
+        return
+    finally:
+        started.close()

@@ -1,0 +1,95 @@
+"""The outbox: never blocks its caller, keeps order across a stall, bounds what waits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from realtime.outbox import Outbox
+
+
+class Server:
+    """An ASGI-like `send` that holds sends back while `writable` is clear, as uvicorn does."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.written: list[str] = []
+
+    async def send(self, text: str) -> None:
+        await self.writable.wait()
+        if text == "boom":
+            raise ConnectionResetError("client went away")
+        self.written.append(text)
+
+
+async def test_frames_go_out_at_once_while_the_client_keeps_up():
+    server = Server()
+    outbox = Outbox(server.send, limit=100, on_overflow=lambda: None)
+
+    for text in ("a", "b", "c"):
+        outbox.push(text)
+
+    assert server.written == ["a", "b", "c"]  # no await needed: written synchronously
+
+
+async def test_a_stalled_send_does_not_block_the_caller_and_order_is_kept():
+    server = Server()
+    outbox = Outbox(server.send, limit=100, on_overflow=lambda: None)
+    outbox.push("a")
+    server.writable.clear()
+
+    # when: the client stops reading; the caller goes on pushing without waiting
+    for text in ("b", "c", "d"):
+        outbox.push(text)
+    assert server.written == ["a"]
+    assert outbox.backlog_bytes == 2  # "c" and "d"; "b" is the send in progress
+    await asyncio.sleep(0.01)  # the stall lasts: the outbox waits for the server meanwhile
+
+    # then: once it reads again, everything arrives in order
+    server.writable.set()
+    await outbox.flush()
+    assert server.written == ["a", "b", "c", "d"]
+    outbox.push("e")
+    assert server.written[-1] == "e"  # back on the direct path
+
+
+async def test_a_backlog_over_the_limit_drops_it_and_reports_once():
+    server = Server()
+    overflows: list[int] = []
+    outbox = Outbox(server.send, limit=10, on_overflow=lambda: overflows.append(1))
+    server.writable.clear()
+
+    for _ in range(20):
+        outbox.push("12345")
+
+    assert overflows == [1]
+    assert outbox.dead
+    assert outbox.backlog_bytes == 0
+    server.writable.set()
+    await asyncio.sleep(0.01)
+    assert server.written == []  # nothing sent after the client was given up on
+
+
+async def test_a_failed_send_stops_the_outbox_without_raising():
+    server = Server()
+    outbox = Outbox(server.send, limit=100, on_overflow=lambda: None)
+
+    outbox.push("boom")
+    outbox.push("after")
+
+    assert outbox.dead
+    assert server.written == []
+
+
+async def test_a_send_failing_after_a_stall_is_contained_too():
+    server = Server()
+    outbox = Outbox(server.send, limit=100, on_overflow=lambda: None)
+    server.writable.clear()
+    outbox.push("boom")
+    outbox.push("after")
+
+    server.writable.set()
+    await outbox.flush()
+
+    assert outbox.dead
+    assert server.written == []
