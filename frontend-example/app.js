@@ -90,8 +90,15 @@ function renderAccount() {
       h(
         "form",
         { id: "sign-in", onsubmit: signIn },
-        h("input", { name: "username", placeholder: "username", autocomplete: "username", required: true }),
-        h("input", { name: "password", type: "password", placeholder: "password", autocomplete: "current-password", required: true }),
+        h("input", { name: "username", "aria-label": "Username", placeholder: "username", autocomplete: "username", required: true }),
+        h("input", {
+          name: "password",
+          type: "password",
+          "aria-label": "Password",
+          placeholder: "password",
+          autocomplete: "current-password",
+          required: true,
+        }),
         h("button", { type: "submit" }, "Sign in"),
       ),
     );

@@ -24,6 +24,7 @@ export class Chat {
       title: $("#room-title"),
       online: $("#room-online"),
       messages: $("#messages"),
+      earlier: $("#load-earlier"),
       outbox: $("#outbox"),
       presence: $("#presence-list"),
       anonymous: $("#presence-anonymous"),
@@ -39,6 +40,7 @@ export class Chat {
       event.preventDefault();
       this.#send();
     });
+    this.elements.earlier.addEventListener("click", () => this.#loadEarlier());
     this.elements.createForm.addEventListener("submit", (event) => {
       event.preventDefault();
       this.#createRoom(new FormData(event.target));
@@ -118,7 +120,7 @@ export class Chat {
         (await this.api.get(`/api/rooms/${encodeURIComponent(slug)}/messages/`, { after: last, limit: CATCH_UP_PAGE }))
           .results,
     });
-    const room = { slug, channel: `room:${slug}`, messages, presenceVersion: -1 };
+    const room = { slug, channel: `room:${slug}`, messages, presenceVersion: -1, firstSeq: null };
     this.room = room;
     this.#renderRooms();
     const known = this.rooms.find((candidate) => candidate.slug === slug);
@@ -135,7 +137,9 @@ export class Chat {
     }
     if (this.room !== room) return; // another room was opened meanwhile
     messages.last = page.results.length ? page.results[0].seq - 1 : page.last_seq;
+    room.firstSeq = messages.last + 1;
     messages.add(page.results);
+    this.elements.earlier.hidden = room.firstSeq <= 1;
     this.#showEmptyHint();
     this.gateway.subscribe(room.channel, {
       since: () => messages.last,
@@ -154,36 +158,63 @@ export class Chat {
     this.room = null;
     this.elements.messages.replaceChildren();
     this.elements.outbox.replaceChildren();
+    this.elements.earlier.hidden = true;
     this.elements.presence.replaceChildren();
     this.elements.anonymous.textContent = "";
     this.elements.online.textContent = "";
   }
 
-  #showMessage(message) {
-    const mine = this.user && message.author?.id === this.user.id;
-    const previous = this.room.lastShown;
+  /** History before the first message shown, a page at a time, above it. */
+  async #loadEarlier() {
+    const room = this.room;
+    if (!room || room.firstSeq <= 1) return;
+    let page;
+    try {
+      page = await this.api.get(`/api/rooms/${encodeURIComponent(room.slug)}/messages/`, {
+        before: room.firstSeq,
+        limit: HISTORY_PAGE,
+      });
+    } catch (error) {
+      this.#showError(`Earlier messages could not be loaded: ${error.message}`);
+      return;
+    }
+    if (this.room !== room || page.results.length === 0) return;
+    const list = this.elements.messages;
+    const fromBottom = list.scrollHeight - list.scrollTop;
+    list.prepend(...page.results.map((message, index) => this.#messageItem(message, page.results[index - 1])));
+    list.scrollTop = list.scrollHeight - fromBottom; // keep what was in view where it was
+    room.firstSeq = page.results[0].seq;
+    this.elements.earlier.hidden = room.firstSeq <= 1;
+  }
+
+  #messageItem(message, previous) {
+    const mine = Boolean(this.user) && message.author?.id === this.user.id;
     // A run of messages from one person within a few minutes shows its name once.
     const continued =
       previous?.author_name === message.author_name &&
       Date.parse(message.created_at) - Date.parse(previous.created_at) < 5 * 60_000;
-    this.room.lastShown = message;
-    const item = h(
+    return h(
       "li",
       { class: ["message", mine && "mine", continued && "continued"].filter(Boolean).join(" "), dataset: { seq: message.seq } },
       h("span", { class: "author" }, message.author_name || "anonymous"),
       h("time", { datetime: message.created_at, title: message.created_at }, clockTime(message.created_at)),
       h("p", { class: "body" }, message.body),
     );
+  }
+
+  #showMessage(message) {
+    const item = this.#messageItem(message, this.room.lastShown);
+    this.room.lastShown = message;
     const list = this.elements.messages;
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     $(".empty", list)?.remove();
     list.append(item);
     if (message.client_id) {
-      for (const pending of this.elements.outbox.children) {
+      for (const pending of Array.from(this.elements.outbox.children)) {
         if (pending.dataset.clientId === message.client_id) pending.remove();
       }
     }
-    if (atBottom || mine) list.scrollTop = list.scrollHeight;
+    if (atBottom || item.classList.contains("mine")) list.scrollTop = list.scrollHeight;
     this.#updateRoom(message.room, { last_message_at: message.created_at, last_seq: message.seq });
   }
 

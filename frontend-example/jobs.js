@@ -251,7 +251,8 @@ export class Jobs {
     if (state.status !== "succeeded" || !state.result) return [];
     const { download_url: downloadUrl, ...rest } = state.result;
     const parts = [h("p", { class: "job-result" }, `Result: ${describeParams(rest)}`)];
-    if (downloadUrl) parts.push(this.#downloadLink(state, downloadUrl));
+    // Only a path of this API becomes a link (never a `javascript:` or another site's URL).
+    if (/^\/api\/[\w./-]+$/.test(downloadUrl ?? "")) parts.push(this.#downloadLink(state, downloadUrl));
     return parts;
   }
 

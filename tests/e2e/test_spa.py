@@ -21,7 +21,7 @@ from django.contrib.auth.models import User
 from playwright.async_api import Locator, Page, WebSocketRoute, expect
 from rest_framework.authtoken.models import Token
 
-from chat.services import room_ensure
+from chat.services import message_post, room_ensure
 from config.redis_server import free_port
 from jobs.models import Job
 from tests.factories import PASSWORD, UserFactory
@@ -129,6 +129,14 @@ def people(db: None) -> list[User]:
 @database_sync_to_async
 def alice_has_token() -> bool:
     return Token.objects.filter(user__username="alice").exists()
+
+
+@database_sync_to_async
+def post_messages(slug: str, bodies: list[str]) -> None:
+    """A room with these messages from an anonymous poster (seq 1, 2, ...)."""
+    room = room_ensure(slug=slug)
+    for body in bodies:
+        message_post(room=room, author=None, body=body)
 
 
 def new_slug(prefix: str = "spa") -> str:
@@ -270,6 +278,22 @@ async def test_two_people_chat_and_see_each_other(spa_server, people, open_page)
 
     # then
     await expect(alice.locator("#presence-anonymous")).to_have_text("and 1 anonymous")
+
+
+async def test_older_history_loads_when_asked(spa_server, open_page):
+    # given: more messages than the first page holds
+    slug = new_slug("history")
+    bodies = [f"message {n}" for n in range(1, 56)]
+    await post_messages(slug, bodies)
+
+    # when
+    page = await visit(open_page, "reader", f"{spa_server.url}/#/rooms/{slug}")
+
+    # then: the newest page, then the rest on request
+    await expect(messages(page)).to_have_text(bodies[-50:])
+    await page.locator("#load-earlier").click()
+    await expect(messages(page)).to_have_text(bodies)
+    await expect(page.locator("#load-earlier")).to_be_hidden()
 
 
 async def test_a_job_waits_for_its_countdown_then_shows_progress_and_log(
