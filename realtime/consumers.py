@@ -61,6 +61,11 @@ def _ref_of_small_frame(raw: str | None) -> str | int | None:
         return None
 
 
+def _reject_constant(name: str) -> Any:
+    """`NaN` and `Infinity` are not JSON, though Python's parser accepts them."""
+    raise ValueError(f"{name} is not JSON")
+
+
 @database_sync_to_async
 def find_room(slug: str) -> Room | None:
     return room_get(slug=slug)
@@ -147,7 +152,7 @@ class RoomSocket(AsyncWebsocketConsumer):
         if raw is None or len(raw) > MAX_FRAME_BYTES:
             raise NotParsed(events.ErrorCode.FRAME_TOO_LARGE, "Frame exceeds 64 KiB.")
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             raise NotParsed(events.ErrorCode.INVALID_JSON, "Frame is not valid JSON.") from exc
         if not isinstance(data, dict):

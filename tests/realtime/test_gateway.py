@@ -221,6 +221,14 @@ def _token_for(user) -> str:
         ("[" * 100_000 + "]" * 100_000, "frame_too_large"),
         ("[" * 30_000 + "]" * 30_000, "invalid_json"),  # nesting: fails inside the parser
         ('{"type": "ping", "ref": ' + "9" * 5000 + "}", "invalid_json"),  # huge number
+        ('{"type": "ping", "ref": NaN}', "invalid_json"),  # not JSON, though Python reads it
+        ('{"type": "ping", "ref": -Infinity}', "invalid_json"),
+        ('{"type": "subscribe", "channel": "room:lobby", "since": 1e400}', "invalid_frame"),
+        (
+            '{"type": "subscribe", "channel": "room:lobby", "since": ' + "9" * 40 + "}",
+            "invalid_frame",
+        ),  # beyond any seq a database can hold
+        ('{"type": "ping", "x": ' + "[" * 500 + "]" * 500 + "}", "invalid_frame"),
     ],
 )
 async def test_bad_input_gets_an_error_frame_and_the_socket_stays_usable(
