@@ -157,7 +157,9 @@ async function start() {
   renderAccount();
   chat.setUser(user);
   gateway.start();
-  setInterval(() => chat.loadRooms(), ROOM_LIST_REFRESH_MS);
+  setInterval(() => {
+    if (!document.hidden) chat.loadRooms({ quiet: true });
+  }, ROOM_LIST_REFRESH_MS);
   await chat.loadRooms();
   const slug = roomFromHash() ?? chat.rooms[0]?.slug;
   if (slug) chat.open(slug);

@@ -11,6 +11,7 @@ const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 8_000;
 const PING_EVERY_MS = 20_000;
 const SILENCE_LIMIT_MS = 30_000; // nothing heard for this long: the connection is dead
+const HANDSHAKE_LIMIT_MS = 10_000; // no `hello` by then: try again
 
 export class NotConnected extends Error {}
 
@@ -44,6 +45,7 @@ export class Gateway {
     this.channels = new Map(); // channel -> {since, onError}
     this.listeners = new Map(); // frame type -> Set of handlers
     this.retryTimer = null;
+    this.handshakeTimer = null;
     this.keepAlive = null;
     this.lastHeard = 0;
     window.addEventListener("online", () => this.#retryNow());
@@ -70,6 +72,7 @@ export class Gateway {
   stop() {
     this.#setState("stopped");
     clearTimeout(this.retryTimer);
+    clearTimeout(this.handshakeTimer);
     this.#dropSocket();
   }
 
@@ -115,6 +118,10 @@ export class Gateway {
     socket.addEventListener("close", () => {
       if (socket === this.socket) this.#lost();
     });
+    clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = setTimeout(() => {
+      if (socket === this.socket && this.state !== "live") this.#lost();
+    }, HANDSHAKE_LIMIT_MS);
   }
 
   async #setUp(hello) {
@@ -128,6 +135,7 @@ export class Gateway {
         this.user = null; // a revoked token: carry on anonymously
       }
     }
+    clearTimeout(this.handshakeTimer);
     this.attempt = 0;
     this.#setState("live");
     this.keepAlive = setInterval(() => this.#checkAlive(), PING_EVERY_MS);
@@ -168,8 +176,7 @@ export class Gateway {
 
   #checkAlive() {
     if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
-      this.socket?.close(); // no pong: a dead network; the close handler reconnects
-      this.#lost();
+      this.#lost(); // not even a pong: the network is gone, whatever the socket says
       return;
     }
     this.socket?.send(JSON.stringify({ type: "ping" }));
