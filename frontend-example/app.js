@@ -29,6 +29,9 @@ const gateway = new Gateway({
     chat.loadRooms();
     jobs.refresh();
   },
+  onSignedOut: () => {
+    api.me().then((me) => becomes(me.user), () => {}); // unreachable: the reconnection tells
+  },
 });
 const chat = new Chat({ api, gateway });
 const jobs = new Jobs({ api, gateway, currentRoom: () => chat.slug });
@@ -129,6 +132,7 @@ async function signOut() {
 
 /** The socket authenticates at its handshake, so a new identity means a new socket. */
 async function becomes(newUser) {
+  if ((newUser?.id ?? null) === (user?.id ?? null)) return;
   user = newUser;
   renderAccount();
   chat.setUser(user);

@@ -12,6 +12,7 @@ const BACKOFF_MAX_MS = 8_000;
 const PING_EVERY_MS = 20_000;
 const SILENCE_LIMIT_MS = 30_000; // nothing heard for this long: the connection is dead
 const HANDSHAKE_LIMIT_MS = 10_000; // no `hello` by then: try again
+const SIGNED_OUT = 4401; // close code: the session or token this socket used has ended
 
 export class NotConnected extends Error {}
 
@@ -30,12 +31,14 @@ export class Gateway {
    * @param {() => string|null} options.token an API token to send in an `auth` frame, if any
    * @param {(state: string, detail?: object) => void} options.onState
    * @param {(user: object|null) => void} options.onReady after each (re)connection is set up
+   * @param {() => void} options.onSignedOut the server closed the socket: its sign-in ended
    */
-  constructor({ url, token = () => null, onState = () => {}, onReady = () => {} }) {
+  constructor({ url, token = () => null, onState = () => {}, onReady = () => {}, onSignedOut = () => {} }) {
     this.url = url;
     this.token = token;
     this.onState = onState;
     this.onReady = onReady;
+    this.onSignedOut = onSignedOut;
     this.state = "stopped";
     this.user = null;
     this.socket = null;
@@ -115,8 +118,14 @@ export class Gateway {
     socket.addEventListener("message", (event) => {
       if (socket === this.socket) this.#receive(event.data);
     });
-    socket.addEventListener("close", () => {
-      if (socket === this.socket) this.#lost();
+    socket.addEventListener("close", (event) => {
+      if (socket !== this.socket) return;
+      if (event.code === SIGNED_OUT) {
+        // Signed out elsewhere (another tab, the token revoked): come back at once, anonymous.
+        this.attempt = 0;
+        this.onSignedOut();
+      }
+      this.#lost();
     });
     clearTimeout(this.handshakeTimer);
     this.handshakeTimer = setTimeout(() => {
