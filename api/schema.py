@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.fields import Field
 from rest_framework.permissions import SAFE_METHODS
 
 from .errors import ErrorCode, ErrorSerializer
@@ -21,6 +23,9 @@ _TITLES = {
     429: "Too many attempts; retry after `Retry-After` seconds",
     503: "A service the request needs is down; retry after `Retry-After` seconds",
 }
+
+
+NO_NUL_PATTERN = "^[^\\x00]*$"
 
 
 class ErrorResponse(OpenApiResponse):
@@ -58,6 +63,23 @@ class AutoSchema(SpectacularAutoSchema):
             )
         operation["responses"] = dict(sorted(responses.items()))
         return operation
+
+    _direction = "response"
+
+    def _map_serializer_field(
+        self, field: Field, direction: str, bypass_extensions: bool = False
+    ) -> dict[str, Any]:
+        self._direction = direction
+        schema: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
+        return schema
+
+    def _insert_field_validators(self, field: Field, schema: dict[str, Any]) -> None:
+        super()._insert_field_validators(field, schema)
+        # DRF refuses NUL in every CharField; say so, or a valid-looking string gets a 400.
+        refuses_nul = any(isinstance(v, ProhibitNullCharactersValidator) for v in field.validators)
+        string = schema.get("type") == "string" and "enum" not in schema
+        if self._direction == "request" and refuses_nul and string:
+            schema.setdefault("pattern", NO_NUL_PATTERN)
 
     def _error_codes(self, operation: dict[str, Any]) -> dict[int, list[ErrorCode]]:
         codes: dict[int, list[ErrorCode]] = {}
