@@ -93,7 +93,13 @@ function renderAccount() {
       h(
         "form",
         { id: "sign-in", onsubmit: signIn },
-        h("input", { name: "username", "aria-label": "Username", placeholder: "username", autocomplete: "username", required: true }),
+        h("input", {
+          name: "username",
+          "aria-label": "Username",
+          placeholder: "username",
+          autocomplete: "username",
+          required: true,
+        }),
         h("input", {
           name: "password",
           type: "password",

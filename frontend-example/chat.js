@@ -78,7 +78,7 @@ export class Chat {
           "a",
           { href: `#/rooms/${encodeURIComponent(room.slug)}` },
           h("span", { class: "room-title" }, room.title || room.slug),
-          h("span", { class: "room-online", title: "online now" }, room.online == null ? "" : `${room.online} online`),
+          h("span", { class: "room-online" }, room.online == null ? "" : `${room.online} online`),
           h("span", { class: "room-activity" }, ago(room.last_message_at)),
         ),
       ),
@@ -113,12 +113,11 @@ export class Chat {
   async open(slug) {
     if (slug === this.slug) return;
     this.#close();
+    const path = `/api/rooms/${encodeURIComponent(slug)}/messages/`;
     const messages = new Sequence({
       key: (message) => message.seq,
       apply: (message) => this.#showMessage(message),
-      fetchAfter: async (last) =>
-        (await this.api.get(`/api/rooms/${encodeURIComponent(slug)}/messages/`, { after: last, limit: CATCH_UP_PAGE }))
-          .results,
+      fetchAfter: async (last) => (await this.api.get(path, { after: last, limit: CATCH_UP_PAGE })).results,
     });
     const room = { slug, channel: `room:${slug}`, messages, presenceVersion: -1, firstSeq: null };
     this.room = room;
@@ -130,7 +129,7 @@ export class Chat {
 
     let page;
     try {
-      page = await this.api.get(`/api/rooms/${encodeURIComponent(slug)}/messages/`, { limit: HISTORY_PAGE });
+      page = await this.api.get(path, { limit: HISTORY_PAGE });
     } catch (error) {
       if (this.room === room) this.#showError(`This room cannot be read: ${error.message}`);
       return;
@@ -195,7 +194,10 @@ export class Chat {
       Date.parse(message.created_at) - Date.parse(previous.created_at) < 5 * 60_000;
     return h(
       "li",
-      { class: ["message", mine && "mine", continued && "continued"].filter(Boolean).join(" "), dataset: { seq: message.seq } },
+      {
+        class: ["message", mine && "mine", continued && "continued"].filter(Boolean).join(" "),
+        dataset: { seq: message.seq },
+      },
       h("span", { class: "author" }, message.author_name || "anonymous"),
       h("time", { datetime: message.created_at, title: message.created_at }, clockTime(message.created_at)),
       h("p", { class: "body" }, message.body),

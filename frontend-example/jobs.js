@@ -20,7 +20,6 @@ export class Jobs {
     this.kinds = [];
     this.jobs = new Map(); // id -> {state, card, log: Sequence}
     this.elements = {
-      pane: $("#jobs"),
       signedOut: $("#jobs-signed-out"),
       form: $("#job-form"),
       kind: $("#job-kind"),
@@ -110,6 +109,9 @@ export class Jobs {
         property.enum.map((value) => h("option", { value, selected: value === property.default }, value)),
       );
     }
+    if (property.type === "boolean") {
+      return h("input", { name, type: "checkbox", checked: property.default === true, dataset: { type: "boolean" } });
+    }
     const numeric = property.type === "integer" || property.type === "number";
     // A `room` parameter starts as the room that is open: export what you are looking at.
     const value = property.default ?? (name === "room" ? this.currentRoom() : undefined);
@@ -128,9 +130,10 @@ export class Jobs {
   #params() {
     const params = {};
     for (const field of this.elements.params.querySelectorAll("input, select")) {
-      if (field.value === "") continue; // the server's default applies
       const { type } = field.dataset;
-      params[field.name] = type === "integer" || type === "number" ? Number(field.value) : field.value;
+      if (type === "boolean") params[field.name] = field.checked;
+      else if (field.value === "") continue; // the server's default applies
+      else params[field.name] = type === "integer" || type === "number" ? Number(field.value) : field.value;
     }
     return params;
   }
@@ -148,7 +151,8 @@ export class Jobs {
       this.#update(job);
     } catch (error) {
       // No answer does not mean no job: if it was enqueued, it shows up in the list anyway.
-      const detail = error.status === 0 ? `${error.message} If it was enqueued, it will appear below.` : error.describe();
+      const detail =
+        error.status === 0 ? `${error.message} If it was enqueued, it will appear below.` : error.describe();
       this.#showError(`Not enqueued: ${detail}`);
     } finally {
       button.disabled = false;
@@ -294,7 +298,8 @@ export class Jobs {
 
   #tick() {
     for (const job of this.jobs.values()) {
-      if (job.state.status === "scheduled" || job.state.status === "queued") this.#renderCountdown(job.state, job.card);
+      const waiting = job.state.status === "scheduled" || job.state.status === "queued";
+      if (waiting) this.#renderCountdown(job.state, job.card);
     }
   }
 
