@@ -304,7 +304,7 @@ async def test_a_job_waits_for_its_countdown_then_shows_progress_and_log(
     await sign_in(page, "alice")
 
     # when
-    job_id = await enqueue(page, "demo.sleep", countdown=2, steps=5, max_seconds=0.6)
+    job_id = await enqueue(page, "demo.sleep", countdown=3, steps=5, max_seconds=1)
     card = job_card(page, job_id)
 
     # then: it waits, counting down, then runs to the end with a log line per step
