@@ -1009,6 +1009,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if value is not None
     }
+    # Every simulated client comes from 127.0.0.1, so the per-address cap on anonymous
+    # sockets (a defence against one host opening thousands) would refuse most of them.
+    overrides["SWITCHBOARD_WS_MAX_PER_ADDRESS"] = "0"
     if overrides:
         notes.append(
             "the Django servers ran with "

@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class RealtimeConfig(AppConfig):
     name = "realtime"
+
+    def ready(self) -> None:
+        from . import accounts  # noqa: F401  (connects the sign-out and token signals)

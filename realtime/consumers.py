@@ -18,8 +18,10 @@ from chat.models import Room
 from chat.selectors import room_get
 
 from . import events, presence
+from .accounts import account_group, fingerprint
 from .hub import Subscription, announce_presence, get_hub
 from .limits import TokenBucket
+from .middleware import bearer_token, session_key
 from .outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,20 @@ def _ref_of_small_frame(raw: str | None) -> str | int | None:
         return None
 
 
+def account_of(scope: dict[str, Any], identity: events.UserRef | None) -> str:
+    """Whose socket this is for the connection cap: the user, else the client's address."""
+    if identity is not None:
+        return f"user:{identity.id}"
+    client = scope.get("client") or ("unknown", 0)
+    return f"ip:{client[0]}"
+
+
+def credential_of(scope: dict[str, Any]) -> str | None:
+    """Fingerprint of the token or session a signed-in socket was opened with."""
+    key = bearer_token(scope) if scope.get("auth_method") == "token" else session_key(scope)
+    return fingerprint(key) if key else None
+
+
 def _reject_constant(name: str) -> Any:
     """`NaN` and `Infinity` are not JSON, though Python's parser accepts them."""
     raise ValueError(f"{name} is not JSON")
@@ -92,7 +108,41 @@ class RoomSocket(AsyncWebsocketConsumer):
             self._write, limit=settings.SWITCHBOARD_WS_BACKLOG, on_overflow=self._too_slow
         )
         self.closing: asyncio.Task[None] | None = None
+        self.credential = credential_of(self.scope) if self.identity else None
+        self.account: str | None = None
+        if not await self.open_account(account_of(self.scope, self.identity)):
+            await self.accept()
+            await self.close(events.CloseCode.TOO_MANY_CONNECTIONS)
+            return
         await super().websocket_connect(message)
+
+    async def open_account(self, account: str) -> bool:
+        """Count this socket against `account`'s cap and follow the user's sign-outs."""
+        try:
+            if not await self.hub.admit(account, self.conn_id):
+                logger.info("refusing %s: %s has too many sockets open", self.conn_id, account)
+                return False
+            self.account = account
+            if self.identity is not None:
+                await self.hub.join_account(self.identity.id, self)
+        except Exception:  # Redis down: serve the socket uncounted rather than refuse it
+            logger.warning("socket accounting failed for %s", account, exc_info=True)
+        return True
+
+    async def close_account(self) -> None:
+        try:
+            if self.account is not None:
+                await self.hub.release(self.account, self.conn_id)
+            if self.identity is not None:
+                await self.hub.leave_group(account_group(self.identity.id), self)
+        except Exception:
+            logger.warning("socket accounting clean-up failed", exc_info=True)
+        self.account = None
+
+    def revoked(self) -> None:
+        """The session or token this socket was opened with has ended (signed out)."""
+        logger.info("closing %s: its credentials were revoked", self.conn_id)
+        self.closing = asyncio.ensure_future(self._leave_and_close(events.CloseCode.SIGNED_OUT))
 
     def _write(self, text: str) -> Coroutine[Any, Any, None]:
         # Straight to the server's ASGI `send`: this runs once per recipient of every message.
@@ -115,11 +165,11 @@ class RoomSocket(AsyncWebsocketConsumer):
     def _too_slow(self) -> None:
         """The client stopped reading while frames piled up: leave every feed, then close."""
         logger.info("closing %s: it does not read fast enough", self.conn_id)
-        self.closing = asyncio.ensure_future(self._close_too_slow())
+        self.closing = asyncio.ensure_future(self._leave_and_close(events.CloseCode.TOO_SLOW))
 
-    async def _close_too_slow(self) -> None:
+    async def _leave_and_close(self, code: int) -> None:
         await self.leave_everything()
-        await self.close(events.CloseCode.TOO_SLOW)
+        await self.close(code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.bucket.take():
@@ -199,7 +249,8 @@ class RoomSocket(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if hasattr(self, "outbox"):
             self.outbox.close()
-        await self.leave_everything()
+            await self.leave_everything()
+            await self.close_account()
         await super().websocket_disconnect(message)
 
     async def leave_everything(self) -> None:

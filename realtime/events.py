@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     POSTING_NOT_ALLOWED = "posting_not_allowed"
     INVALID_MESSAGE = "invalid_message"
     CLIENT_ID_CONFLICT = "client_id_conflict"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
 
@@ -59,8 +60,10 @@ class CloseCode:
     """WebSocket close codes the server uses (4000-4999 are application codes)."""
 
     INVALID_ROOM = 4400  # the tutorial route was given a room name that cannot exist
+    SIGNED_OUT = 4401  # the session or token the socket was opened with has ended
     FORBIDDEN = 4403
     TOO_SLOW = 4408  # did not read its frames: more than SWITCHBOARD_WS_BACKLOG piled up
+    TOO_MANY_CONNECTIONS = 4409  # the user (or address) has its cap of sockets open already
     FLOODING = 4429  # kept sending far above the rate limit
 
 

@@ -19,6 +19,7 @@ from jobs.selectors import job_get, job_state_model
 from jobs.services import job_group, owner_group
 
 from . import events
+from .accounts import fingerprint
 from .consumers import NotParsed, RoomSocket, find_room, user_ref
 from .hub import GATEWAY, Subscription
 from .middleware import user_for_token
@@ -80,9 +81,15 @@ class GatewayConsumer(RoomSocket):
         user = await user_for_token(frame.token)
         if user is None:
             raise NotParsed(events.ErrorCode.AUTH_FAILED, "Invalid token.", frame.ref)
+        # From now on the socket counts as this user's and closes when the token is revoked.
+        await self.close_account()
         self.scope["user"] = self.user = user
         self.identity = user_ref(user)
         assert self.identity is not None
+        self.credential = fingerprint(frame.token)
+        if not await self.open_account(f"user:{user.pk}"):
+            await self._leave_and_close(events.CloseCode.TOO_MANY_CONNECTIONS)
+            return
         await self.send_frame(events.AuthenticatedFrame(user=self.identity, ref=frame.ref))
 
     async def on_subscribe(self, frame: events.SubscribeFrame) -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -21,7 +21,8 @@ from django.conf import settings
 from chat.models import Message, Room
 from chat.services import message_frame
 
-from . import events, presence
+from . import accounts, events, presence
+from .accounts import REVOKED, account_group
 from .broadcast import room_group
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,8 @@ class Hub:
         self.layer = get_channel_layer()
         self.channel: str | None = None
         self.feeds: dict[str, RoomFeed] = {}  # by room slug
-        self.group_feeds: dict[str, JobFeed] = {}  # by channel-layer group
+        self.group_feeds: dict[str, JobFeed | AccountFeed] = {}  # by channel-layer group
+        self.admitted: dict[str, set[str]] = {}  # this process's sockets, by account
         self._connections = 0
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -212,10 +214,29 @@ class Hub:
                         await announce_presence(feed.slug)
                     if since_rejoin >= GROUP_REJOIN_INTERVAL:
                         await self.layer.group_add(room_group(feed.slug), self.channel)
+                for account, conn_ids in list(self.admitted.items()):
+                    await accounts.refresh(account, list(conn_ids))
                 if since_rejoin >= GROUP_REJOIN_INTERVAL:
+                    for group in list(self.group_feeds):
+                        await self.layer.group_add(group, self.channel)
                     since_rejoin = 0.0
             except Exception:
                 logger.warning("hub maintenance failed", exc_info=True)
+
+    async def admit(self, account: str, conn_id: str) -> bool:
+        """Count a socket against its account's cap (across processes); False: over the cap."""
+        await self._start()  # the maintenance task keeps admitted sockets counted
+        if not await accounts.admit(account, conn_id):
+            return False
+        self.admitted.setdefault(account, set()).add(conn_id)
+        return True
+
+    async def release(self, account: str, conn_id: str) -> None:
+        conn_ids = self.admitted.get(account, set())
+        conn_ids.discard(conn_id)
+        if not conn_ids:
+            self.admitted.pop(account, None)
+        await accounts.release(account, conn_id)
 
     async def join(self, slug: str, room_id: int, subscription: Subscription) -> None:
         """Add a socket to a room; once this returns, every later message will reach it."""
@@ -247,22 +268,68 @@ class Hub:
         async with self._lock:
             feed = self.group_feeds.get(group)
             if feed is None:
-                channel = await self._start()
-                await self.layer.group_add(group, channel)
                 feed = self.group_feeds[group] = JobFeed(group, single=single)
+                await self._add_group(group)
+            assert isinstance(feed, JobFeed)
             feed.subscriptions.add(subscription)
 
-    async def leave_group(self, group: str, subscription: Subscription) -> None:
+    async def join_account(self, user_id: int, socket: AccountSocket) -> None:
+        """Let the user's credential revocations reach this socket."""
+        group = account_group(user_id)
+        async with self._lock:
+            feed = self.group_feeds.get(group)
+            if feed is None:
+                feed = self.group_feeds[group] = AccountFeed(group)
+                await self._add_group(group)
+            assert isinstance(feed, AccountFeed)
+            feed.subscriptions.add(socket)
+
+    async def _add_group(self, group: str) -> None:
+        channel = await self._start()
+        await self.layer.group_add(group, channel)
+
+    async def leave_group(self, group: str, member: Subscription | AccountSocket) -> None:
         async with self._lock:
             feed = self.group_feeds.get(group)
             if feed is None:
                 return
-            feed.subscriptions.discard(subscription)
+            feed.subscriptions.discard(member)
             if not feed.subscriptions:
                 del self.group_feeds[group]
                 feed.task.cancel()
                 if self.channel is not None:
                     await self.layer.group_discard(group, self.channel)
+
+
+class AccountSocket(Protocol):
+    """What an account's feed needs of a socket."""
+
+    credential: str | None  # fingerprint of the session or token it was opened with
+
+    def revoked(self) -> None: ...
+
+
+class AccountFeed:
+    """A user's sockets in this process; closes those whose session or token has ended."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.subscriptions: set[AccountSocket] = set()
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run(), name=f"account-feed:{group}")
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.queue.get()
+            if event.get("type") != REVOKED:
+                continue
+            ended = set(event.get("credentials", ()))
+            for socket in list(self.subscriptions):
+                if socket.credential in ended:
+                    try:
+                        socket.revoked()
+                    except Exception:
+                        logger.exception("closing a signed-out socket failed")
 
 
 class JobFeed:

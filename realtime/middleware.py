@@ -82,6 +82,12 @@ class OriginGuard:
         return settings.SESSION_COOKIE_NAME.encode() + b"=" in cookie
 
 
+def session_key(scope: Scope) -> str | None:
+    """The session key in the handshake's cookie, if any."""
+    cookies = parse_cookie((_header(scope, b"cookie") or b"").decode("latin1"))
+    return cookies.get(settings.SESSION_COOKIE_NAME)
+
+
 @database_sync_to_async
 def session_user(session_key: str | None) -> AbstractBaseUser | AnonymousUser:
     """The user a session cookie names (Django's own checks, incl. the session hash)."""
@@ -102,8 +108,7 @@ class SessionAuthMiddleware:
         self.inner = inner
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
-        cookies = parse_cookie((_header(scope, b"cookie") or b"").decode("latin1"))
-        user = await session_user(cookies.get(settings.SESSION_COOKIE_NAME))
+        user = await session_user(session_key(scope))
         return await self.inner(dict(scope, user=user), receive, send)
 
 

@@ -26,7 +26,8 @@ def _expiry() -> float:
 _clients: dict[asyncio.AbstractEventLoop, Redis] = {}
 
 
-def _client() -> Redis:
+def redis_client() -> Redis:
+    """This event loop's Redis client (presence and socket accounting share it)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
@@ -70,7 +71,7 @@ def _parse(members: list[bytes], version: int) -> Snapshot:
 
 async def enter(slug: str, conn_id: str, user: events.UserRef | None) -> None:
     key = _key(slug)
-    async with _client().pipeline(transaction=True) as pipe:
+    async with redis_client().pipeline(transaction=True) as pipe:
         pipe.zadd(key, {member(conn_id, user): _expiry()})
         pipe.incr(f"{key}:v")
         await pipe.execute()
@@ -78,7 +79,7 @@ async def enter(slug: str, conn_id: str, user: events.UserRef | None) -> None:
 
 async def leave(slug: str, conn_id: str, user: events.UserRef | None) -> None:
     key = _key(slug)
-    async with _client().pipeline(transaction=True) as pipe:
+    async with redis_client().pipeline(transaction=True) as pipe:
         pipe.zrem(key, member(conn_id, user))
         pipe.incr(f"{key}:v")
         await pipe.execute()
@@ -87,23 +88,23 @@ async def leave(slug: str, conn_id: str, user: events.UserRef | None) -> None:
 async def refresh(slug: str, members: list[str]) -> None:
     """Extend the expiry of this process's sockets in a room (`members` as from `member`)."""
     if members:
-        await _client().zadd(_key(slug), dict.fromkeys(members, _expiry()), xx=True)
+        await redis_client().zadd(_key(slug), dict.fromkeys(members, _expiry()), xx=True)
 
 
 async def purge_expired(slug: str) -> int:
     """Drop sockets whose process stopped refreshing them; returns how many went."""
     key = _key(slug)
-    async with _client().pipeline(transaction=True) as pipe:
+    async with redis_client().pipeline(transaction=True) as pipe:
         pipe.zremrangebyscore(key, "-inf", time.time())
         removed = (await pipe.execute())[0]
     if removed:
-        await _client().incr(f"{key}:v")
+        await redis_client().incr(f"{key}:v")
     return int(removed)
 
 
 async def snapshot(slug: str) -> Snapshot:
     key = _key(slug)
-    async with _client().pipeline(transaction=True) as pipe:
+    async with redis_client().pipeline(transaction=True) as pipe:
         pipe.zrangebyscore(key, time.time(), "+inf")
         pipe.get(f"{key}:v")
         members, version = await pipe.execute()

@@ -249,6 +249,11 @@ SWITCHBOARD_WS_BURST = env.float("SWITCHBOARD_WS_BURST", default=40.0)
 # Characters of frames a socket may have waiting while its client is not reading (the
 # server's own write buffer aside); past this it is closed (4408) and can resume by `seq`.
 SWITCHBOARD_WS_BACKLOG = env.int("SWITCHBOARD_WS_BACKLOG", default=4 * 1024 * 1024)
+# Open sockets per signed-in user, and per client address for anonymous sockets (across
+# all server processes; 0 = no cap). Behind a proxy, let the server see client addresses
+# (uvicorn --proxy-headers) or every anonymous socket shares the proxy's.
+SWITCHBOARD_WS_MAX_PER_USER = env.int("SWITCHBOARD_WS_MAX_PER_USER", default=20)
+SWITCHBOARD_WS_MAX_PER_ADDRESS = env.int("SWITCHBOARD_WS_MAX_PER_ADDRESS", default=200)
 # A `subscribe` whose `since` is further back than this gets `resync_required` (use REST).
 SWITCHBOARD_REPLAY_LIMIT = env.int("SWITCHBOARD_REPLAY_LIMIT", default=500)
 

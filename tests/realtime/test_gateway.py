@@ -124,6 +124,9 @@ async def test_replay_racing_live_posts_loses_nothing_and_repeats_nothing(live_s
                 type="subscribe", channel=f"room:{room.slug}", since=0
             )
             assert subscribed["type"] == "subscribed"
+            last = subscribed["seq"]  # the replay ends here; live messages follow
+            if last:
+                await client.expect(lambda f, last=last: f.get("seq") == last)
             await client.drain(0.2)
             await client.close()
             seqs = [m["seq"] for m in client.messages()]

@@ -25,10 +25,13 @@ class WsClient:
         self._unclaimed: list[Frame] = []  # received but not yet returned by `expect`
 
     @classmethod
-    async def open(cls, base_url: str, path: str = "/ws/", **kwargs: Any) -> WsClient:
+    async def open(
+        cls, base_url: str, path: str = "/ws/", *, greeted: bool = True, **kwargs: Any
+    ) -> WsClient:
+        """Connect; on `/ws/` wait for `hello` unless told the server will not greet."""
         url = base_url.replace("http://", "ws://") + path
         client = cls(await connect(url, open_timeout=10, max_size=2**22, **kwargs))
-        if path == "/ws/":
+        if path == "/ws/" and greeted:
             await client.expect("hello")
         return client
 
