@@ -262,8 +262,9 @@ export class Jobs {
 
   #downloadLink(state, path) {
     const filename = `${state.params.room ?? "export"}-${state.id}.${state.result.format ?? "txt"}`;
+    const label = `Download the ${state.result.format ?? ""} file (${state.result.bytes ?? "?"} bytes)`;
     if (!this.api.token) {
-      return h("a", { class: "job-download", href: this.api.url(path), download: filename }, `Download ${filename}`);
+      return h("a", { class: "job-download", href: this.api.url(path), download: filename }, label);
     }
     // With a token (another origin) a plain link carries no credentials: fetch, then save.
     return h(
@@ -273,7 +274,7 @@ export class Jobs {
         class: "job-download",
         onclick: () => this.api.download(path, filename).catch((error) => this.#showError(error.message)),
       },
-      `Download ${filename}`,
+      label,
     );
   }
 

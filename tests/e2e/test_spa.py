@@ -369,7 +369,8 @@ async def test_a_room_export_offers_its_file(spa_server, people, open_page):
     card = job_card(page, job_id)
     await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
     link = card.locator("a.job-download")
-    await expect(link).to_have_text(f"Download {slug}-{job_id}.csv")
+    await expect(link).to_contain_text("Download the csv file")
+    await expect(link).to_have_attribute("download", f"{slug}-{job_id}.csv")
     href = await link.get_attribute("href")
     assert href == f"{spa_server.url}/api/jobs/{job_id}/download/"
     response = await page.request.get(href)
@@ -472,10 +473,19 @@ async def test_the_page_works_from_another_origin(spa_server, static_origin, peo
     for page in (alice, bob):
         await expect(messages(page)).to_have_text(["hello from elsewhere", "heard you"])
         await expect(page.locator("#presence-list li")).to_have_text(["alice", "bob"])
-    job_id = await enqueue(alice, "demo.sleep", countdown=0, steps=2, max_seconds=0.1)
+    await alice.locator("#job-kind").select_option("room.export")
+    job_id = await enqueue(alice, "room.export", countdown=0)
     card = job_card(alice, job_id)
     await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
     await expect(card.locator(".job-log-lines li")).to_have_count(2)
+    # a link would carry no token: the page fetches the file with it, then saves it
+    async with alice.expect_download() as download_info:
+        await card.locator(".job-download").click()
+    download = await download_info.value
+    assert download.suggested_filename == f"{slug}-{job_id}.jsonl"
+    exported = await asyncio.to_thread(Path(await download.path()).read_text)
+    assert "hello from elsewhere" in exported
+    assert "heard you" in exported
     assert await alice_has_token()
 
     # when
