@@ -26,6 +26,7 @@ const gateway = new Gateway({
   onState: showConnection,
   onReady: () => {
     // Rooms resume from their last seq by themselves; the lists are read again.
+    chat.resend();
     chat.loadRooms();
     jobs.refresh();
   },

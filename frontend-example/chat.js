@@ -5,6 +5,7 @@
  */
 
 import { ago, clockTime, h, $, newId } from "./dom.js";
+import { ApiError } from "./api.js";
 import { NotConnected } from "./socket.js";
 import { Sequence } from "./sequence.js";
 
@@ -17,6 +18,7 @@ export class Chat {
     this.gateway = gateway;
     this.user = null;
     this.rooms = [];
+    this.outbox = new Map(); // client_id -> a post not confirmed yet
     this.room = null; // {slug, channel, messages: Sequence, presenceVersion}
     this.elements = {
       rooms: $("#room-list"),
@@ -212,8 +214,12 @@ export class Chat {
     $(".empty", list)?.remove();
     list.append(item);
     if (message.client_id) {
-      for (const pending of Array.from(this.elements.outbox.children)) {
-        if (pending.dataset.clientId === message.client_id) pending.remove();
+      this.outbox.delete(message.client_id); // sent from here: confirmed, whichever way it came
+      for (const pending of this.elements.outbox.children) {
+        if (pending.dataset.clientId === message.client_id) {
+          pending.remove();
+          break;
+        }
       }
     }
     if (atBottom || item.classList.contains("mine")) list.scrollTop = list.scrollHeight;
@@ -240,16 +246,25 @@ export class Chat {
 
   // ---------------------------------------------------------------- posting
 
-  async #send() {
+  #send() {
     const room = this.room;
     const body = this.elements.input.value;
     if (!room || !body.trim()) return;
     this.elements.input.value = "";
     this.#showError("");
-    // The same client_id on every try: the server posts it once, however often it is sent.
+    // One client_id for every try: the server posts it once, however often it is sent.
     const clientId = newId();
-    const pending = h("li", { class: "message pending", dataset: { clientId } }, h("p", { class: "body" }, body));
-    this.elements.outbox.append(pending);
+    const element = h("li", { class: "message pending", dataset: { clientId } }, h("p", { class: "body" }, body));
+    this.elements.outbox.append(element);
+    const post = { room, body, clientId, element };
+    this.outbox.set(clientId, post);
+    this.#deliver(post);
+  }
+
+  /** Over the socket, else over REST; kept for the next try while the server is unreachable. */
+  async #deliver(post) {
+    const { room, body, clientId, element } = post;
+    element.classList.remove("waiting");
     try {
       try {
         await this.gateway.request({ type: "chat.send", room: room.slug, body, client_id: clientId });
@@ -261,10 +276,23 @@ export class Chat {
         });
         if (this.room === room) room.messages.add([message]);
       }
+      this.outbox.delete(clientId); // its element goes when the message itself arrives
     } catch (error) {
-      pending.remove();
+      if (error instanceof ApiError && error.status === 0) {
+        element.classList.add("waiting");
+        return;
+      }
+      this.outbox.delete(clientId);
+      element.remove();
       if (this.room === room && !this.elements.input.value) this.elements.input.value = body;
       this.#showError(`Not sent: ${error.message}`);
+    }
+  }
+
+  /** Tries again what could not be sent (on reconnection, and while polling). */
+  resend() {
+    for (const post of this.outbox.values()) {
+      if (post.element.classList.contains("waiting")) this.#deliver(post);
     }
   }
 
@@ -273,6 +301,7 @@ export class Chat {
   /** While the socket is down: read what is new over REST. */
   poll() {
     this.loadRooms({ quiet: true });
+    this.resend();
     this.room?.messages.fill();
   }
 

@@ -423,23 +423,27 @@ async def test_the_page_resumes_after_its_server_restarts(
     # Messages missed while away must come from the socket's replay (`since`), not REST.
     await alice.route(lambda url: "/messages/?after=" in url, lambda route: route.abort())
 
-    # when: alice's server goes away; bob goes on talking meanwhile
+    # when: alice's server goes away; bob goes on talking meanwhile, and alice writes too
     await restartable_server.stop()
     await expect(alice.locator("#connection")).to_have_attribute("data-state", "reconnecting")
     during = [f"while away {n}" for n in range(1, 4)]
     for text in during:
         await say(bob, text)
     await expect(messages(bob)).to_have_text(["before 1", "before 2", *during])
+    await say(alice, "written while away")
+    await expect(alice.locator("#outbox li.waiting")).to_have_text(["written while away"])
     await restartable_server.start()
 
-    # then: alice's page is live again with every message once, in order
+    # then: alice's page is live again with every message once, in order, hers sent once
     await expect(alice.locator("#connection")).to_have_attribute(
         "data-state", "live", timeout=20_000
     )
-    await expect(messages(alice)).to_have_text(["before 1", "before 2", *during])
+    resumed = ["before 1", "before 2", *during, "written while away"]
+    await expect(messages(alice)).to_have_text(resumed)
+    await expect(alice.locator("#outbox li")).to_have_count(0)
     await say(bob, "after")
     await say(alice, "back")
-    expected = ["before 1", "before 2", *during, "after", "back"]
+    expected = [*resumed, "after", "back"]
     await expect(messages(alice)).to_have_text(expected)
     await expect(messages(bob)).to_have_text(expected)
     seqs = await alice.locator("#messages li.message").evaluate_all(
