@@ -1,7 +1,8 @@
 /**
  * Rooms and chat: the room list (REST), one open room whose history is read over REST and
  * whose new messages stream over the socket from the last `seq` applied, its presence list,
- * and a composer that posts over the socket (over REST while the socket is down).
+ * and a composer that posts over the socket (over REST while the socket is down; a post the
+ * server has not confirmed is kept and tried again, with the same client_id, so it lands once).
  */
 
 import { ago, clockTime, h, $, newId } from "./dom.js";
@@ -19,7 +20,7 @@ export class Chat {
     this.user = null;
     this.rooms = [];
     this.outbox = new Map(); // client_id -> a post not confirmed yet
-    this.room = null; // {slug, channel, messages: Sequence, presenceVersion}
+    this.room = null; // {slug, channel, messages: Sequence, presenceVersion, firstSeq, lastShown}
     this.elements = {
       rooms: $("#room-list"),
       createForm: $("#room-create"),
