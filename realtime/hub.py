@@ -20,6 +20,8 @@ from django.conf import settings
 
 from chat.models import Message, Room
 from chat.services import message_frame
+from jobs.models import Job
+from jobs.selectors import job_state_model
 
 from . import accounts, events, presence
 from .accounts import REVOKED, account_group
@@ -33,6 +35,8 @@ TUTORIAL = "tutorial"
 # room cost each process a few snapshots, not a thousand times a thousand frames.
 PRESENCE_DEBOUNCE = 0.25
 GROUP_REJOIN_INTERVAL = 3600.0  # channels-redis forgets group members after a day
+HEARTBEAT = "hub.heartbeat"
+CHECK = "feed.check"  # not from the layer: a feed re-reads what it may have missed
 
 Push = Callable[[str], None]
 
@@ -99,6 +103,8 @@ class RoomFeed:
             try:
                 if event["type"] == "room.message":
                     await self._message(int(event["seq"]), event["frame"])
+                elif event["type"] == CHECK:
+                    await self._catch_up()
                 elif event["type"] == "presence.changed" and self.presence_due is None:
                     self.presence_due = asyncio.create_task(self._presence_later())
             except Exception:
@@ -115,6 +121,19 @@ class RoomFeed:
             ):
                 self._fan_out(missed_seq, missed)
         self._fan_out(seq, frame)
+
+    async def _catch_up(self) -> None:
+        """Send what was committed but never arrived (the layer lost it, or Redis was away).
+
+        Presence changes may have been lost the same way: a fresh snapshot follows.
+        """
+        if self.presence_due is None:
+            self.presence_due = asyncio.create_task(self._presence_later())
+        last = await room_last_seq(self.room_id)
+        if last > self.last_seq:
+            logger.info("room %s: repairing %d missed messages", self.slug, last - self.last_seq)
+            for seq, frame in await load_frames(self.room_id, self.slug, self.last_seq, last):
+                self._fan_out(seq, frame)
 
     def _fan_out(self, seq: int, frame: dict[str, Any]) -> None:
         self.last_seq = seq
@@ -163,6 +182,8 @@ class Hub:
         self.feeds: dict[str, RoomFeed] = {}  # by room slug
         self.group_feeds: dict[str, JobFeed | AccountFeed] = {}  # by channel-layer group
         self.admitted: dict[str, set[str]] = {}  # this process's sockets, by account
+        self.heard = 0  # the last heartbeat this hub received back
+        self.heartbeat_group = f"hub.{self.id}"
         self._connections = 0
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -174,9 +195,11 @@ class Hub:
     async def _start(self) -> str:
         if self.channel is None:
             self.channel = await self.layer.new_channel("hub.")
+            await self.layer.group_add(self.heartbeat_group, self.channel)
             self._tasks = [
                 asyncio.create_task(self._read(), name="hub-reader"),
                 asyncio.create_task(self._maintain(), name="hub-maintenance"),
+                asyncio.create_task(self._heartbeat(), name="hub-heartbeat"),
             ]
         return self.channel
 
@@ -194,11 +217,51 @@ class Hub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            if event.get("type") == HEARTBEAT:
+                self.heard = max(self.heard, int(event["n"]))
+                continue
             feed = self.group_feeds.get(event.get("group", "")) or self.feeds.get(
                 event.get("room", "")
             )
             if feed is not None:
                 feed.queue.put_nowait(event)
+
+    async def _heartbeat(self) -> None:
+        """Notice when the layer stops delivering to this process, and repair what it lost.
+
+        Every SWITCHBOARD_HEARTBEAT seconds the hub sends itself an event through Redis. One
+        that does not come back means deliveries are being lost (Redis restarted or flushed,
+        a subscription dropped): the hub joins its groups again until heartbeats return,
+        then every feed catches up from the database, so sockets stay open and miss nothing.
+        """
+        group = self.heartbeat_group
+        sent, healthy = 0, True
+        while True:
+            interval = settings.SWITCHBOARD_HEARTBEAT
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(max(interval, 1.0)):  # a hung Redis call is a fault
+                    if self.heard < sent:
+                        if healthy:
+                            logger.warning("channel layer lost a heartbeat; rejoining")
+                        healthy = False
+                        await self._rejoin(group)
+                    elif not healthy:
+                        healthy = True
+                        logger.warning("channel layer delivers again; feeds catch up")
+                        for feed in [*self.feeds.values(), *self.group_feeds.values()]:
+                            feed.queue.put_nowait({"type": CHECK})
+                    sent += 1
+                    await self.layer.group_send(group, {"type": HEARTBEAT, "n": sent})
+            except Exception:
+                healthy = False
+                logger.warning("channel layer heartbeat failed", exc_info=True)
+
+    async def _rejoin(self, heartbeat_group: str) -> None:
+        assert self.channel is not None
+        groups = [heartbeat_group, *(room_group(slug) for slug in self.feeds), *self.group_feeds]
+        for group in groups:
+            await self.layer.group_add(group, self.channel)
 
     async def _maintain(self) -> None:
         since_rejoin = 0.0
@@ -209,8 +272,8 @@ class Hub:
             try:
                 for feed in list(self.feeds.values()):
                     members = [presence.member(s.conn_id, s.user) for s in feed.subscriptions]
-                    await presence.refresh(feed.slug, members)
-                    if await presence.purge_expired(feed.slug):
+                    restored = await presence.refresh(feed.slug, members)
+                    if await presence.purge_expired(feed.slug) or restored:
                         await announce_presence(feed.slug)
                     if since_rejoin >= GROUP_REJOIN_INTERVAL:
                         await self.layer.group_add(room_group(feed.slug), self.channel)
@@ -356,6 +419,10 @@ class JobFeed:
                 logger.exception("job feed %s failed on %s", self.group, event.get("type"))
 
     async def _event(self, event: dict[str, Any]) -> None:
+        if event["type"] == CHECK:
+            for update in await job_updates(list(self.last_seq)):
+                await self._event(update)
+            return
         text = json.dumps(event["frame"])
         if event["type"] == "job.update":
             seq, job = int(event["seq"]), str(event["job"])
@@ -369,6 +436,24 @@ class JobFeed:
             for subscription in list(self.subscriptions):
                 if number > subscription.log_after:
                     _deliver(subscription, None, text)
+
+
+@database_sync_to_async
+def job_updates(job_ids: list[str]) -> list[dict[str, Any]]:
+    """`job.update` events with the current state of these jobs (to repair missed ones)."""
+    return [
+        {
+            "type": "job.update",
+            "job": str(job.id),
+            "seq": job.seq,
+            "frame": events.dump(
+                events.JobUpdateFrame(
+                    channel=events.job_channel(str(job.id)), job=job_state_model(job)
+                )
+            ),
+        }
+        for job in Job.objects.filter(pk__in=job_ids)
+    ]
 
 
 def _deliver(subscription: Subscription, seq: int | None, text: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from redis import Redis as SyncRedis
@@ -33,6 +34,25 @@ def redis_client() -> Redis:
     if client is None:
         client = _clients[loop] = Redis.from_url(settings.REDIS_URL)
     return client
+
+
+# The version only grows, even across a Redis restart or flush that loses the counter: it
+# never falls below the clock in milliseconds, so a snapshot taken after the loss still
+# outranks every one sent before it.
+_BUMP = """
+local v = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if v < floor then
+  redis.call('SET', KEYS[1], floor)
+  v = floor
+end
+return v
+"""
+
+
+def _bump(client: Any, key: str) -> Any:
+    """Raise the room's presence version (a command, or queued when `client` is a pipeline)."""
+    return client.eval(_BUMP, 1, f"{key}:v", int(time.time() * 1000))
 
 
 def _key(slug: str) -> str:
@@ -73,7 +93,7 @@ async def enter(slug: str, conn_id: str, user: events.UserRef | None) -> None:
     key = _key(slug)
     async with redis_client().pipeline(transaction=True) as pipe:
         pipe.zadd(key, {member(conn_id, user): _expiry()})
-        pipe.incr(f"{key}:v")
+        _bump(pipe, key)
         await pipe.execute()
 
 
@@ -81,14 +101,23 @@ async def leave(slug: str, conn_id: str, user: events.UserRef | None) -> None:
     key = _key(slug)
     async with redis_client().pipeline(transaction=True) as pipe:
         pipe.zrem(key, member(conn_id, user))
-        pipe.incr(f"{key}:v")
+        _bump(pipe, key)
         await pipe.execute()
 
 
-async def refresh(slug: str, members: list[str]) -> None:
-    """Extend the expiry of this process's sockets in a room (`members` as from `member`)."""
-    if members:
-        await redis_client().zadd(_key(slug), dict.fromkeys(members, _expiry()), xx=True)
+async def refresh(slug: str, members: list[str]) -> int:
+    """Extend the expiry of this process's sockets in a room (`members` as from `member`).
+
+    Entries that had vanished (Redis restarted or flushed) are written again; returns how
+    many, and bumps the version then, so the room hears of them.
+    """
+    if not members:
+        return 0
+    key = _key(slug)
+    restored = int(await redis_client().zadd(key, dict.fromkeys(members, _expiry())))
+    if restored:
+        await _bump(redis_client(), key)
+    return restored
 
 
 async def purge_expired(slug: str) -> int:
@@ -98,7 +127,7 @@ async def purge_expired(slug: str) -> int:
         pipe.zremrangebyscore(key, "-inf", time.time())
         removed = (await pipe.execute())[0]
     if removed:
-        await redis_client().incr(f"{key}:v")
+        await _bump(redis_client(), key)
     return int(removed)
 
 

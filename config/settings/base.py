@@ -257,6 +257,11 @@ SWITCHBOARD_WS_MAX_PER_ADDRESS = env.int("SWITCHBOARD_WS_MAX_PER_ADDRESS", defau
 # A `subscribe` whose `since` is further back than this gets `resync_required` (use REST).
 SWITCHBOARD_REPLAY_LIMIT = env.int("SWITCHBOARD_REPLAY_LIMIT", default=500)
 
+# Each server process checks every this many seconds that the channel layer still delivers
+# to it (a heartbeat through Redis); when one is lost it rejoins its groups and its rooms and
+# jobs catch up from the database.
+SWITCHBOARD_HEARTBEAT = env.float("SWITCHBOARD_HEARTBEAT", default=5.0)
+
 # Presence: each process refreshes its sockets' entries every REFRESH seconds; an entry not
 # refreshed for TTL seconds (its process died) is dropped and the room told.
 SWITCHBOARD_PRESENCE_REFRESH = env.float("SWITCHBOARD_PRESENCE_REFRESH", default=15.0)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -24,6 +25,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def room(db):
     return RoomFactory.create()
+
+
+def _has_seq(seq: int, frame: dict[str, Any]) -> bool:
+    return bool(frame.get("seq") == seq)
 
 
 def post(room, body: str, author=None):
@@ -124,9 +129,9 @@ async def test_replay_racing_live_posts_loses_nothing_and_repeats_nothing(live_s
                 type="subscribe", channel=f"room:{room.slug}", since=0
             )
             assert subscribed["type"] == "subscribed"
-            last = subscribed["seq"]  # the replay ends here; live messages follow
+            last: int = subscribed["seq"]  # the replay ends here; live messages follow
             if last:
-                await client.expect(lambda f, last=last: f.get("seq") == last)
+                await client.expect(partial(_has_seq, last))
             await client.drain(0.2)
             await client.close()
             seqs = [m["seq"] for m in client.messages()]

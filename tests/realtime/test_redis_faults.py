@@ -1,0 +1,108 @@
+"""Redis restarted or flushed under a live server: sockets stay up and miss nothing.
+
+Each test runs its own Redis (so stopping or flushing it touches nothing else) and a
+Daphne process on it, with a short heartbeat so that a lost delivery is noticed quickly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+from redis import Redis
+
+from config.redis_server import PrivateRedis
+from tests.factories import RoomFactory
+from tests.support.processes import Service, child_env, daphne, http_json
+from tests.support.ws import WsClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass
+class Faulty:
+    redis: PrivateRedis
+    server: Service
+    url: str
+
+
+def make_faulty(
+    shared_env: dict[str, str], log_dir: Path, tmp_path: Path, layer: str
+) -> tuple[PrivateRedis, Service, str]:
+    redis = PrivateRedis(tmp_path / "redis").start()
+    overrides = {
+        "REDIS_URL": redis.url,
+        # Celery keeps the run's broker: only the channel layer, presence and cache move.
+        "CELERY_BROKER_URL": shared_env.get("CELERY_BROKER_URL", shared_env["REDIS_URL"]),
+        "CHANNEL_LAYER": layer,
+        "CHANNEL_LAYER_PREFIX": f"fault-{uuid.uuid4().hex[:8]}",
+        "SWITCHBOARD_HEARTBEAT": "0.5",
+        "SWITCHBOARD_PRESENCE_REFRESH": "1",
+    }
+    server, url = daphne(child_env(**{**shared_env, **overrides}), log_dir / f"fault-{layer}")
+    return redis, server, url
+
+
+def redis_of(faulty: Faulty) -> Redis:
+    return Redis.from_url(faulty.redis.url)
+
+
+@pytest.fixture(params=["pubsub", "core"])
+def faulty(
+    request: pytest.FixtureRequest, shared_env: dict[str, str], log_dir: Path, tmp_path: Path
+) -> Iterator[Faulty]:
+    redis, server, url = make_faulty(shared_env, log_dir, tmp_path, request.param)
+    yield Faulty(redis, server, url)
+    server.stop()
+    redis.stop()
+
+
+async def post(url: str, slug: str, body: str) -> int:
+    status, reply, _ = await sync_to_async(http_json)(
+        f"{url}/api/rooms/{slug}/messages/", method="POST", body={"body": body}, timeout=30
+    )
+    assert status == 201, reply
+    return int(reply["seq"])
+
+
+async def test_redis_restarted_mid_conversation_loses_nothing(faulty):
+    room = await sync_to_async(RoomFactory.create)()
+    client = await WsClient.open(faulty.url)
+    await client.request(type="subscribe", channel=f"room:{room.slug}")
+    await post(faulty.url, room.slug, "before")
+    await client.expect("chat.message")
+
+    # when: Redis goes away, messages are posted meanwhile, and it comes back empty
+    faulty.redis.stop()
+    during = [await post(faulty.url, room.slug, f"during {n}") for n in range(3)]
+    faulty.redis.start()
+
+    # then: the socket is still open and gets what was posted meanwhile, then live ones
+    for seq in during:
+        assert (await client.expect("chat.message", timeout=20))["seq"] == seq
+    after = await post(faulty.url, room.slug, "after")
+    assert (await client.expect("chat.message", timeout=10))["seq"] == after
+    assert [m["seq"] for m in client.messages()] == [1, 2, 3, 4, 5]
+    assert faulty.server.running
+    await client.close()
+
+
+async def test_redis_flushed_under_a_live_room_loses_nothing(faulty):
+    room = await sync_to_async(RoomFactory.create)()
+    client = await WsClient.open(faulty.url)
+    await client.request(type="subscribe", channel=f"room:{room.slug}")
+    await client.expect(lambda f: f.get("type") == "presence" and f["count"] == 1)
+
+    # when: everything in Redis is gone (group memberships, presence), then a message
+    assert redis_of(faulty).flushall()
+    seq = await post(faulty.url, room.slug, "after the flush")
+
+    # then: the message arrives (repaired within a heartbeat or two) and presence is back
+    assert (await client.expect("chat.message", timeout=10))["seq"] == seq
+    await client.expect(lambda f: f.get("type") == "presence" and f["count"] == 1)
+    assert (await client.request(type="ping"))["type"] == "pong"
+    await client.close()
