@@ -280,6 +280,23 @@ async def test_two_people_chat_and_see_each_other(spa_server, people, open_page)
     await expect(alice.locator("#presence-anonymous")).to_have_text("and 1 anonymous")
 
 
+async def test_signing_out_in_one_tab_signs_out_the_other(spa_server, people, open_page):
+    # given: two tabs of one browser, signed in (one session; the socket of each rides on it)
+    first = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(first, "alice")
+    second = await first.context.new_page()
+    await second.goto(f"{spa_server.url}/")
+    await expect(second.locator("#username")).to_have_text("alice")
+    await expect(second.locator("#connection")).to_have_attribute("data-state", "live")
+
+    # when: one tab signs out; the server closes the session's sockets with 4401
+    await first.locator("#sign-out").click()
+
+    # then: the other tab notices at once and shows the signed-out page
+    await expect(second.locator("#sign-in")).to_be_visible()
+    await expect(second.locator("#jobs-signed-out")).to_be_visible()
+
+
 async def test_older_history_loads_when_asked(spa_server, open_page):
     # given: more messages than the first page holds
     slug = new_slug("history")
