@@ -120,7 +120,8 @@ def uvicorn(env: dict[str, str], log_dir: Path, port: int | None = None) -> tupl
     """uvicorn as the README runs it in production (sans-I/O websockets)."""
     port = port or free_port()
     argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--ws", "websockets-sansio", "--lifespan", "off"]
+    argv += ["--port", str(port), "--ws", "websockets-sansio", "--ws-max-size", "1048576"]
+    argv += ["--lifespan", "off"]
     return _asgi_server(f"uvicorn-{port}", argv, env, log_dir, port)
 
 
