@@ -75,6 +75,8 @@ async def release(account: str, conn_id: str) -> None:
 
 async def refresh(account: str, conn_ids: list[str]) -> None:
     """Keep this process's sockets counted (called with the presence refresh)."""
+    if not conn_ids:  # its last socket left while the refresh was under way: nothing to keep
+        return
     key = _key(account)
     async with redis_client().pipeline(transaction=False) as pipe:
         pipe.zadd(key, dict.fromkeys(conn_ids, time.time() + settings.SWITCHBOARD_PRESENCE_TTL))
