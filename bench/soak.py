@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -47,10 +48,8 @@ if str(BASE_DIR) not in sys.path:
 
 from bench.common import (  # noqa: E402
     Environment,
-    LogReport,
     Server,
     rss_bytes,
-    scan_log,
     server_command,
     sigterm_as_interrupt,
     table,
@@ -233,15 +232,17 @@ class Totals:
     enqueue_failures: int = 0
     job_frames: int = 0
     job_log_dups: int = 0  # the same job.log number twice on one connection
-    job_seq_back: int = 0  # a job.update whose job.seq went down on one connection
+    job_disorder: int = 0  # job.update frames out of job.seq order within a subscription
+    job_stale: int = 0  # a job.update older than one already received on that connection
 
 
 class Soak:
     """What all clients share: the servers, the REST client, the phase flags and the totals."""
 
-    def __init__(self, plan: Plan, urls: list[str], rest: Rest, rng: random.Random) -> None:
+    def __init__(self, plan: Plan, names: dict[str, str], rest: Rest, rng: random.Random) -> None:
         self.plan = plan
-        self.urls = urls
+        self.names = names  # server name by socket URL
+        self.urls = list(names)
         self.rest = rest
         self.rng = rng
         self.churn = True  # random disconnects and new posts/jobs; off while settling
@@ -271,6 +272,7 @@ class Client:
         self.job_subs: set[str] = set()  # job ids subscribed on this connection
         self.connected = asyncio.Event()
         self.posted = 0
+        self.url = ""  # the server of the current (or last) connection
 
     # ---- bookkeeping
     def last_seq(self, room: str) -> int:
@@ -296,7 +298,8 @@ class Client:
                 failures = 0
             except (OSError, WebSocketException, TimeoutError) as error:
                 self.soak.totals.connect_failures += 1
-                self.soak.totals.errors[f"connect:{type(error).__name__}"] += 1
+                where = self.soak.names.get(self.url, self.url)
+                self.soak.totals.errors[f"connect:{where}:{type(error).__name__}"] += 1
                 failures += 1
                 await asyncio.sleep(min(5.0, 0.2 * 2**failures) * self.rng.uniform(0.5, 1.0))
                 continue
@@ -317,7 +320,7 @@ class Client:
     async def session(self) -> None:
         """One connection, from the handshake to a random (or final) disconnect."""
         totals = self.soak.totals
-        url = self.rng.choice(self.soak.urls)
+        url = self.url = self.rng.choice(self.soak.urls)
         headers = {"Authorization": f"Token {self.token}"} if self.token else None
         ws = await ws_connect(url, 15.0, headers)
         totals.connections += 1
@@ -475,7 +478,7 @@ class Client:
         """File every frame of this connection; returns when the connection closes."""
         totals = self.soak.totals
         log_numbers: dict[str, Counter[int]] = {}
-        job_seq: dict[str, int] = {}
+        job_seqs: dict[str, list[int]] = {}  # job id -> job.seq of each update, as received
         try:
             async for data in ws:
                 frame = json.loads(data)
@@ -511,7 +514,7 @@ class Client:
                     totals.resyncs += 1
                     self.fetch(room, self.last_seq(room), int(frame["seq"]))
                 elif kind == "job.update":
-                    self.job_update(frame, job_seq)
+                    self.job_update(frame, job_seqs)
                 elif kind == "job.log":
                     totals.job_frames += 1
                     numbers = log_numbers.setdefault(frame["job_id"], Counter())
@@ -527,17 +530,29 @@ class Client:
         except ConnectionClosed as closed:
             if closed.rcvd is not None:
                 totals.closed_by_server[str(closed.rcvd.code)] += 1
+        finally:
+            self.judge_job_order(job_seqs)
 
-    def job_update(self, frame: dict[str, Any], job_seq: dict[str, int]) -> None:
+    def judge_job_order(self, job_seqs: dict[str, list[int]]) -> None:
+        """Each subscription must send a job's updates in job.seq order.
+
+        jobs:mine and job:<id> carry the same frames (both say `job:<id>`), and the two
+        streams may interleave in any order: the contract lets a client drop an older one by
+        job.seq. A sequence is a merge of k increasing streams exactly when its longest
+        non-increasing run (not necessarily contiguous) is at most k long.
+        """
         totals = self.soak.totals
-        totals.job_frames += 1
+        for job_id, seqs in job_seqs.items():
+            streams = 1 + (job_id in self.job_subs)
+            longest = longest_non_increasing(seqs)
+            totals.job_disorder += max(0, longest - streams)
+            totals.job_stale += sum(1 for i, s in enumerate(seqs) if s < max(seqs[: i + 1]))
+
+    def job_update(self, frame: dict[str, Any], job_seqs: dict[str, list[int]]) -> None:
+        self.soak.totals.job_frames += 1
         job = frame["job"]
         job_id, seq = str(job["id"]), int(job["seq"])
-        # jobs:mine and job:<id> both carry the job's updates: compare within one channel.
-        key = f"{frame['channel']}|{job_id}"
-        if seq < job_seq.get(key, 0):
-            totals.job_seq_back += 1
-        job_seq[key] = max(seq, job_seq.get(key, 0))
+        job_seqs.setdefault(job_id, []).append(seq)
         track = self.jobs.get(job_id)
         if track is None:
             # jobs:mine before the 202 came back: file it; the 202 finds it here.
@@ -573,6 +588,14 @@ class Client:
         )
 
 
+def longest_non_increasing(values: list[int]) -> int:
+    """Length of the longest subsequence of `values` in which no value is above the previous."""
+    best: list[int] = []
+    for i, value in enumerate(values):
+        best.append(1 + max((best[j] for j in range(i) if values[j] >= value), default=0))
+    return max(best, default=0)
+
+
 # ------------------------------------------------------------------ memory
 @dataclass
 class Memory:
@@ -604,6 +627,34 @@ async def sample_memory(memories: list[Memory], started: float, stop: asyncio.Ev
                 memory.samples.append((now, rss_bytes(memory.proc)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), RSS_SAMPLE_SECONDS)
+
+
+# ------------------------------------------------------------------ server logs
+LEVEL = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b\s*(.*)")
+VARYING = re.compile(r"0x[0-9a-f]+|\d+")
+
+
+def log_problems(path: Path, start: int) -> Counter[str]:
+    """WARNING/ERROR lines logged after byte `start`, by message (numbers masked), with the
+    exception that ended a traceback that follows one."""
+    found: Counter[str] = Counter()
+    if not path.exists():
+        return found
+    with path.open("rb") as handle:
+        handle.seek(start)
+        lines = handle.read().decode(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        match = LEVEL.search(line)
+        if match is None:
+            continue
+        message = VARYING.sub("N", f"{match[1]} {match[2]}")[:110]
+        if i + 1 < len(lines) and lines[i + 1].startswith("Traceback"):
+            for after in lines[i + 2 : i + 60]:
+                if after and not after.startswith((" ", "Traceback")):
+                    message += f" [{after[:100]}]"
+                    break
+        found[message] += 1
+    return found
 
 
 # ------------------------------------------------------------------ the run
@@ -740,6 +791,7 @@ async def run(
     rooms: list[str],
     memories: list[Memory],
     processes: list[Server],
+    log_start: dict[str, int],
     outcome: Outcome,
     soak_ref: list[Soak],
     clients_ref: list[Client],
@@ -749,9 +801,13 @@ async def run(
     for port in ports:
         await wait_ready(port, processes, 90.0)
     log("ready: every server reports database, redis, broker and worker ok")
+    # The 503s (and their ERROR lines) before the worker answered are expected: skip them.
+    for proc in processes:
+        log_start[proc.name] = proc.log_path.stat().st_size if proc.log_path.exists() else 0
     rng = random.Random(seed)  # noqa: S311 - a simulation
     rest = Rest(ports)
-    soak = Soak(plan, [f"ws://127.0.0.1:{p}/ws/" for p in ports], rest, rng)
+    names = {f"ws://127.0.0.1:{p.port}/ws/": p.name for p in processes if p.port}
+    soak = Soak(plan, names, rest, rng)
     soak_ref.append(soak)
     signed = round(plan.clients * plan.signed_in)
     clients = [
@@ -843,6 +899,32 @@ def memory_rows(
     return rows, failures
 
 
+def rss_over_time(memories: list[Memory], plan: Plan, outcome: Outcome) -> str:
+    """RSS (MB) of each process at the start and at regular marks of the load: is it levelling?"""
+    step = 60.0 if outcome.load_seconds >= 240 else 15.0
+    marks = [0.0]
+    while marks[-1] + step <= outcome.load_seconds:
+        marks.append(marks[-1] + step)
+    headers = ["RSS MB at", *(f"{m:.0f} s" for m in marks)]
+    rows = []
+    for memory in memories:
+        cells = []
+        for mark in marks:
+            value = memory.window(mark - RSS_SAMPLE_SECONDS * 2, mark + RSS_SAMPLE_SECONDS * 2)
+            cells.append("-" if value is None else f"{value / MB:.1f}")
+        rows.append([memory.name, *cells])
+    return table(headers, rows)
+
+
+def write_samples(memories: list[Memory], path: Path) -> None:
+    """Every RSS sample as CSV: seconds since the load started, process, bytes."""
+    with path.open("w") as out:
+        out.write("seconds,process,rss_bytes\n")
+        for memory in memories:
+            for t, rss in memory.samples:
+                out.write(f"{t:.1f},{memory.name},{rss}\n")
+
+
 def report(
     plan: Plan,
     outcome: Outcome,
@@ -850,7 +932,7 @@ def report(
     memories: list[Memory],
     servers: list[str],
     notes: list[str],
-    logs: list[LogReport],
+    logs: dict[str, Counter[str]],
 ) -> list[str]:
     """Print the tables; the failures."""
     failures: list[str] = []
@@ -898,7 +980,11 @@ def report(
         ("jobs ended other than succeeded", outcome.jobs_failed, ""),
         ("jobs whose final state the client never saw", outcome.jobs_not_seen, ""),
         ("job.log line twice on one connection", totals.job_log_dups, ""),
-        ("job.update seq going back on one channel", totals.job_seq_back, ""),
+        (
+            "job.update out of job.seq order within one subscription",
+            totals.job_disorder,
+            f"{totals.job_stale} older than one already received, across the two",
+        ),
     ]
     print()
     print(
@@ -920,6 +1006,7 @@ def report(
         "over the samples in between"
     )
     print(table(["process", "start", "end", "growth", "peak", "MB/min", "limit", "verdict"], rows))
+    print(rss_over_time(memories, plan, outcome))
     deliveries = totals.live + totals.replayed
     reconnects = max(1, totals.connections - plan.clients)
     limit_bytes = RSS_GROWTH_MB * MB
@@ -934,11 +1021,10 @@ def report(
         print(f"  {example}")
     for note in notes:
         print(f"note: {note}")
-    for found in logs:
-        print(
-            f"\n{found.server}: {found.error_lines} ERROR/WARNING/Traceback lines ({found.part}), "
-            f"{found.path}; the first:\n{found.excerpt}"
-        )
+    for name, problems in logs.items():
+        print(f"\n{name} logged after readiness (count, message with numbers masked):")
+        for message, count in problems.most_common(10):
+            print(f"  {count:5d}  {message}")
     summary = (
         f"{plan.clients} clients, {plan.rooms} rooms, {outcome.messages} messages, "
         f"{totals.jobs} jobs, {totals.connections - plan.clients} reconnects, "
@@ -1060,7 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
     clients_ref: list[Client] = []
     memories: list[Memory] = []
     processes: list[Server] = []
-    logs: list[LogReport] = []
+    logs: dict[str, Counter[str]] = {}
     log_start: dict[str, int] = {}
     notes: list[str] = []
     failures: list[str] = []
@@ -1121,8 +1207,6 @@ def main(argv: list[str] | None = None) -> int:
             memories = [Memory(p.name, p.ps(), judged=True) for p in processes]
             assert redis.process is not None
             memories.append(Memory("redis", psutil.Process(redis.process.pid), judged=False))
-            for proc in processes:
-                log_start[proc.name] = 0
             asyncio.run(
                 run(
                     plan,
@@ -1131,6 +1215,7 @@ def main(argv: list[str] | None = None) -> int:
                     rooms,
                     memories,
                     processes,
+                    log_start,
                     outcome,
                     soak_ref,
                     clients_ref,
@@ -1150,10 +1235,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n--- last lines of {proc.log_path}\n{proc.log_tail()}", file=sys.stderr)
         failures.append(str(error).splitlines()[0][:300] if str(error) else type(error).__name__)
     for proc in processes:
-        found = scan_log(proc, "soak", "run", log_start.get(proc.name, 0))
-        if found is not None:
-            logs.append(found)
+        problems = log_problems(proc.log_path, log_start.get(proc.name, 0))
+        if problems:
+            logs[proc.name] = problems
     totals = soak_ref[0].totals if soak_ref else Totals()
+    write_samples(memories, root / "rss.csv")
     failures.extend(report(plan, outcome, totals, memories, args.servers, notes, logs))
     kept = args.keep or bool(failures) or interrupted or bool(logs)
     if kept:

@@ -86,7 +86,7 @@ def plan() -> soak.Plan:
 async def test_check_counts_a_missing_and_a_repeated_message():
     # given: room r holds seqs 1..3; a client holds 1 twice and 3, never 2
     rest = FakeRest({"r": [message("r", s) for s in (1, 2, 3)]})
-    run = soak.Soak(plan(), [], rest, random.Random(1))  # type: ignore[arg-type]
+    run = soak.Soak(plan(), {}, rest, random.Random(1))  # type: ignore[arg-type]
     client = soak.Client(run, 0, ["r"], None)
     for seq in (1, 1, 3):
         client.record("r", seq, 1000 + seq)
@@ -103,7 +103,7 @@ async def test_check_counts_a_missing_and_a_repeated_message():
 async def test_check_counts_a_send_stored_twice_or_never_acknowledged():
     # given: client_id c1 was acknowledged, c2 never was; the history holds c1 twice
     history = [message("r", 1), {**message("r", 2), "client_id": "c1"}]
-    run = soak.Soak(plan(), [], FakeRest({"r": history}), random.Random(1))  # type: ignore[arg-type]
+    run = soak.Soak(plan(), {}, FakeRest({"r": history}), random.Random(1))  # type: ignore[arg-type]
     client = soak.Client(run, 0, ["r"], None)
     client.sends = {"c1": soak.Send("r", "a", seq=1), "c2": soak.Send("r", "b")}
     for seq in (1, 2):
@@ -118,3 +118,10 @@ async def test_check_counts_a_send_stored_twice_or_never_acknowledged():
     assert outcome.sends_doubled == 1
     assert outcome.sends_unanswered == 1
     assert outcome.sends_missing == 1
+
+
+def test_job_order_allows_two_interleaved_subscriptions_but_not_a_reversal_within_one():
+    # jobs:mine and job:<id> both deliver the job's updates; each must be in job.seq order.
+    assert soak.longest_non_increasing([1, 2, 1, 3, 2, 4, 3]) == 2  # two increasing streams
+    assert soak.longest_non_increasing([1, 3, 2, 1]) == 3  # one stream went back
+    assert soak.longest_non_increasing([]) == 0
