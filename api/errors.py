@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -40,6 +41,10 @@ class ErrorCode(StrEnum):
     INVALID_SCHEDULE = JobErrorCode.INVALID_SCHEDULE.value
     BROKER_UNAVAILABLE = JobErrorCode.BROKER_UNAVAILABLE.value
     NOT_CANCELLABLE = JobErrorCode.NOT_CANCELLABLE.value
+    TOO_MANY_ACTIVE_JOBS = JobErrorCode.TOO_MANY_ACTIVE_JOBS.value
+    REQUEST_TOO_LARGE = "request_too_large"
+    BAD_REQUEST = "bad_request"
+    SERVER_ERROR = "server_error"
 
 
 _CHAT_STATUS = {
@@ -59,6 +64,7 @@ _JOB_STATUS = {
     JobErrorCode.INVALID_SCHEDULE: 400,
     JobErrorCode.BROKER_UNAVAILABLE: 503,
     JobErrorCode.NOT_CANCELLABLE: 409,
+    JobErrorCode.TOO_MANY_ACTIVE_JOBS: 429,
 }
 
 
@@ -155,3 +161,64 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.headers["Retry-After"] = "5"
     response.data = body
     return response
+
+
+logger = logging.getLogger("django.request")
+
+# Seconds a client is asked to wait when it has too many unfinished jobs.
+ACTIVE_JOBS_RETRY_AFTER = 10
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = ErrorCode.REQUEST_TOO_LARGE
+
+
+class BadRequest(exceptions.APIException):
+    status_code = 400
+    default_detail = "Bad request."
+    default_code = ErrorCode.BAD_REQUEST
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """`exception_handler`, and the one error shape for what it leaves to Django.
+
+    Nothing escapes to Django's error pages (a debug page with DEBUG on): an oversized body
+    is 413, another suspicious request 400, and any other failure a logged 500.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = BadRequest()
+    response = exception_handler(exc, context)
+    if response is None:
+        request = context.get("request")
+        logger.error(
+            "Internal Server Error: %s",
+            getattr(request, "path", "?"),
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        return Response(_server_error_body(), status=500)
+    if response.status_code == 429 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(ACTIVE_JOBS_RETRY_AFTER)
+    return response
+
+
+def _server_error_body() -> dict[str, str]:
+    return {"code": ErrorCode.SERVER_ERROR.value, "detail": "Server error."}
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Django's 400 (a foreign `Host` header, a malformed request) in the one error shape."""
+    code = ErrorCode.BAD_REQUEST
+    detail = "Bad request."
+    status = 400
+    if isinstance(exception, RequestDataTooBig):
+        code, detail, status = ErrorCode.REQUEST_TOO_LARGE, RequestTooLarge.default_detail, 413
+    return JsonResponse({"code": code.value, "detail": detail}, status=status)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    """Django's 500 in the one error shape: no page, no traceback."""
+    return JsonResponse(_server_error_body(), status=500)

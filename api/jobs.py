@@ -35,6 +35,7 @@ from .errors import ErrorCode
 from .fields import StrictCharField, StrictFloatField, query_data
 from .pagination import PageNumberPagination
 from .schema import error_response
+from .throttling import EnqueueThrottle
 
 
 class JobProgressSerializer(serializers.Serializer):
@@ -204,6 +205,9 @@ class JobListView(ListAPIView):
     serializer_class = JobSerializer
     pagination_class = PageNumberPagination
 
+    def get_throttles(self) -> list[Any]:
+        return [EnqueueThrottle()] if self.request.method == "POST" else []
+
     def get_queryset(self) -> QuerySet[Job]:
         query = JobListQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
@@ -224,7 +228,9 @@ class JobListView(ListAPIView):
             "Writes the job, then hands it to the broker to run after `countdown` seconds (or at "
             "`eta`). Answers 202 with the job, its `status_url` (also in `Location`) to poll and "
             "its socket `channel`. A retried POST with the same `Idempotency-Key` returns the "
-            "same job."
+            "same job. Enqueues are rate limited per user (429 `throttled`), and a user may have "
+            "at most `JOBS_MAX_ACTIVE_PER_USER` unfinished jobs (429 `too_many_active_jobs`); "
+            "both answer with `Retry-After`."
         ),
         request=EnqueueSerializer,
         parameters=[
@@ -247,6 +253,7 @@ class JobListView(ListAPIView):
             400: error_response(
                 ErrorCode.UNKNOWN_KIND, ErrorCode.INVALID_PARAMS, ErrorCode.INVALID_SCHEDULE
             ),
+            429: error_response(ErrorCode.TOO_MANY_ACTIVE_JOBS),
             503: error_response(ErrorCode.BROKER_UNAVAILABLE),
         },
         examples=[

@@ -26,6 +26,7 @@ from .errors import ErrorCode
 from .fields import StrictCharField, StrictRegexField, query_data
 from .pagination import PageNumberPagination
 from .schema import error_response
+from .throttling import ChatPostThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,9 @@ class RoomMessagesView(APIView):
 
     permission_classes = [AllowAny]  # anonymous posting is a setting, checked by the service
 
+    def get_throttles(self) -> list[Any]:
+        return [ChatPostThrottle()] if self.request.method == "POST" else []
+
     @extend_schema(
         operation_id="rooms_messages_list",
         summary="Read a room's history by seq",
@@ -222,7 +226,10 @@ class RoomMessagesView(APIView):
                 },
             ),
         ],
-        description="201 when posted; 200 with the earlier message when `client_id` was seen.",
+        description=(
+            "201 when posted; 200 with the earlier message when `client_id` was seen. Posts are "
+            "rate limited per user, or per address when anonymous (429 with `Retry-After`)."
+        ),
     )
     def post(self, request: Request, slug: str) -> Response:
         incoming = MessagePostSerializer(data=request.data)

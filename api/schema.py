@@ -19,6 +19,7 @@ _TITLES = {
     403: "Not allowed",
     404: "Not found",
     409: "Conflicts with the current state",
+    413: "The body is larger than the server takes",
     415: "The body is not JSON",
     429: "Too many attempts; retry after `Retry-After` seconds",
     503: "A service the request needs is down; retry after `Retry-After` seconds",
@@ -97,6 +98,7 @@ class AutoSchema(SpectacularAutoSchema):
         queries = [p for p in operation.get("parameters", []) if p["in"] == "query"]
         if has_body:
             add(400, ErrorCode.PARSE_ERROR, ErrorCode.INVALID)
+            add(413, ErrorCode.REQUEST_TOO_LARGE)
             add(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
         elif queries:
             add(400, ErrorCode.INVALID)

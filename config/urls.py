@@ -8,3 +8,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("chat/", include("chat.urls")),
 ]
+
+# Errors Django answers itself (a foreign Host header, a failure outside DRF) in the API's
+# error shape: no HTML page, no traceback.
+handler400 = "api.errors.bad_request"
+handler500 = "api.errors.server_error"

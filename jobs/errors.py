@@ -10,6 +10,7 @@ class JobErrorCode(StrEnum):
     INVALID_SCHEDULE = "invalid_schedule"
     BROKER_UNAVAILABLE = "broker_unavailable"
     NOT_CANCELLABLE = "not_cancellable"
+    TOO_MANY_ACTIVE_JOBS = "too_many_active_jobs"
 
 
 class JobError(Exception):

@@ -71,6 +71,7 @@ def job_enqueue(
             return earlier, False
     try:
         with transaction.atomic():
+            _owner_lock_below_active_cap(owner)
             job = Job.objects.create(
                 owner=owner,
                 kind=kind,
@@ -92,6 +93,25 @@ def job_enqueue(
     # Later ones wait in the database: a broker holding a message for hours redelivers it
     # (Redis visibility timeout) or drops the consumer (RabbitMQ consumer timeout).
     return job, True
+
+
+def _owner_lock_below_active_cap(owner: User) -> None:
+    """Lock the owner's row, then refuse a job past JOBS_MAX_ACTIVE_PER_USER unfinished ones.
+
+    The lock (a row lock on PostgreSQL; SQLite's IMMEDIATE transactions hold the write lock
+    already) makes simultaneous enqueues of one user count one after another, so they never
+    add up past the cap. Other users' enqueues do not wait.
+    """
+    cap = settings.JOBS_MAX_ACTIVE_PER_USER
+    if not cap:
+        return
+    User.objects.select_for_update().only("pk").get(pk=owner.pk)
+    active = Job.objects.filter(owner=owner, status__in=(*WAITING, JobStatus.RUNNING)).count()
+    if active >= cap:
+        raise JobError(
+            JobErrorCode.TOO_MANY_ACTIVE_JOBS,
+            f"You have {active} unfinished jobs; at most {cap} may wait or run at once.",
+        )
 
 
 def jobs_dispatch_due(*, now: datetime | None = None) -> int:

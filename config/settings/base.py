@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import corsheaders.defaults
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -188,6 +189,9 @@ JOBS_BROKER_MAX_DELAY = env.int("JOBS_BROKER_MAX_DELAY", default=300)
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)
 # At most one progress write and event per job per this many seconds.
 JOBS_PROGRESS_INTERVAL = env.float("JOBS_PROGRESS_INTERVAL", default=0.25)
+# Unfinished (scheduled, queued, running) jobs one user may have; enqueue refuses more with
+# 429, counted under a lock on the user's row so simultaneous requests cannot pass it (0 = no cap).
+JOBS_MAX_ACTIVE_PER_USER = env.int("JOBS_MAX_ACTIVE_PER_USER", default=20)
 
 # ------------------------------------------------------------------ REST
 REST_FRAMEWORK = {
@@ -198,13 +202,23 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only (anything else is 415), and no body over DATA_UPLOAD_MAX_MEMORY_SIZE (413).
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="30/min")},
+    # Proxies in front that append to X-Forwarded-For: 0 takes the peer's address, so a
+    # client cannot pick its own address (and its own anonymous rate limit) with that header.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
+# Rate limits of REST writes ("N/s", "N/min", "N/hour", "N/day"), per user or, anonymous,
+# per client address; counted atomically in Redis (api/throttling.py).
+JOBS_ENQUEUE_RATE = env.str("JOBS_ENQUEUE_RATE", default="30/min")
+CHAT_POST_RATE = env.str("CHAT_POST_RATE", default="60/min")
+# Request bodies above this many bytes are refused with 413 before they are parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard API",
@@ -241,6 +255,8 @@ SPECTACULAR_SETTINGS = {
 # ------------------------------------------------------------------ browsers and sockets
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_ALLOW_CREDENTIALS = True
+# A cross-origin SPA may send Idempotency-Key with its enqueues.
+CORS_ALLOW_HEADERS = (*corsheaders.defaults.default_headers, "idempotency-key")
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
 
 # Per-socket limit on client frames: average per second, and burst.

@@ -25,7 +25,7 @@ os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"switchboard-test-{_run_id}"
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"switchboard-test-{_run_id}")
 
 from .base import *  # noqa: E402, F403
-from .base import DATABASES, VAR_DIR, env  # noqa: E402
+from .base import CACHES, DATABASES, VAR_DIR, env  # noqa: E402
 
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-not-for-any-deployment"
@@ -34,6 +34,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SWITCHBOARD_ANONYMOUS_POSTING = env.bool("SWITCHBOARD_ANONYMOUS_POSTING", default=True)
 # Every test socket comes from 127.0.0.1; the per-address cap has its own test.
 SWITCHBOARD_WS_MAX_PER_ADDRESS = env.int("SWITCHBOARD_WS_MAX_PER_ADDRESS", default=0)
+# Many tests (and the contract fuzzing) write a lot as one user; the limits' own tests set
+# them low.
+JOBS_ENQUEUE_RATE = env.str("JOBS_ENQUEUE_RATE", default="100000/min")
+CHAT_POST_RATE = env.str("CHAT_POST_RATE", default="100000/min")
+JOBS_MAX_ACTIVE_PER_USER = env.int("JOBS_MAX_ACTIVE_PER_USER", default=0)
+# This run's cache keys (rate limit counters) apart from any other run's on the same Redis.
+CACHES["default"]["KEY_PREFIX"] = f"switchboard-test-{_run_id}"
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not SQLite's in-memory default, so the worker and server processes that the

@@ -1,0 +1,316 @@
+"""Rate limits on enqueue and on posting, and the cap on unfinished jobs, under concurrency.
+
+The concurrent tests fire every request at once (a barrier) at two live Daphne processes on
+one database, then count the rows: the limits must hold across processes, not just within
+one. They run on SQLite and, when it answers, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from django.conf import settings as django_settings
+from rest_framework.test import APIClient
+
+from chat.models import Message
+from jobs.models import Job
+from tests.conftest import skip_or_fail
+from tests.factories import RoomFactory, UserFactory
+from tests.support.processes import BASE_DIR, Service, child_env, daphne, http_json
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+LATER = {"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 3600}
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters() -> None:
+    """Forget this run's rate-limit counters: user ids repeat between tests and databases."""
+    prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*:throttle:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+def signed_in(user: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def assert_throttled(response: Any, code: str, longest: int) -> None:
+    assert response.status_code == 429
+    assert response.json()["code"] == code
+    assert set(response.json()) == {"code", "detail"}
+    assert 1 <= int(response["Retry-After"]) <= longest
+
+
+# ------------------------------------------------------------------ one process
+
+
+@pytest.mark.django_db
+def test_enqueue_is_rate_limited_per_user(settings):
+    # given
+    settings.JOBS_ENQUEUE_RATE = "3/hour"
+    alice, bob = signed_in(UserFactory.create()), signed_in(UserFactory.create())
+
+    # when
+    statuses = [alice.post("/api/jobs/", LATER, format="json").status_code for _ in range(3)]
+    refused = alice.post("/api/jobs/", LATER, format="json")
+
+    # then
+    assert statuses == [202, 202, 202]
+    assert_throttled(refused, "throttled", 3600)
+    assert Job.objects.count() == 3
+    assert bob.post("/api/jobs/", LATER, format="json").status_code == 202
+    assert alice.get("/api/jobs/").status_code == 200  # reading is not limited
+
+
+@pytest.mark.django_db
+def test_posting_is_rate_limited_per_user(settings):
+    settings.CHAT_POST_RATE = "2/min"
+    room = RoomFactory.create()
+    alice, bob = signed_in(UserFactory.create()), signed_in(UserFactory.create())
+    url = f"/api/rooms/{room.slug}/messages/"
+
+    statuses = [alice.post(url, {"body": "hi"}, format="json").status_code for _ in range(2)]
+    refused = alice.post(url, {"body": "hi"}, format="json")
+
+    assert statuses == [201, 201]
+    assert_throttled(refused, "throttled", 60)
+    assert bob.post(url, {"body": "hi"}, format="json").status_code == 201
+    assert Message.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_anonymous_posting_is_limited_per_address_whatever_x_forwarded_for_says(settings):
+    # given
+    settings.CHAT_POST_RATE = "2/hour"
+    settings.SWITCHBOARD_ANONYMOUS_POSTING = True
+    room = RoomFactory.create()
+    url = f"/api/rooms/{room.slug}/messages/"
+    here, there = f"10.9.{uuid.uuid4().int % 250}.1", f"10.8.{uuid.uuid4().int % 250}.2"
+
+    def post(address: str, forwarded_for: str | None = None) -> Any:
+        headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+        return APIClient().post(
+            url, {"body": "hi"}, format="json", REMOTE_ADDR=address, headers=headers
+        )
+
+    # when
+    accepted = [post(here).status_code for _ in range(2)]
+    refused = post(here)
+    spoofed = post(here, forwarded_for="203.0.113.7")
+
+    # then
+    assert accepted == [201, 201]
+    assert_throttled(refused, "throttled", 3600)
+    assert_throttled(spoofed, "throttled", 3600)
+    assert post(there).status_code == 201
+
+
+@pytest.mark.django_db
+def test_unfinished_jobs_are_capped_per_user(settings):
+    # given
+    settings.JOBS_MAX_ACTIVE_PER_USER = 2
+    alice = signed_in(UserFactory.create())
+    first = alice.post("/api/jobs/", LATER, format="json", HTTP_IDEMPOTENCY_KEY="first")
+    alice.post("/api/jobs/", LATER, format="json")
+
+    # when
+    refused = alice.post("/api/jobs/", LATER, format="json")
+    retried = alice.post("/api/jobs/", LATER, format="json", HTTP_IDEMPOTENCY_KEY="first")
+
+    # then: refused with the error shape; a retry of a job already made is not a new job
+    assert_throttled(refused, "too_many_active_jobs", 60)
+    assert retried.status_code == 202
+    assert retried.json()["id"] == first.json()["id"]
+    assert Job.objects.count() == 2
+    assert (
+        signed_in(UserFactory.create()).post("/api/jobs/", LATER, format="json").status_code == 202
+    )
+
+    # a finished (here: cancelled) job frees its place
+    assert alice.post(f"/api/jobs/{first.json()['id']}/cancel/").status_code == 200
+    assert alice.post("/api/jobs/", LATER, format="json").status_code == 202
+
+
+# ------------------------------------------------------------------ many processes, at once
+
+
+@dataclass
+class Limited:
+    """Two live servers on one fresh database, with low limits; SQL on that database."""
+
+    urls: list[str]
+    tokens: list[str]
+    user_ids: list[int]
+    room: str
+    sql: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+SETUP = """
+import json
+from django.core.management import call_command
+call_command("migrate", interactive=False, verbosity=0)
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from chat.models import Room
+users = [User.objects.create_user(f"limited{n}") for n in range(2)]
+Room.objects.create(slug="limited", title="Limited")
+print(json.dumps({"ids": [u.pk for u in users],
+                  "tokens": [Token.objects.create(user=u).key for u in users]}))
+"""
+
+LIMITS = {
+    "JOBS_MAX_ACTIVE_PER_USER": "20",
+    "JOBS_ENQUEUE_RATE": "1000/min",
+    "CHAT_POST_RATE": "10/hour",
+}
+
+
+def _sqlite(path: Path) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def run(query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with closing(sqlite3.connect(path, timeout=20)) as db, db:
+            return db.execute(query.replace("%s", "?"), params).fetchall()
+
+    return run
+
+
+def _postgres(url: str) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def run(query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url, autocommit=True) as db, db.cursor() as cursor:
+            cursor.execute(query.encode(), params)
+            return cursor.fetchall() if cursor.description else []
+
+    return run
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def limited(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, log_dir: Path
+) -> Iterator[Limited]:
+    database = f"switchboard_limits_{uuid.uuid4().hex[:10]}"
+    if request.param == "postgres":
+        try:
+            _postgres(POSTGRES_URL)(f'CREATE DATABASE "{database}"', ())
+        except psycopg.Error:
+            skip_or_fail(f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
+        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{database}"
+        sql = _postgres(url)
+    else:
+        path = tmp_path_factory.mktemp("limits") / "db.sqlite3"
+        url, sql = f"sqlite:///{path}", _sqlite(path)
+    env = child_env(DATABASE_URL=url, **LIMITS)
+    servers: list[Service] = []
+    try:
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", SETUP],
+            cwd=BASE_DIR,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        made = json.loads(done.stdout.strip().splitlines()[-1])
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            started = list(pool.map(lambda _: daphne(env, log_dir / "limits"), range(2)))
+        servers.extend(service for service, _ in started)
+        urls = [url for _, url in started]
+        yield Limited(urls, made["tokens"], made["ids"], "limited", sql)
+    finally:
+        for service in servers:
+            service.stop()
+        if request.param == "postgres":
+            _postgres(POSTGRES_URL)(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', ())
+
+
+def all_at_once(requests: list[Callable[[], tuple[int, Any, Any]]]) -> list[tuple[int, Any, Any]]:
+    """Run every request in its own thread, released together by a barrier."""
+    barrier = threading.Barrier(len(requests))
+
+    def run(request: Callable[[], tuple[int, Any, Any]]) -> tuple[int, Any, Any]:
+        barrier.wait()
+        return request()
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        return list(pool.map(run, requests))
+
+
+def test_fifty_simultaneous_enqueues_never_pass_the_active_jobs_cap(limited: Limited):
+    # given: one user, 50 requests spread over two server processes
+    token, owner = limited.tokens[0], limited.user_ids[0]
+
+    def enqueue(n: int) -> Callable[[], tuple[int, Any, Any]]:
+        return lambda: http_json(
+            f"{limited.urls[n % 2]}/api/jobs/",
+            method="POST",
+            body=LATER,
+            headers={"Authorization": f"Token {token}"},
+            timeout=60,
+        )
+
+    # when
+    results = all_at_once([enqueue(n) for n in range(50)])
+
+    # then: exactly the cap was taken, the rest refused in the error shape with Retry-After
+    statuses = Counter(status for status, _, _ in results)
+    active = limited.sql(
+        "SELECT count(*) FROM jobs_job WHERE owner_id = %s"
+        " AND status IN ('scheduled', 'queued', 'running')",
+        (owner,),
+    )[0][0]
+    print(f"concurrent enqueue: 50 requests -> {dict(statuses)}; {active} unfinished jobs")
+    assert statuses == {202: 20, 429: 30}
+    assert active == 20
+    for status, body, headers in results:
+        if status == 429:
+            assert body["code"] == "too_many_active_jobs"
+            assert int(headers["Retry-After"]) >= 1
+
+
+def test_forty_simultaneous_posts_get_exactly_the_rate(limited: Limited):
+    # given: CHAT_POST_RATE is 10/hour
+    token = limited.tokens[1]
+    before = limited.sql("SELECT count(*) FROM chat_message", ())[0][0]
+
+    def post(n: int) -> Callable[[], tuple[int, Any, Any]]:
+        return lambda: http_json(
+            f"{limited.urls[n % 2]}/api/rooms/{limited.room}/messages/",
+            method="POST",
+            body={"body": f"message {n}"},
+            headers={"Authorization": f"Token {token}"},
+            timeout=60,
+        )
+
+    # when
+    results = all_at_once([post(n) for n in range(40)])
+
+    # then
+    statuses = Counter(status for status, _, _ in results)
+    posted = limited.sql("SELECT count(*) FROM chat_message", ())[0][0] - before
+    print(f"concurrent posts: 40 requests -> {dict(statuses)}; {posted} messages stored")
+    assert statuses == {201: 10, 429: 30}
+    assert posted == 10
+    for status, body, headers in results:
+        if status == 429:
+            assert body["code"] == "throttled"
+            assert 1 <= int(headers["Retry-After"]) <= 3600
