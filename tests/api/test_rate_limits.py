@@ -151,6 +151,31 @@ def test_unfinished_jobs_are_capped_per_user(settings):
     assert alice.post("/api/jobs/", LATER, format="json").status_code == 202
 
 
+@pytest.mark.django_db
+def test_limits_let_writes_through_when_redis_cannot_count_them(settings, caplog):
+    # given: the cache (where the counters live) points at a port nothing listens on
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    settings.CHAT_POST_RATE = "1/hour"
+    room = RoomFactory.create()
+    alice = signed_in(UserFactory.create())
+
+    # when
+    statuses = [
+        alice.post(f"/api/rooms/{room.slug}/messages/", {"body": "hi"}, format="json").status_code
+        for _ in range(2)
+    ]
+
+    # then: posting still works (the database-side limits still hold), and it is logged
+    assert statuses == [201, 201]
+    assert "rate limit chat_post not counted" in caplog.text
+
+
 # ------------------------------------------------------------------ many processes, at once
 
 
