@@ -227,7 +227,7 @@ class RoomSocket(AsyncWebsocketConsumer):
     async def enter_presence(self, slug: str) -> None:
         try:
             await presence.enter(slug, self.conn_id, self.identity)
-            await announce_presence(slug)
+            announce_presence(slug)
         except Exception:  # presence is best effort; the subscription itself stands
             logger.warning("presence enter failed for %s", slug, exc_info=True)
 
@@ -238,7 +238,7 @@ class RoomSocket(AsyncWebsocketConsumer):
         await self.hub.leave(slug, subscription)
         try:
             await presence.leave(slug, subscription.conn_id, subscription.user)
-            await announce_presence(slug)
+            announce_presence(slug)
         except Exception:
             logger.warning("presence leave failed for %s", slug, exc_info=True)
 

@@ -32,7 +32,7 @@ class Outbox:
 
     def __init__(self, send: Send, *, limit: int, on_overflow: Callable[[], None]) -> None:
         self._send = send
-        self._backlog: deque[str] = deque()
+        self._backlog: deque[str] | None = None  # made when a send first has to wait
         self._backlog_bytes = 0
         self._drainer: asyncio.Task[None] | None = None
         self.limit = limit  # most characters waiting before the client counts as too slow
@@ -47,7 +47,7 @@ class Outbox:
         """Send `text` after everything pushed before it; never waits."""
         if self.dead:
             return
-        if self._drainer is not None:
+        if self._backlog is not None:
             self._backlog.append(text)
             self._backlog_bytes += len(text)
             if self._backlog_bytes > self.limit:
@@ -61,6 +61,7 @@ class Outbox:
         except Exception:
             self._fail()
             return
+        self._backlog = deque()
         self._drainer = asyncio.ensure_future(self._drain(send, waiting))
 
     async def flush(self) -> None:
@@ -71,7 +72,7 @@ class Outbox:
     def close(self) -> None:
         """Drop what is waiting and stop sending (the socket is going away)."""
         self.dead = True
-        self._backlog.clear()
+        self._backlog = None
         self._backlog_bytes = 0
         if self._drainer is not None:
             self._drainer.cancel()
@@ -89,6 +90,7 @@ class Outbox:
             self._fail()
         finally:
             self._drainer = None
+            self._backlog = None
 
     def _overflow(self) -> None:
         self.close()
