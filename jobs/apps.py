@@ -6,3 +6,6 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import kinds  # noqa: F401 - registers the shipped job kinds
+        from .broker import redis_transport_patch
+
+        redis_transport_patch()

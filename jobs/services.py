@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
@@ -26,6 +26,8 @@ from .selectors import job_state_model
 logger = logging.getLogger(__name__)
 
 LOG_LINE_MAX = 1000
+# `error.type` of a job whose message the broker refused: it never ran.
+BROKER_UNAVAILABLE = "BrokerUnavailable"
 
 
 def job_group(job_id: Any) -> str:
@@ -53,7 +55,8 @@ def job_enqueue(
     """Write the job, then (after commit) send its Celery message; (job, created).
 
     A repeated `idempotency_key` returns the job it created first. If the broker refuses the
-    message the job is marked failed and `broker_unavailable` is raised.
+    message the job is marked failed and `broker_unavailable` is raised: it will not run, and a
+    retry with the same key queues that same job again.
     """
     job_kind = kind_get(kind)
     if job_kind is None:
@@ -68,7 +71,7 @@ def job_enqueue(
     if idempotency_key is not None:
         earlier = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if earlier is not None:
-            return earlier, False
+            return _job_resend_unqueued(earlier, now=now, run_at=run_at), False
     try:
         with transaction.atomic():
             _owner_lock_below_active_cap(owner)
@@ -115,20 +118,72 @@ def _owner_lock_below_active_cap(owner: User) -> None:
 
 
 def jobs_dispatch_due(*, now: datetime | None = None) -> int:
-    """Send the messages of scheduled jobs that are now within the broker's delay window."""
+    """Send the messages of waiting jobs that are due within the broker's delay window.
+
+    Beat runs it every 30 s. It sends the long countdowns that waited in the database, jobs
+    whose request ended between commit and send, and again the jobs whose message was sent but
+    which have not started `JOBS_REDISPATCH_AFTER` seconds after they were due (the message was
+    lost with a broker that restarted empty, or sits with a dead worker until the visibility
+    timeout). A job is claimed before it runs, so a second message is harmless. A broker that
+    refuses the message leaves the job waiting for the next round.
+    """
     now = now or timezone.now()
     horizon = now + timedelta(seconds=settings.JOBS_BROKER_MAX_DELAY)
     sent = 0
-    due = Job.objects.filter(status=JobStatus.SCHEDULED, dispatched_at=None, run_at__lte=horizon)
-    for job in due.order_by("run_at")[:1000]:
-        # Taking the row by setting `dispatched_at` first: two dispatchers never both send.
-        if Job.objects.filter(pk=job.pk, dispatched_at=None).update(dispatched_at=now):
-            try:
-                _dispatch(job)
-            except JobError:
-                continue
-            sent += 1
+    waiting = Job.objects.filter(status__in=WAITING, cancel_requested=False)
+    unsent = waiting.filter(dispatched_at=None, run_at__lte=horizon).order_by("run_at")[:1000]
+    for job in list(unsent) + _jobs_maybe_lost(waiting, now):
+        # Taking the row by moving `dispatched_at` first: two dispatchers never both send.
+        if not Job.objects.filter(pk=job.pk, dispatched_at=job.dispatched_at).update(
+            dispatched_at=now
+        ):
+            continue
+        try:
+            _send(job)
+        except (OperationalError, OSError):
+            logger.warning("broker refused job %s; the next round sends it", job.pk)
+            Job.objects.filter(pk=job.pk, dispatched_at=now).update(dispatched_at=job.dispatched_at)
+            break
+        sent += 1
     return sent
+
+
+def _jobs_maybe_lost(waiting: QuerySet[Job], now: datetime) -> list[Job]:
+    """Waiting jobs sent a while ago that should have started by now.
+
+    Sent again at growing intervals (each wait at least as long as the job was already late
+    when last sent), so a long backlog on busy workers adds few duplicate messages.
+    """
+    grace = timedelta(seconds=settings.JOBS_REDISPATCH_AFTER)
+    late = waiting.filter(run_at__lt=now - grace, dispatched_at__lt=now - grace)
+    return [
+        job
+        for job in late.order_by("run_at")[:1000]
+        if job.dispatched_at is not None
+        and now - job.dispatched_at >= max(grace, job.dispatched_at - job.run_at)
+    ]
+
+
+def _job_resend_unqueued(job: Job, *, now: datetime, run_at: datetime) -> Job:
+    """A retried enqueue of a job that the broker refused: queue that same job again."""
+    unqueued = job.status == JobStatus.FAILED and job.started_at is None
+    if not unqueued or (job.error or {}).get("type") != BROKER_UNAVAILABLE:
+        return job
+    with transaction.atomic():
+        reopened = Job.objects.filter(pk=job.pk, status=JobStatus.FAILED, started_at=None).update(
+            status=JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED,
+            run_at=run_at,
+            error=None,
+            finished_at=None,
+            dispatched_at=None,
+            seq=F("seq") + 1,
+        )
+        job = Job.objects.get(pk=job.pk)
+        if reopened:
+            _publish_update(job)
+    if reopened and (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY:
+        _dispatch(job)
+    return Job.objects.get(pk=job.pk)
 
 
 def _run_at(now: datetime, countdown: float | None, eta: datetime | None) -> datetime:
@@ -148,22 +203,31 @@ def _run_at(now: datetime, countdown: float | None, eta: datetime | None) -> dat
 
 
 def _dispatch(job: Job) -> None:
-    """Send the job's Celery message (task id = job id), to run at `run_at`."""
-    from .tasks import run_job
+    """Send the job's message now; if the broker refuses it, fail the job and raise.
 
+    Called after the job's row is committed, never inside a transaction: a message is never
+    sent for a row that a rollback could take back.
+    """
     try:
-        run_job.apply_async((str(job.id),), task_id=str(job.id), eta=job.run_at, retry=True)
+        _send(job)
     except (OperationalError, OSError) as exc:
         logger.warning("broker refused job %s", job.id, exc_info=True)
         _finish(
             job.pk,
             JobStatus.FAILED,
-            error={"type": "BrokerUnavailable", "message": "The job could not be queued."},
+            error={"type": BROKER_UNAVAILABLE, "message": "The job could not be queued."},
             only_if=WAITING,
         )
         raise JobError(
             JobErrorCode.BROKER_UNAVAILABLE, "The job queue is unavailable; try again shortly."
         ) from exc
+
+
+def _send(job: Job) -> None:
+    """Send the job's Celery message (task id = job id), to run at `run_at`."""
+    from .tasks import run_job
+
+    run_job.apply_async((str(job.id),), task_id=str(job.id), eta=job.run_at, retry=True)
     Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now())
 
 

@@ -175,6 +175,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Sweep for expired unacknowledged messages every this many seconds (one cheap scan).
     "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
     "unacked_restore_throttle": 1,
+    # Redis broker: a server that accepts connections but does not answer (hung, or cut off
+    # mid-connection) must not hold a request that publishes: without these it waits forever.
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=3),
 }
 
 # ------------------------------------------------------------------ jobs
@@ -184,6 +188,10 @@ JOBS_MAX_COUNTDOWN = env.int("JOBS_MAX_COUNTDOWN", default=24 * 60 * 60)
 # (every 30 s) when they come within it; must exceed that period, and stay well under the
 # broker's limits (Redis visibility timeout, RabbitMQ consumer_timeout: 30 min by default).
 JOBS_BROKER_MAX_DELAY = env.int("JOBS_BROKER_MAX_DELAY", default=300)
+# A waiting job that was sent but has not started this many seconds after it was due is sent
+# again by the dispatcher (its message was lost with a broker restarted empty, or is held by a
+# killed worker until the visibility timeout); the claim makes the second message harmless.
+JOBS_REDISPATCH_AFTER = env.int("JOBS_REDISPATCH_AFTER", default=60)
 # A running job renews its lease at each progress write; a job whose lease ran out (its
 # worker was killed) is failed by the reaper.
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)
