@@ -529,7 +529,8 @@ class Client:
                         totals.errors[f"error:{code}" + (":chat.send" if client_id else "")] += 1
         except ConnectionClosed as closed:
             if closed.rcvd is not None:
-                totals.closed_by_server[str(closed.rcvd.code)] += 1
+                where = self.soak.names.get(self.url, self.url)
+                totals.closed_by_server[f"{where}:{closed.rcvd.code}"] += 1
         finally:
             self.judge_job_order(job_seqs)
 
@@ -944,7 +945,7 @@ def report(
     traffic = [
         ["connections (reconnects)", f"{totals.connections} ({totals.connections - plan.clients})"],
         ["disconnects: close / TCP abort", f"{totals.closes} / {totals.aborts}"],
-        ["closed by the server (code: n)", _counts(totals.closed_by_server)],
+        ["closed by the server (server:code=n)", _counts(totals.closed_by_server)],
         ["connect failures", str(totals.connect_failures)],
         ["messages in the rooms", str(outcome.messages)],
         [
