@@ -7,6 +7,8 @@ from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
@@ -30,6 +32,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     THROTTLED = "throttled"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    DATABASE_UNAVAILABLE = "database_unavailable"
     ERROR = "error"
     ROOM_EXISTS = ChatErrorCode.ROOM_EXISTS.value
     INVALID_ROOM = ChatErrorCode.INVALID_ROOM.value
@@ -100,6 +103,13 @@ class ServiceUnavailable(exceptions.APIException):
     default_code = ErrorCode.SERVICE_UNAVAILABLE
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database refused or dropped the connection; nothing of the request was kept."""
+
+    default_detail = "The database is unavailable; try again shortly."
+    default_code = ErrorCode.DATABASE_UNAVAILABLE
+
+
 class ErrorSerializer(serializers.Serializer):
     """The body of every error response (documented in the OpenAPI schema)."""
 
@@ -146,6 +156,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DatabaseOperationalError | InterfaceError):
+        # Connection refused or lost: the transaction (if any) was rolled back, so the client
+        # may retry. Other database errors (integrity, programming) stay 500s: they are bugs.
+        exc = DatabaseUnavailable()
     response = drf_exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
@@ -157,8 +171,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body["detail"] = str(exc.detail)
         if isinstance(exc, DomainError) and exc.fields:
             body["fields"] = exc.fields
-    if isinstance(exc, DomainError) and exc.status_code == 503:
-        response.headers["Retry-After"] = "5"
+    if isinstance(exc, DomainError | ServiceUnavailable) and exc.status_code == 503:
+        response.headers.setdefault("Retry-After", "5")
     response.data = body
     return response
 

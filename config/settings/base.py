@@ -97,6 +97,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    # libpq waits forever for an unreachable server by default; a request should get its
+    # 503 `database_unavailable` within seconds instead.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    )
 # Django closes a connection after every request and every `database_sync_to_async` call
 # unless CONN_MAX_AGE keeps it. On SQLite that close is dear: the last connection to close
 # checkpoints the WAL into the database file, so each posted message paid for a checkpoint
