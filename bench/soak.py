@@ -958,7 +958,7 @@ def report(
             _slash(totals.live, totals.replayed, totals.rest_fetched),
         ],
         ["resync_required", str(totals.resyncs)],
-        ["jobs enqueued / enqueue failures", f"{totals.jobs} / {totals.enqueue_failures}"],
+        ["jobs enqueued", str(totals.jobs)],
         ["job frames received", str(totals.job_frames)],
     ]
     print(table(["traffic", "count"], traffic))
@@ -977,6 +977,7 @@ def report(
         ("client_id acknowledged but not stored", outcome.sends_missing, ""),
         ("client_id stored more than once", outcome.sends_doubled, ""),
         ("chat.sent seq differs from the stored message", outcome.sends_wrong_seq, ""),
+        ("POST /api/jobs/ not answered 202 (after retries)", totals.enqueue_failures, ""),
         ("jobs not final in the database", outcome.jobs_not_final, ""),
         ("jobs ended other than succeeded", outcome.jobs_failed, ""),
         ("jobs whose final state the client never saw", outcome.jobs_not_seen, ""),
