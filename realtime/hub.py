@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -185,7 +186,10 @@ class Hub:
         self.heard = 0  # the last heartbeat this hub received back
         self.heartbeat_group = f"hub.{self.id}"
         self._connections = 0
-        self._lock = asyncio.Lock()
+        # One lock per room or group, held while its feed is made or torn down (Redis calls):
+        # joins and leaves of other rooms never queue behind them.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     def new_connection_id(self) -> str:
@@ -193,15 +197,23 @@ class Hub:
         return f"{self.id}.{self._connections}"
 
     async def _start(self) -> str:
-        if self.channel is None:
-            self.channel = await self.layer.new_channel("hub.")
-            await self.layer.group_add(self.heartbeat_group, self.channel)
-            self._tasks = [
-                asyncio.create_task(self._read(), name="hub-reader"),
-                asyncio.create_task(self._maintain(), name="hub-maintenance"),
-                asyncio.create_task(self._heartbeat(), name="hub-heartbeat"),
-            ]
-        return self.channel
+        async with self._start_lock:
+            if self.channel is None:
+                channel = await self.layer.new_channel("hub.")
+                await self.layer.group_add(self.heartbeat_group, channel)
+                self.channel = channel
+                self._tasks = [
+                    asyncio.create_task(self._read(), name="hub-reader"),
+                    asyncio.create_task(self._maintain(), name="hub-maintenance"),
+                    asyncio.create_task(self._heartbeat(), name="hub-heartbeat"),
+                ]
+            return self.channel
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     async def _read(self) -> None:
         assert self.channel is not None
@@ -304,7 +316,7 @@ class Hub:
 
     async def join(self, slug: str, room_id: int, subscription: Subscription) -> None:
         """Add a socket to a room; once this returns, every later message will reach it."""
-        async with self._lock:
+        async with self._lock(slug):
             feed = self.feeds.get(slug)
             if feed is None:
                 channel = await self._start()
@@ -314,7 +326,7 @@ class Hub:
             feed.subscriptions.add(subscription)
 
     async def leave(self, slug: str, subscription: Subscription) -> None:
-        async with self._lock:
+        async with self._lock(slug):
             feed = self.feeds.get(slug)
             if feed is None:
                 return
@@ -329,7 +341,7 @@ class Hub:
 
     async def join_group(self, group: str, subscription: Subscription, *, single: bool) -> None:
         """Add a socket to a job's group (`single`) or an owner's; later events will reach it."""
-        async with self._lock:
+        async with self._lock(group):
             feed = self.group_feeds.get(group)
             if feed is None:
                 feed = self.group_feeds[group] = JobFeed(group, single=single)
@@ -340,7 +352,7 @@ class Hub:
     async def join_account(self, user_id: int, socket: AccountSocket) -> None:
         """Let the user's credential revocations reach this socket."""
         group = account_group(user_id)
-        async with self._lock:
+        async with self._lock(group):
             feed = self.group_feeds.get(group)
             if feed is None:
                 feed = self.group_feeds[group] = AccountFeed(group)
@@ -353,7 +365,7 @@ class Hub:
         await self.layer.group_add(group, channel)
 
     async def leave_group(self, group: str, member: Subscription | AccountSocket) -> None:
-        async with self._lock:
+        async with self._lock(group):
             feed = self.group_feeds.get(group)
             if feed is None:
                 return
