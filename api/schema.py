@@ -27,6 +27,8 @@ _TITLES = {
 
 
 NO_NUL_PATTERN = "^[^\\x00]*$"
+# Operations that never open the database (readiness reports a database outage itself).
+NO_DATABASE = {"auth_csrf", "health_live", "health_ready"}
 
 
 class ErrorResponse(OpenApiResponse):
@@ -116,4 +118,6 @@ class AutoSchema(SpectacularAutoSchema):
             add(404, ErrorCode.NOT_FOUND)  # a page past the last one
         if self.view.get_throttles():
             add(429, ErrorCode.THROTTLED)
+        if operation.get("operationId") not in NO_DATABASE:
+            add(503, ErrorCode.DATABASE_UNAVAILABLE)  # reads sessions, tokens or rows
         return codes

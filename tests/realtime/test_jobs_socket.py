@@ -25,10 +25,10 @@ def auth(token: str) -> dict[str, Any]:
 
 
 async def test_owner_sees_the_snapshot_then_every_update_and_log_line(live_server_url, worker):
-    # given: a job waiting out its countdown
+    # given: a job waiting out its countdown (long enough to subscribe on a busy machine)
     owner, token = await database_sync_to_async(make_user)("owner")
     job, _ = await database_sync_to_async(job_enqueue)(
-        owner=owner, kind="demo.sleep", params={"steps": 4, "max_seconds": 0.05}, countdown=1
+        owner=owner, kind="demo.sleep", params={"steps": 4, "max_seconds": 0.05}, countdown=4
     )
     client = await WsClient.open(live_server_url, **auth(token))
 
