@@ -184,6 +184,11 @@ def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list
             str(port),
             "--ws",
             uvicorn_ws,
+            # As in production (README): no per-message deflate, no 1 MiB+ frames.
+            "--ws-per-message-deflate",
+            "false",
+            "--ws-max-size",
+            "1048576",
             # Channels' router has no lifespan support; uvicorn would log that on each start.
             "--lifespan",
             "off",

@@ -6,6 +6,7 @@ full, which is what would let one slow reader stall a room's feed for everyone.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Iterator
@@ -79,10 +80,13 @@ async def test_a_client_that_never_reads_is_dropped_and_the_others_get_everythin
         for _ in range(MESSAGES):
             message_post(room=room, author=None, body=BODY)
 
-    await sync_to_async(post_all)()
+    async def read_all() -> list[int]:
+        return [(await reader.expect("chat.message", timeout=30))["seq"] for _ in range(MESSAGES)]
+
+    # (the reader reads while the messages are posted, as a live client does)
+    seqs, _ = await asyncio.gather(read_all(), sync_to_async(post_all)())
 
     # then: the reader gets every message in order, without waiting for the slow client
-    seqs = [(await reader.expect("chat.message", timeout=30))["seq"] for _ in range(MESSAGES)]
     assert seqs == list(range(1, MESSAGES + 1))
     elapsed = time.monotonic() - started
     # and the slow client was dropped from the room (it may reconnect and resume by seq)
