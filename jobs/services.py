@@ -360,9 +360,14 @@ def _finish(
     return changed
 
 
-def _publish_update(job: Job) -> None:
+def job_update_event(job: Job) -> dict[str, Any]:
+    """The channel-layer event announcing the job's current state."""
     channel = events.job_channel(str(job.id))
     frame = events.dump(events.JobUpdateFrame(channel=channel, job=job_state_model(job)))
-    event = {"type": "job.update", "job": str(job.id), "seq": job.seq, "frame": frame}
+    return {"type": "job.update", "job": str(job.id), "seq": job.seq, "frame": frame}
+
+
+def _publish_update(job: Job) -> None:
+    event = job_update_event(job)
     publish_on_commit(job_group(job.id), event)
     publish_on_commit(owner_group(job.owner_id), event)

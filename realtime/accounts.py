@@ -51,11 +51,8 @@ def connection_cap(account: str) -> int:
     return int(settings.SWITCHBOARD_WS_MAX_PER_ADDRESS)
 
 
-async def admit(account: str, conn_id: str) -> bool:
-    """Count a new socket for `account`; False (and not counted) when that passes the cap."""
-    cap = connection_cap(account)
-    if not cap:
-        return True
+async def admit(account: str, conn_id: str, cap: int) -> bool:
+    """Count a new socket for `account`; False (and not counted) when that passes `cap`."""
     key, now = _key(account), time.time()
     async with redis_client().pipeline(transaction=True) as pipe:
         pipe.zremrangebyscore(key, "-inf", now)

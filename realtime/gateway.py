@@ -149,7 +149,7 @@ class GatewayConsumer(RoomSocket):
                 )
             group = owner_group(viewer.pk)
             self.group_subscriptions[frame.channel] = (group, subscription)
-            await self.hub.join_group(group, subscription, single=False)
+            await self.hub.join_group(group, subscription, job_id=None)
             await self.send_frame(
                 events.SubscribedFrame(channel=frame.channel, seq=0, ref=frame.ref)
             )
@@ -162,7 +162,7 @@ class GatewayConsumer(RoomSocket):
         group = job_group(job_id)
         self.group_subscriptions[frame.channel] = (group, subscription)
         # Join first, then read: an update committed in between is in the snapshot or after it.
-        await self.hub.join_group(group, subscription, single=True)
+        await self.hub.join_group(group, subscription, job_id=job_id)
         state = await read_job_state(job_id)
         subscription.log_after = state.log_lines
         await self.send_frame(

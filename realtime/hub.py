@@ -22,7 +22,7 @@ from django.conf import settings
 from chat.models import Message, Room
 from chat.services import message_frame
 from jobs.models import Job
-from jobs.selectors import job_state_model
+from jobs.services import job_update_event
 
 from . import accounts, events, presence
 from .accounts import REVOKED, account_group
@@ -300,18 +300,26 @@ class Hub:
                 logger.warning("hub maintenance failed", exc_info=True)
 
     async def admit(self, account: str, conn_id: str) -> bool:
-        """Count a socket against its account's cap (across processes); False: over the cap."""
+        """Count a socket against its account's cap (across processes); False: over the cap.
+
+        With no cap for the account nothing is counted (and nothing is written to Redis).
+        """
+        cap = accounts.connection_cap(account)
+        if not cap:
+            return True
         await self._start()  # the maintenance task keeps admitted sockets counted
-        if not await accounts.admit(account, conn_id):
+        if not await accounts.admit(account, conn_id, cap):
             return False
         self.admitted.setdefault(account, set()).add(conn_id)
         return True
 
     async def release(self, account: str, conn_id: str) -> None:
-        conn_ids = self.admitted.get(account, set())
+        conn_ids = self.admitted.get(account)
+        if conn_ids is None or conn_id not in conn_ids:
+            return  # never counted
         conn_ids.discard(conn_id)
         if not conn_ids:
-            self.admitted.pop(account, None)
+            del self.admitted[account]
         await accounts.release(account, conn_id)
 
     async def join(self, slug: str, room_id: int, subscription: Subscription) -> None:
@@ -339,12 +347,14 @@ class Hub:
                 if self.channel is not None:
                     await self.layer.group_discard(room_group(slug), self.channel)
 
-    async def join_group(self, group: str, subscription: Subscription, *, single: bool) -> None:
-        """Add a socket to a job's group (`single`) or an owner's; later events will reach it."""
+    async def join_group(
+        self, group: str, subscription: Subscription, *, job_id: str | None
+    ) -> None:
+        """Add a socket to one job's group (`job_id`) or an owner's; later events reach it."""
         async with self._lock(group):
             feed = self.group_feeds.get(group)
             if feed is None:
-                feed = self.group_feeds[group] = JobFeed(group, single=single)
+                feed = self.group_feeds[group] = JobFeed(group, job_id=job_id)
                 await self._add_group(group)
             assert isinstance(feed, JobFeed)
             feed.subscriptions.add(subscription)
@@ -415,9 +425,10 @@ class JobFeed:
     lines a client already has (counted in its snapshot) are not sent again.
     """
 
-    def __init__(self, group: str, *, single: bool) -> None:
+    def __init__(self, group: str, *, job_id: str | None) -> None:
         self.group = group
-        self.single = single  # one job: its `seq` orders it; else many jobs, ordered each
+        self.job_id = job_id  # one job: its `seq` orders it; else many jobs, ordered each
+        self.single = job_id is not None
         self.subscriptions: set[Subscription] = set()
         self.last_seq: dict[str, int] = {}
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -433,7 +444,8 @@ class JobFeed:
 
     async def _event(self, event: dict[str, Any]) -> None:
         if event["type"] == CHECK:
-            for update in await job_updates(list(self.last_seq)):
+            known = {*self.last_seq, *([self.job_id] if self.job_id else [])}
+            for update in await job_updates(sorted(known)):
                 await self._event(update)
             return
         text = json.dumps(event["frame"])
@@ -454,19 +466,7 @@ class JobFeed:
 @database_sync_to_async
 def job_updates(job_ids: list[str]) -> list[dict[str, Any]]:
     """`job.update` events with the current state of these jobs (to repair missed ones)."""
-    return [
-        {
-            "type": "job.update",
-            "job": str(job.id),
-            "seq": job.seq,
-            "frame": events.dump(
-                events.JobUpdateFrame(
-                    channel=events.job_channel(str(job.id)), job=job_state_model(job)
-                )
-            ),
-        }
-        for job in Job.objects.filter(pk__in=job_ids)
-    ]
+    return [job_update_event(job) for job in Job.objects.filter(pk__in=job_ids)]
 
 
 def _deliver(subscription: Subscription, seq: int | None, text: str) -> None:

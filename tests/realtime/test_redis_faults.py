@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from redis import Redis
+from rest_framework.authtoken.models import Token
 
 from config.redis_server import PrivateRedis
-from tests.factories import RoomFactory
+from jobs.models import Job
+from jobs.services import job_cancel, job_enqueue
+from tests.factories import RoomFactory, UserFactory
 from tests.support.processes import Service, child_env, daphne, http_json
 from tests.support.ws import WsClient
 
@@ -105,4 +108,27 @@ async def test_redis_flushed_under_a_live_room_loses_nothing(faulty):
     assert (await client.expect("chat.message", timeout=10))["seq"] == seq
     await client.expect(lambda f: f.get("type") == "presence" and f["count"] == 1)
     assert (await client.request(type="ping"))["type"] == "pong"
+    await client.close()
+
+
+async def test_a_job_update_lost_while_redis_was_away_arrives_after_it_returns(faulty):
+    # given: the owner follows a job waiting out a long countdown
+    def make() -> tuple[Job, str]:
+        owner = UserFactory.create()
+        job, _ = job_enqueue(owner=owner, kind="demo.sleep", params={"steps": 1}, countdown=3600)
+        return job, str(Token.objects.create(user=owner).key)
+
+    job, token = await sync_to_async(make)()
+    client = await WsClient.open(faulty.url, additional_headers={"Authorization": f"Token {token}"})
+    await client.request(type="subscribe", channel=f"job:{job.pk}")
+    assert (await client.expect("job.update"))["job"]["status"] == "scheduled"
+
+    # when: the job is cancelled while this server's Redis is away (its event never comes)
+    faulty.redis.stop()
+    await sync_to_async(job_cancel)(job=job)
+    faulty.redis.start()
+
+    # then: the job feed re-reads the job once the layer delivers again
+    update = await client.expect("job.update", timeout=20)
+    assert update["job"]["status"] == "cancelled"
     await client.close()
