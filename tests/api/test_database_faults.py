@@ -15,21 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from redis import Redis
 
 from config.redis_server import PrivateRedis
-from tests.conftest import skip_or_fail
-from tests.e2e.conftest import POSTGRES_URL, postgres_answers
+from tests.support.databases import POSTGRES_URL, database_name, postgres_database, sql_runner
 from tests.support.processes import BASE_DIR, Service, child_env, daphne, http_json
 
 pytestmark = pytest.mark.postgres
 
-
-def admin_sql(query: str, params: tuple[Any, ...] = ()) -> None:
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
-        db.execute(query.encode(), params)
+admin_sql = sql_runner(POSTGRES_URL)
 
 
 @dataclass
@@ -50,20 +45,13 @@ class Database:
         admin_sql(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
 
     def rows(self, query: str) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.url) as db:
-            return db.execute(query.encode()).fetchall()
+        return sql_runner(self.url)(query)
 
 
 @pytest.fixture
 def database() -> Iterator[Database]:
-    if not postgres_answers():
-        skip_or_fail(f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
-    name = f"switchboard_faults_{uuid.uuid4().hex[:10]}"
-    admin_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield Database(name, POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}")
-    finally:
-        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("switchboard_faults") as url:
+        yield Database(database_name(url), url)
 
 
 def manage(env: dict[str, str], *args: str) -> str:

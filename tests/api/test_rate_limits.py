@@ -8,8 +8,6 @@ one. They run on SQLite and, when it answers, on PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,12 +15,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -30,11 +27,10 @@ from rest_framework.test import APIClient
 
 from chat.models import Message
 from jobs.models import Job
-from tests.conftest import skip_or_fail
 from tests.factories import RoomFactory, UserFactory
-from tests.support.processes import BASE_DIR, Service, child_env, daphne, http_json
+from tests.support.databases import SqlRunner, postgres_database, sql_runner
+from tests.support.processes import BASE_DIR, child_env, daphne, http_json
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 LATER = {"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 3600}
 
 
@@ -187,7 +183,7 @@ class Limited:
     tokens: list[str]
     user_ids: list[int]
     room: str
-    sql: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+    sql: SqlRunner
 
 
 SETUP = """
@@ -210,43 +206,18 @@ LIMITS = {
 }
 
 
-def _sqlite(path: Path) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
-    def run(query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with closing(sqlite3.connect(path, timeout=20)) as db, db:
-            return db.execute(query.replace("%s", "?"), params).fetchall()
-
-    return run
-
-
-def _postgres(url: str) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
-    def run(query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with psycopg.connect(url, autocommit=True) as db, db.cursor() as cursor:
-            cursor.execute(query.encode(), params)
-            return cursor.fetchall() if cursor.description else []
-
-    return run
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def limited(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, log_dir: Path
 ) -> Iterator[Limited]:
-    database = f"switchboard_limits_{uuid.uuid4().hex[:10]}"
-    if request.param == "postgres":
-        try:
-            _postgres(POSTGRES_URL)(f'CREATE DATABASE "{database}"', ())
-        except psycopg.Error:
-            skip_or_fail(f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
-        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{database}"
-        sql = _postgres(url)
-    else:
-        path = tmp_path_factory.mktemp("limits") / "db.sqlite3"
-        url, sql = f"sqlite:///{path}", _sqlite(path)
-    env = child_env(DATABASE_URL=url, **LIMITS)
-    servers: list[Service] = []
-    try:
+    with ExitStack() as cleanup:
+        if request.param == "postgres":
+            url = cleanup.enter_context(postgres_database("switchboard_limits"))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('limits') / 'db.sqlite3'}"
+        env = child_env(DATABASE_URL=url, **LIMITS)
         done = subprocess.run(
             [sys.executable, "manage.py", "shell", "-c", SETUP],
             cwd=BASE_DIR,
@@ -258,14 +229,10 @@ def limited(
         made = json.loads(done.stdout.strip().splitlines()[-1])
         with ThreadPoolExecutor(max_workers=2) as pool:
             started = list(pool.map(lambda _: daphne(env, log_dir / "limits"), range(2)))
-        servers.extend(service for service, _ in started)
-        urls = [url for _, url in started]
-        yield Limited(urls, made["tokens"], made["ids"], "limited", sql)
-    finally:
-        for service in servers:
-            service.stop()
-        if request.param == "postgres":
-            _postgres(POSTGRES_URL)(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', ())
+        for service, _ in started:
+            cleanup.callback(service.stop)
+        urls = [server_url for _, server_url in started]
+        yield Limited(urls, made["tokens"], made["ids"], "limited", sql_runner(url))
 
 
 def all_at_once(requests: list[Callable[[], tuple[int, Any, Any]]]) -> list[tuple[int, Any, Any]]:
