@@ -228,9 +228,10 @@ class JobListView(ListAPIView):
             "Writes the job, then hands it to the broker to run after `countdown` seconds (or at "
             "`eta`). Answers 202 with the job, its `status_url` (also in `Location`) to poll and "
             "its socket `channel`. A retried POST with the same `Idempotency-Key` returns the "
-            "same job. Enqueues are rate limited per user (429 `throttled`), and a user may have "
-            "at most `JOBS_MAX_ACTIVE_PER_USER` unfinished jobs (429 `too_many_active_jobs`); "
-            "both answer with `Retry-After`."
+            "same job; one the broker refused (503 `broker_unavailable`) is queued again, and "
+            "then counts as a new job would. Enqueues are rate limited per user (429 "
+            "`throttled`), and a user may have at most `JOBS_MAX_ACTIVE_PER_USER` unfinished "
+            "jobs (429 `too_many_active_jobs`); both answer with `Retry-After`."
         ),
         request=EnqueueSerializer,
         parameters=[

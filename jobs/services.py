@@ -56,7 +56,8 @@ def job_enqueue(
 
     A repeated `idempotency_key` returns the job it created first. If the broker refuses the
     message the job is marked failed and `broker_unavailable` is raised: it will not run, and a
-    retry with the same key queues that same job again.
+    retry with the same key queues that same job again, within the active-jobs cap as a new
+    job would be.
     """
     job_kind = kind_get(kind)
     if job_kind is None:
@@ -71,7 +72,7 @@ def job_enqueue(
     if idempotency_key is not None:
         earlier = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if earlier is not None:
-            return _job_resend_unqueued(earlier, now=now, run_at=run_at), False
+            return _job_resend_unqueued(earlier, owner=owner, now=now, run_at=run_at), False
     try:
         with transaction.atomic():
             _owner_lock_below_active_cap(owner)
@@ -105,10 +106,20 @@ def _owner_lock_below_active_cap(owner: User) -> None:
     already) makes simultaneous enqueues of one user count one after another, so they never
     add up past the cap. Other users' enqueues do not wait.
     """
+    if not settings.JOBS_MAX_ACTIVE_PER_USER:
+        return
+    _owner_lock(owner)
+    _below_active_cap(owner)
+
+
+def _owner_lock(owner: User) -> None:
+    User.objects.select_for_update().only("pk").get(pk=owner.pk)
+
+
+def _below_active_cap(owner: User) -> None:
     cap = settings.JOBS_MAX_ACTIVE_PER_USER
     if not cap:
         return
-    User.objects.select_for_update().only("pk").get(pk=owner.pk)
     active = Job.objects.filter(owner=owner, status__in=(*WAITING, JobStatus.RUNNING)).count()
     if active >= cap:
         raise JobError(
@@ -164,13 +175,24 @@ def _jobs_maybe_lost(waiting: QuerySet[Job], now: datetime) -> list[Job]:
     ]
 
 
-def _job_resend_unqueued(job: Job, *, now: datetime, run_at: datetime) -> Job:
-    """A retried enqueue of a job that the broker refused: queue that same job again."""
-    unqueued = job.status == JobStatus.FAILED and job.started_at is None
-    if not unqueued or (job.error or {}).get("type") != BROKER_UNAVAILABLE:
+def _job_resend_unqueued(job: Job, *, owner: User, now: datetime, run_at: datetime) -> Job:
+    """A retried enqueue of a job that the broker refused: queue that same job again.
+
+    The refused job is failed, so not counted: queueing it again takes a place under the
+    active-jobs cap, under the owner's lock, as a new job does. Any other job is returned as
+    it is.
+    """
+    if not _refused_by_broker(job):
         return job
     with transaction.atomic():
-        reopened = Job.objects.filter(pk=job.pk, status=JobStatus.FAILED, started_at=None).update(
+        _owner_lock(owner)
+        # Read again under the lock: a simultaneous retry may have queued it meanwhile, and
+        # then this is a replay of a queued job, not a new place taken.
+        job = Job.objects.get(pk=job.pk)
+        if not _refused_by_broker(job):
+            return job
+        _below_active_cap(owner)
+        Job.objects.filter(pk=job.pk).update(
             status=JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED,
             run_at=run_at,
             error=None,
@@ -179,11 +201,19 @@ def _job_resend_unqueued(job: Job, *, now: datetime, run_at: datetime) -> Job:
             seq=F("seq") + 1,
         )
         job = Job.objects.get(pk=job.pk)
-        if reopened:
-            _publish_update(job)
-    if reopened and (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY:
+        _publish_update(job)
+    if (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY:
         _dispatch(job)
     return Job.objects.get(pk=job.pk)
+
+
+def _refused_by_broker(job: Job) -> bool:
+    """Whether the job failed because the broker refused its message (so it never ran)."""
+    return (
+        job.status == JobStatus.FAILED
+        and job.started_at is None
+        and (job.error or {}).get("type") == BROKER_UNAVAILABLE
+    )
 
 
 def _run_at(now: datetime, countdown: float | None, eta: datetime | None) -> datetime:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings as django_settings
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chat.models import Message
@@ -145,6 +146,57 @@ def test_unfinished_jobs_are_capped_per_user(settings):
     # a finished (here: cancelled) job frees its place
     assert alice.post(f"/api/jobs/{first.json()['id']}/cancel/").status_code == 200
     assert alice.post("/api/jobs/", LATER, format="json").status_code == 202
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_of_a_job_the_broker_refused_counts_against_the_cap(
+    settings, shared_env: dict[str, str], log_dir: Path
+):
+    # given: a job the broker refused (sent through a server whose broker does not answer),
+    # which is failed and so not counted; then the user fills the cap with other jobs
+    settings.JOBS_MAX_ACTIVE_PER_USER = 2
+    owner = UserFactory.create()
+    alice = signed_in(owner)
+    soon = {"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 60}
+    token = Token.objects.create(user=owner).key
+    server, url = daphne(dict(shared_env, CELERY_BROKER_URL="redis://127.0.0.1:1/0"), log_dir)
+    try:
+        status, lost, _ = http_json(
+            f"{url}/api/jobs/",
+            method="POST",
+            body=soon,
+            headers={"Authorization": f"Token {token}", "Idempotency-Key": "retry-me"},
+            timeout=30,
+        )
+    finally:
+        server.stop()
+    assert status == 503, lost
+    assert lost["code"] == "broker_unavailable"
+    (refused_job,) = Job.objects.filter(owner=owner)
+    assert refused_job.status == "failed"
+    later = [alice.post("/api/jobs/", LATER, format="json") for _ in range(2)]
+    assert [response.status_code for response in later] == [202, 202]
+
+    # when: the refused request is retried with its key
+    retried = alice.post("/api/jobs/", soon, format="json", HTTP_IDEMPOTENCY_KEY="retry-me")
+
+    # then: the retry would be a third unfinished job, so it is refused like a new one
+    assert_throttled(retried, "too_many_active_jobs", 60)
+    assert Job.objects.get(pk=refused_job.pk).status == "failed"
+    assert Job.objects.filter(owner=owner, status__in=("scheduled", "queued")).count() == 2
+
+    # when: a place is free again
+    assert alice.post(f"/api/jobs/{later[0].json()['id']}/cancel/").status_code == 200
+    retried = alice.post("/api/jobs/", soon, format="json", HTTP_IDEMPOTENCY_KEY="retry-me")
+    replayed = alice.post("/api/jobs/", soon, format="json", HTTP_IDEMPOTENCY_KEY="retry-me")
+
+    # then: the retry queues that same job, and a replay of it returns it again
+    assert retried.status_code == 202, retried.json()
+    assert retried.json()["id"] == str(refused_job.pk)
+    assert retried.json()["status"] == "scheduled"
+    assert replayed.status_code == 202
+    assert replayed.json()["id"] == str(refused_job.pk)
+    assert Job.objects.filter(owner=owner).count() == 3
 
 
 @pytest.mark.django_db
