@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
-from channels.middleware import BaseMiddleware
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth import get_user
@@ -53,33 +52,19 @@ def bearer_token(scope: Scope) -> str | None:
     return key.strip().decode("latin1")
 
 
-class OriginGuard:
+def handshake_origin_allowed(scope: Scope) -> bool:
     """Refuses cross-site sockets: a foreign Origin always, a missing or `null` one with a cookie.
 
     Browsers always send Origin, so a socket without one comes from a script; such a socket
     may not ride on a session cookie (that is what a cross-site attack would look like).
     """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
-        raw_origin = _header(scope, b"origin")
-        origin = raw_origin.decode("latin1") if raw_origin is not None else None
-        host_header = _header(scope, b"host")
-        host = host_header.decode("latin1") if host_header is not None else None
-        if origin in (None, "null"):
-            allowed = not self._has_session_cookie(scope)
-        else:
-            allowed = origin_allowed(origin, host)
-        if not allowed:
-            return await WebsocketDenier()(scope, receive, send)
-        return await self.inner(scope, receive, send)
-
-    @staticmethod
-    def _has_session_cookie(scope: Scope) -> bool:
+    raw_origin = _header(scope, b"origin")
+    origin = raw_origin.decode("latin1") if raw_origin is not None else None
+    if origin in (None, "null"):
         cookie = _header(scope, b"cookie") or b""
-        return settings.SESSION_COOKIE_NAME.encode() + b"=" in cookie
+        return settings.SESSION_COOKIE_NAME.encode() + b"=" not in cookie
+    host_header = _header(scope, b"host")
+    return origin_allowed(origin, host_header.decode("latin1") if host_header else None)
 
 
 def session_key(scope: Scope) -> str | None:
@@ -89,27 +74,10 @@ def session_key(scope: Scope) -> str | None:
 
 
 @database_sync_to_async
-def session_user(session_key: str | None) -> AbstractBaseUser | AnonymousUser:
+def session_user(session_key: str) -> AbstractBaseUser | AnonymousUser:
     """The user a session cookie names (Django's own checks, incl. the session hash)."""
-    if not session_key:
-        return AnonymousUser()
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     return get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
-
-
-class SessionAuthMiddleware:
-    """Read-only session auth: the cookie names the user, nothing is written back.
-
-    Channels' SessionMiddleware wraps `send` to save sessions, which costs a check on every
-    frame a socket is sent; sockets here never change the session, so no wrapper is needed.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
-        user = await session_user(session_key(scope))
-        return await self.inner(dict(scope, user=user), receive, send)
 
 
 @database_sync_to_async
@@ -120,19 +88,34 @@ def user_for_token(key: str) -> AbstractBaseUser | None:
     return token.user
 
 
-class TokenAuthMiddleware(BaseMiddleware):
-    """Authenticates a socket by its `Authorization` header; a bad token is refused, not ignored."""
+class HandshakeGate:
+    """Every socket's handshake checks: the Origin policy, then who the user is.
+
+    A token (`Authorization` header) wins over a session cookie, and a bad token is refused,
+    not ignored; the session is only read, never written back (Channels' SessionMiddleware
+    wraps `send` to save it, a check on every frame a socket is sent). One layer, not one per
+    check: each ASGI layer keeps a coroutine frame, often a scope copy too, for as long as
+    its socket is open.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
-        key = bearer_token(scope)
-        if key is not None:
-            user = await user_for_token(key) if key else None
+        if not handshake_origin_allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        token = bearer_token(scope)
+        if token is None:
+            session = session_key(scope)  # none: anonymous, with no trip to the database thread
+            scope = dict(scope, user=await session_user(session) if session else AnonymousUser())
+        else:
+            user = await user_for_token(token) if token else None
             if user is None:
                 return await WebsocketDenier()(scope, receive, send)
             scope = dict(scope, user=user, auth_method="token")
-        return await super().__call__(scope, receive, send)
+        return await self.inner(scope, receive, send)
 
 
 def websocket_security_stack(inner: Any) -> Any:
-    """Origin check, then session cookie auth, then token auth (which wins when both are sent)."""
-    return OriginGuard(SessionAuthMiddleware(TokenAuthMiddleware(inner)))
+    """Origin check, then token or session cookie auth (the token wins when both are sent)."""
+    return HandshakeGate(inner)

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from redis import Redis as SyncRedis
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from . import events
 
@@ -32,7 +32,12 @@ def redis_client() -> Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = Redis.from_url(settings.REDIS_URL)
+        # A bounded pool: a thousand sockets joining at once queue for a few dozen connections
+        # instead of each opening (and the pool then keeping) one of its own.
+        pool = BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=settings.SWITCHBOARD_REDIS_CONNECTIONS, timeout=5
+        )
+        client = _clients[loop] = Redis(connection_pool=pool)
     return client
 
 

@@ -292,6 +292,10 @@ SWITCHBOARD_REPLAY_LIMIT = env.int("SWITCHBOARD_REPLAY_LIMIT", default=500)
 # jobs catch up from the database.
 SWITCHBOARD_HEARTBEAT = env.float("SWITCHBOARD_HEARTBEAT", default=5.0)
 
+# Redis connections each server process keeps for presence and socket accounting; callers
+# beyond that wait (up to 5 s) for one to be free.
+SWITCHBOARD_REDIS_CONNECTIONS = env.int("SWITCHBOARD_REDIS_CONNECTIONS", default=32)
+
 # Presence: each process refreshes its sockets' entries every REFRESH seconds; an entry not
 # refreshed for TTL seconds (its process died) is dropped and the room told.
 SWITCHBOARD_PRESENCE_REFRESH = env.float("SWITCHBOARD_PRESENCE_REFRESH", default=15.0)
