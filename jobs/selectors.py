@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from realtime import events
 
-from .models import Job, JobLogLine
+from .models import WAITING, Job, JobLogLine
 
 LOG_PAGE_MAX = 500
 
@@ -28,6 +30,27 @@ def job_get(*, job_id: Any, viewer: User) -> Job | None:
 def job_list(*, owner: User, status: str | None = None) -> QuerySet[Job]:
     jobs = Job.objects.filter(owner=owner)
     return jobs.filter(status=status) if status else jobs
+
+
+def jobs_changed_since(*, owner_id: int, since: datetime, limit: int) -> list[Job]:
+    """The owner's jobs that may have changed at or after `since`; at most `limit`, newest first.
+
+    A job has no `updated_at`; each change that counts in its `seq` leaves a timestamp instead,
+    except a cancel request, which stamps nothing until the job stops. The test is loose on
+    purpose (a waiting job whose countdown ends after `since` matches though it may not have
+    changed): callers de-duplicate by `seq`, and must never miss a change.
+    """
+    lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    changed = (
+        Q(created_at__gte=since)  # enqueued
+        | Q(started_at__gte=since)  # claimed by a worker
+        | Q(lease_expires_at__gte=since + lease)  # progress: the lease runs from then
+        | Q(finished_at__gte=since)  # succeeded, failed, cancelled, reaped, refused by the broker
+        | Q(status__in=WAITING, run_at__gte=since)  # queued again after a broker refusal
+        | Q(cancel_requested=True, finished_at=None)  # cancel requested, not yet stopped
+    )
+    jobs = Job.objects.filter(owner_id=owner_id).filter(changed).order_by("-created_at")
+    return list(jobs[:limit])
 
 
 def job_log(*, job: Job, after: int = 0, limit: int = 100) -> list[JobLogLine]:

@@ -149,7 +149,7 @@ class GatewayConsumer(RoomSocket):
                 )
             group = owner_group(viewer.pk)
             self.group_subscriptions[frame.channel] = (group, subscription)
-            await self.hub.join_group(group, subscription, job_id=None)
+            await self.hub.join_group(group, subscription, job_id=None, owner_id=viewer.pk)
             await self.send_frame(
                 events.SubscribedFrame(channel=frame.channel, seq=0, ref=frame.ref)
             )

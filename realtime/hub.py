@@ -12,16 +12,20 @@ import json
 import logging
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import timezone
 
 from chat.models import Message, Room
 from chat.services import message_frame
 from jobs.models import Job
+from jobs.selectors import jobs_changed_since
 from jobs.services import job_update_event
 
 from . import accounts, events, presence
@@ -348,13 +352,18 @@ class Hub:
                     await self.layer.group_discard(room_group(slug), self.channel)
 
     async def join_group(
-        self, group: str, subscription: Subscription, *, job_id: str | None
+        self,
+        group: str,
+        subscription: Subscription,
+        *,
+        job_id: str | None,
+        owner_id: int | None = None,
     ) -> None:
-        """Add a socket to one job's group (`job_id`) or an owner's; later events reach it."""
+        """Add a socket to one job's group (`job_id`) or an owner's (`owner_id`); events follow."""
         async with self._lock(group):
             feed = self.group_feeds.get(group)
             if feed is None:
-                feed = self.group_feeds[group] = JobFeed(group, job_id=job_id)
+                feed = self.group_feeds[group] = JobFeed(group, job_id=job_id, owner_id=owner_id)
                 await self._add_group(group)
             assert isinstance(feed, JobFeed)
             feed.subscriptions.add(subscription)
@@ -422,15 +431,29 @@ class JobFeed:
     """Job events in this process: each update once and never older than one already sent.
 
     An update carries the job's whole state, so a missed one is superseded by the next; log
-    lines a client already has (counted in its snapshot) are not sent again.
+    lines a client already has (counted in its snapshot) are not sent again. After an outage of
+    the layer, a job's feed re-reads its job; an owner's feed (`owner_id`) re-reads the owner's
+    jobs that changed since it last heard from the layer before the outage.
     """
 
-    def __init__(self, group: str, *, job_id: str | None) -> None:
+    # An owner's catch-up re-reads at most this many jobs, newest first: an outage during which
+    # more of them changed leaves the older ones to their next update (or to REST).
+    CATCH_UP_LIMIT = 500
+    # Changes are stamped by other machines' clocks, and commit a little after their stamp.
+    CATCH_UP_MARGIN = timedelta(minutes=1)
+
+    def __init__(self, group: str, *, job_id: str | None, owner_id: int | None = None) -> None:
         self.group = group
         self.job_id = job_id  # one job: its `seq` orders it; else many jobs, ordered each
+        self.owner_id = owner_id
         self.single = job_id is not None
         self.subscriptions: set[Subscription] = set()
         self.last_seq: dict[str, int] = {}
+        # When the layer delivered to this feed: the times within the last `recovery_window()`
+        # (one a second at most), and the latest before them. Its sockets joined after the
+        # feed was made, so nothing earlier concerns them.
+        self.heard_lately: deque[datetime] = deque()
+        self.heard_before = timezone.now()
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.task = asyncio.create_task(self._run(), name=f"job-feed:{group}")
 
@@ -444,10 +467,60 @@ class JobFeed:
 
     async def _event(self, event: dict[str, Any]) -> None:
         if event["type"] == CHECK:
+            await self._catch_up()
+        else:
+            self._heard(timezone.now())
+            self._relay(event)
+
+    async def _catch_up(self) -> None:
+        """Deliveries resumed after an outage: send what changed meanwhile, in its current state.
+
+        An owner's feed cannot go by the jobs it has relayed: one created, or first changed,
+        during the outage is not among them.
+        """
+        now = timezone.now()
+        if self.owner_id is None:
             known = {*self.last_seq, *([self.job_id] if self.job_id else [])}
-            for update in await job_updates(sorted(known)):
-                await self._event(update)
-            return
+            updates = await job_updates(sorted(known))
+        else:
+            since = self._heard_before(now) - self.CATCH_UP_MARGIN
+            updates = await owner_job_updates(self.owner_id, since, self.CATCH_UP_LIMIT)
+            if len(updates) >= self.CATCH_UP_LIMIT:
+                logger.warning(
+                    "%s: catch-up stopped at the newest %d jobs", self.group, len(updates)
+                )
+        for update in reversed(updates):  # oldest job first
+            self._relay(update)
+
+    def _heard(self, now: datetime) -> None:
+        """Note that the layer delivered to this feed at `now`."""
+        if not self.heard_lately or now - self.heard_lately[-1] >= timedelta(seconds=1):
+            self.heard_lately.append(now)
+        self._heard_before(now)
+
+    def _heard_before(self, now: datetime) -> datetime:
+        """The last time the layer delivered to this feed, `recovery_window()` before `now`.
+
+        At a check, that is before the outage that just ended: deliveries may have resumed up
+        to that window before the check, so what came within it may have come after the outage.
+        """
+        window = self.recovery_window()
+        while self.heard_lately and self.heard_lately[0] < now - window:
+            self.heard_before = self.heard_lately.popleft()
+        return self.heard_before
+
+    @staticmethod
+    def recovery_window() -> timedelta:
+        """How long after deliveries resume the hub may take to send its check, at the most.
+
+        Once this process receives again, the heartbeat tick under way ends (within its
+        timeout), the next sends a heartbeat, the one after sees it back and sends the check.
+        The window is generous: too long a one only makes a catch-up read more.
+        """
+        interval = settings.SWITCHBOARD_HEARTBEAT
+        return timedelta(seconds=3 * (interval + max(2 * interval, 5.0)))
+
+    def _relay(self, event: dict[str, Any]) -> None:
         text = json.dumps(event["frame"])
         if event["type"] == "job.update":
             seq, job = int(event["seq"]), str(event["job"])
@@ -467,6 +540,13 @@ class JobFeed:
 def job_updates(job_ids: list[str]) -> list[dict[str, Any]]:
     """`job.update` events with the current state of these jobs (to repair missed ones)."""
     return [job_update_event(job) for job in Job.objects.filter(pk__in=job_ids)]
+
+
+@database_sync_to_async
+def owner_job_updates(owner_id: int, since: datetime, limit: int) -> list[dict[str, Any]]:
+    """`job.update` events of the owner's jobs that changed since `since`, newest first."""
+    jobs = jobs_changed_since(owner_id=owner_id, since=since, limit=limit)
+    return [job_update_event(job) for job in jobs]
 
 
 def _deliver(subscription: Subscription, seq: int | None, text: str) -> None:

@@ -9,15 +9,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 from redis import Redis
 from rest_framework.authtoken.models import Token
 
 from config.redis_server import PrivateRedis
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 from jobs.services import job_cancel, job_enqueue
 from tests.factories import RoomFactory, UserFactory
 from tests.support.processes import Service, child_env, daphne, http_json
@@ -131,4 +133,67 @@ async def test_a_job_update_lost_while_redis_was_away_arrives_after_it_returns(f
     # then: the job feed re-reads the job once the layer delivers again
     update = await client.expect("job.update", timeout=20)
     assert update["job"]["status"] == "cancelled"
+    await client.close()
+
+
+async def enqueue(url: str, headers: dict[str, str]) -> str:
+    """A job enqueued over REST (its countdown keeps it waiting); its id."""
+    status, reply, _ = await sync_to_async(http_json)(
+        f"{url}/api/jobs/",
+        method="POST",
+        body={"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 3600},
+        headers=headers,
+        timeout=30,
+    )
+    assert status == 202, reply
+    return str(reply["id"])
+
+
+async def test_jobs_mine_gets_each_job_changed_while_redis_was_away_once(faulty):
+    # given: the owner follows all their jobs; one waits out a countdown (its creation came
+    # before the subscription), one finished long ago
+    def make() -> tuple[Job, str]:
+        owner = UserFactory.create()
+        hour_ago = timezone.now() - timedelta(hours=1)
+        old = Job.objects.create(
+            owner=owner,
+            kind="demo.sleep",
+            status=JobStatus.SUCCEEDED,
+            created_at=hour_ago - timedelta(minutes=5),
+            run_at=hour_ago - timedelta(minutes=5),
+            started_at=hour_ago - timedelta(minutes=4),
+            finished_at=hour_ago,
+            seq=3,
+        )
+        return old, str(Token.objects.create(user=owner).key)
+
+    old, token = await sync_to_async(make)()
+    headers = {"Authorization": f"Token {token}"}
+    waiting = await enqueue(faulty.url, headers)
+    client = await WsClient.open(faulty.url, additional_headers=headers)
+    assert (await client.request(type="subscribe", channel="jobs:mine"))["type"] == "subscribed"
+
+    # when: while this server's Redis is away (the events it publishes are lost), a job is
+    # enqueued and the waiting one is cancelled, over its REST API
+    faulty.redis.stop()
+    created = await enqueue(faulty.url, headers)
+    status, reply, _ = await sync_to_async(http_json)(
+        f"{faulty.url}/api/jobs/{waiting}/cancel/", method="POST", headers=headers, timeout=30
+    )
+    assert status == 200, reply
+    faulty.redis.start()
+
+    # then: once the layer delivers again, each arrives in its current state; a job enqueued
+    # afterwards arrives live, after them, and nothing else came (the old job is not resent)
+    updates: dict[str, tuple[str, int]] = {}
+    for _ in range(2):
+        update = (await client.expect("job.update", timeout=20))["job"]
+        updates[update["id"]] = (update["status"], update["seq"])
+    assert updates == {created: ("scheduled", 1), waiting: ("cancelled", 3)}
+    after = await enqueue(faulty.url, headers)
+    live = (await client.expect("job.update", timeout=10))["job"]
+    assert (live["id"], live["seq"]) == (after, 1)
+    relayed = [f["job"]["id"] for f in client.frames if f["type"] == "job.update"]
+    assert relayed == [*updates, after]
+    assert str(old.pk) not in relayed
     await client.close()
