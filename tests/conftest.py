@@ -25,11 +25,10 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def database_url(settings_dict: dict[str, object]) -> str:
+def database_url(vendor: str, settings_dict: dict[str, object]) -> str:
     """The DATABASE_URL that points a child process at the same (test) database."""
-    engine = str(settings_dict["ENGINE"])
     name = str(settings_dict["NAME"])
-    if engine.endswith("sqlite3"):
+    if vendor == "sqlite":
         return f"sqlite:///{name}"
     user = quote(str(settings_dict.get("USER") or ""), safe="")
     password = quote(str(settings_dict.get("PASSWORD") or ""), safe="")
@@ -63,7 +62,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def shared_env(django_db_setup: None) -> dict[str, str]:
     """Environment for child processes that share this test run's database and Redis."""
-    return child_env(DATABASE_URL=database_url(connection.settings_dict))
+    return child_env(DATABASE_URL=database_url(connection.vendor, connection.settings_dict))
 
 
 @pytest.fixture(scope="session")

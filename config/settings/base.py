@@ -87,7 +87,11 @@ WHITENOISE_INDEX_FILE = True
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if SQLITE:
+    # Django's backend, but the WAL is checkpointed by a thread of each process rather than
+    # inside whichever commit fills it (config/sqlite/base.py).
+    DATABASES["default"]["ENGINE"] = "config.sqlite"
     # The ASGI server and the Celery worker write to one file: WAL lets readers run beside
     # the writer, IMMEDIATE takes the write lock at BEGIN (no lock upgrade deadlocks) and
     # the timeout makes a writer wait for the lock instead of failing "database is locked".
@@ -107,9 +111,8 @@ elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
 # unless CONN_MAX_AGE keeps it. On SQLite that close is dear: the last connection to close
 # checkpoints the WAL into the database file, so each posted message paid for a checkpoint
 # and a reopen. A kept SQLite connection is just an open file.
-_sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int(
-    "DATABASE_CONN_MAX_AGE", default=600 if _sqlite else 0
+    "DATABASE_CONN_MAX_AGE", default=600 if SQLITE else 0
 )
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 

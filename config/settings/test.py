@@ -25,7 +25,7 @@ os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"switchboard-test-{_run_id}"
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"switchboard-test-{_run_id}")
 
 from .base import *  # noqa: E402, F403
-from .base import CACHES, DATABASES, VAR_DIR, env  # noqa: E402
+from .base import CACHES, DATABASES, SQLITE, VAR_DIR, env  # noqa: E402
 
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-not-for-any-deployment"
@@ -42,7 +42,7 @@ JOBS_MAX_ACTIVE_PER_USER = env.int("JOBS_MAX_ACTIVE_PER_USER", default=0)
 # This run's cache keys (rate limit counters) apart from any other run's on the same Redis.
 CACHES["default"]["KEY_PREFIX"] = f"switchboard-test-{_run_id}"
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if SQLITE:
     # A file, not SQLite's in-memory default, so the worker and server processes that the
     # fixtures start can open the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_run_id}.sqlite3")}
