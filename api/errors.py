@@ -159,6 +159,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, DatabaseOperationalError | InterfaceError):
         # Connection refused or lost: the transaction (if any) was rolled back, so the client
         # may retry. Other database errors (integrity, programming) stay 500s: they are bugs.
+        logger.warning("database unavailable: %r", exc)
         exc = DatabaseUnavailable()
     response = drf_exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
