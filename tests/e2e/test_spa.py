@@ -434,6 +434,7 @@ async def test_the_page_resumes_after_its_server_restarts(
     bob = await visit(open_page, "bob", f"{spa_server.url}/#/rooms/{slug}")
     await sign_in(bob, "bob")
     await say(alice, "before 1")
+    await expect(messages(bob)).to_have_text(["before 1"])  # else the two posts race
     await say(bob, "before 2")
     await expect(messages(alice)).to_have_text(["before 1", "before 2"])
     job_id = await enqueue(alice, "demo.sleep", countdown=1, steps=4, max_seconds=0.5)
@@ -459,6 +460,7 @@ async def test_the_page_resumes_after_its_server_restarts(
     await expect(messages(alice)).to_have_text(resumed)
     await expect(alice.locator("#outbox li")).to_have_count(0)
     await say(bob, "after")
+    await expect(messages(alice)).to_have_text([*resumed, "after"])
     await say(alice, "back")
     expected = [*resumed, "after", "back"]
     await expect(messages(alice)).to_have_text(expected)
@@ -488,6 +490,8 @@ async def test_the_page_works_from_another_origin(spa_server, static_origin, peo
     # when: alice signs in there (with a token: the API's cookies are another site's)
     await sign_in(alice, "alice")
     await say(alice, "hello from elsewhere")
+    # bob answers what he has seen (else the two posts race and either may take the first seq)
+    await expect(messages(bob)).to_have_text(["hello from elsewhere"])
     await say(bob, "heard you")
 
     # then
