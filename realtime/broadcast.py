@@ -10,8 +10,11 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
+from collections import deque
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -37,15 +40,83 @@ def publish_now(group: str, event: dict[str, Any]) -> None:
     """Send `event` to `group` from sync code; a failure is logged, never raised to the caller.
 
     The write it announces is already committed, and receivers repair gaps from the database.
+    Sync code called from an event loop (a socket's database call, an ASGI request's view) has
+    that loop send it, after every event committed before it, and goes on at once: the
+    database thread, which every socket of the process queues for, never waits on Redis.
+    Elsewhere (a Celery worker, a management command) the call returns once it is sent.
     """
     layer = get_channel_layer()
     if layer is None:
         return
+    loop = _calling_loop()
+    if loop is not None:
+        try:
+            loop.call_soon_threadsafe(_publisher(loop).put, layer, group, event)
+            return
+        except RuntimeError:  # that loop has closed: send it from here after all
+            pass
     try:
         future = asyncio.run_coroutine_threadsafe(layer.group_send(group, event), _loop())
         future.result(PUBLISH_TIMEOUT)
     except Exception:
         logger.exception("broadcast to %s failed", group)
+
+
+def _calling_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop whose `sync_to_async` call this thread is running, if any.
+
+    asgiref records it per thread for its own `async_to_sync` (which uses the same attributes).
+    """
+    local = SyncToAsync.threadlocal
+    if getattr(local, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop = getattr(local, "main_event_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running() else None
+
+
+# Events a loop may hold while Redis is slow or away. Past that the oldest are dropped: each
+# announced a committed write, and receivers fetch what they missed from the database.
+MAX_PENDING = 10_000
+
+
+class _Publisher:
+    """One event loop's outgoing events, sent one at a time in the order they were committed."""
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[Any, str, dict[str, Any]]] = deque(maxlen=MAX_PENDING)
+        self.task: asyncio.Task[None] | None = None
+
+    def put(self, layer: Any, group: str, event: dict[str, Any]) -> None:
+        if len(self.queue) == MAX_PENDING:
+            logger.warning("broadcast backlog full; dropping the oldest event")
+        self.queue.append((layer, group, event))
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._send_all())
+
+    async def _send_all(self) -> None:
+        try:
+            while self.queue:
+                layer, group, event = self.queue.popleft()
+                try:
+                    async with asyncio.timeout(PUBLISH_TIMEOUT):
+                        await layer.group_send(group, event)
+                except Exception:
+                    logger.exception("broadcast to %s failed", group)
+        finally:
+            self.task = None
+
+
+_publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Publisher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _publisher(loop: asyncio.AbstractEventLoop) -> _Publisher:
+    with _state_lock:
+        publisher = _publishers.get(loop)
+        if publisher is None:
+            publisher = _publishers[loop] = _Publisher()
+        return publisher
 
 
 _state: dict[str, Any] = {}

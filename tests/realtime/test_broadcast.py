@@ -1,0 +1,82 @@
+"""Publishing after commit: in commit order, and never with the database thread waiting on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from realtime import broadcast
+
+
+class StalledLayer:
+    """A channel layer whose sends wait until the test lets Redis answer."""
+
+    def __init__(self) -> None:
+        self.answering = asyncio.Event()
+        self.sent: list[int] = []
+
+    async def group_send(self, group: str, event: dict[str, Any]) -> None:
+        await self.answering.wait()
+        self.sent.append(event["n"])
+
+
+@pytest.fixture
+def layer(monkeypatch: pytest.MonkeyPatch) -> StalledLayer:
+    stalled = StalledLayer()
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: stalled)
+    return stalled
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_database_thread_goes_on_while_redis_is_slow_and_events_keep_their_order(layer):
+    def commit_three() -> float:
+        started = time.monotonic()
+        for n in (1, 2, 3):
+            broadcast.publish_now("room.lobby", {"type": "room.message", "n": n})
+        return time.monotonic() - started
+
+    # when: sync code run from this loop (as a socket's database call is) publishes
+    took = await sync_to_async(commit_three, thread_sensitive=True)()
+
+    # then: it did not wait for Redis; the loop sends the events, in order, once it answers
+    assert took < 0.5
+    assert layer.sent == []
+    layer.answering.set()
+    await until(lambda: layer.sent == [1, 2, 3])
+
+
+async def test_a_full_backlog_drops_the_oldest_events(layer, monkeypatch, caplog):
+    monkeypatch.setattr(broadcast, "MAX_PENDING", 3)
+    monkeypatch.setattr(broadcast, "_publishers", type(broadcast._publishers)())
+
+    def commit(numbers: range) -> None:
+        for n in numbers:
+            broadcast.publish_now("room.lobby", {"type": "room.message", "n": n})
+
+    # when: the first event is stuck with Redis while six more are committed
+    await sync_to_async(commit, thread_sensitive=True)(range(1, 8))
+    await asyncio.sleep(0.05)
+    layer.answering.set()
+
+    # then: the one in flight and the newest three go out; receivers repair the gap by seq
+    await until(lambda: len(layer.sent) == 4)
+    assert layer.sent == [1, 5, 6, 7]
+    assert "dropping the oldest event" in caplog.text
+
+
+def test_code_outside_any_event_loop_returns_once_the_event_is_sent(layer):
+    layer.answering.set()  # an asyncio.Event may be set from here before the loop uses it
+
+    broadcast.publish_now("room.lobby", {"type": "room.message", "n": 1})
+
+    assert layer.sent == [1]
