@@ -46,7 +46,7 @@ class Message(models.Model):
     client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
-        ordering = ["room", "seq"]
+        ordering = ["room_id", "seq"]  # not "room": that would join chat_room to sort by slug
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="chat_message_room_seq"),
             models.UniqueConstraint(

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from chat.errors import ChatError
 from chat.models import Room
-from chat.selectors import messages_between
-from chat.services import message_frame, message_post
+from chat.selectors import messages_between, room_get
+from chat.services import PostResult, message_frame, message_post
 from jobs.models import Job
 from jobs.selectors import job_get, job_state_model
 from jobs.services import job_group, owner_group
@@ -43,6 +43,15 @@ def read_replay(room: Room, since: int | None) -> Replay:
         return Replay(last_seq, None)
     messages = messages_between(room_id=room.pk, after=since, upto=last_seq)
     return Replay(last_seq, [message_frame(m, room.slug) for m in messages])
+
+
+@database_sync_to_async
+def post_to_room(slug: str, author: Any, body: str, client_id: str | None) -> PostResult | None:
+    """Post to the room named `slug` (None: no such room), in one trip to the database thread."""
+    room = room_get(slug=slug)
+    if room is None:
+        return None
+    return message_post(room=room, author=author, body=body, client_id=client_id)
 
 
 @database_sync_to_async
@@ -183,20 +192,17 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
 
     async def on_chat_send(self, frame: events.ChatSendFrame) -> None:
-        room = await find_room(frame.room)
-        if room is None:
-            raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
         author = self.user if self.identity is not None else None
         try:
-            result = await database_sync_to_async(message_post)(
-                room=room, author=author, body=frame.body, client_id=frame.client_id
-            )
+            result = await post_to_room(frame.room, author, frame.body, frame.client_id)
         except ChatError as exc:
             raise NotParsed(events.ErrorCode(exc.code.value), exc.detail, frame.ref) from exc
+        if result is None:
+            raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
         message = result.message
         await self.send_frame(
             events.ChatSentFrame(
-                room=room.slug,
+                room=frame.room,
                 seq=message.seq,
                 id=message.pk,
                 client_id=message.client_id,
