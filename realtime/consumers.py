@@ -15,6 +15,10 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import InterfaceError, OperationalError
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.models import Room
 from chat.selectors import room_get
@@ -32,6 +36,14 @@ MAX_FRAME_BYTES = 64 * 1024
 # Frames refused by the rate limit, with no pause of a second between them, after which the
 # socket counts as flooding and is closed.
 FLOOD_REFUSALS = 100
+# Failures of Redis or the database, not of the request: the client may retry it.
+UNAVAILABLE_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+    TimeoutError,
+)
 
 
 class NotParsed(Exception):
@@ -62,6 +74,14 @@ def _ref_of_small_frame(raw: str | None) -> str | int | None:
         ref = data.get("ref") if isinstance(data, dict) else None
         return events.ref_adapter.validate_python(ref)
     except (ValueError, RecursionError):
+        return None
+
+
+def valid_ref(value: Any) -> str | int | None:
+    """A request's `ref`, if it is one we can echo (even when the rest of the frame is bad)."""
+    try:
+        return events.ref_adapter.validate_python(value)
+    except ValidationError:
         return None
 
 
@@ -210,15 +230,29 @@ class RoomSocket(AsyncWebsocketConsumer):
             if ref is not None or self.refused == 1:
                 await self.refuse(events.ErrorCode.RATE_LIMITED, "Too many frames; slow down.", ref)
             return
+        data: dict[str, Any] = {}
         try:
             data = self.parse(text_data if text_data is not None else bytes_data)
             await self.handle(data)
         except NotParsed as problem:
             await self.refuse(problem.code, problem.detail, problem.ref)
+        except UNAVAILABLE_ERRORS as exc:
+            # Redis or the database is away: nothing was done, and the same request may
+            # succeed in a moment.
+            logger.warning("socket frame failed, a service is unavailable: %r", exc)
+            await self.refuse(
+                events.ErrorCode.UNAVAILABLE,
+                "A service the server needs is unavailable; try again shortly.",
+                valid_ref(data.get("ref")),
+            )
         except Exception:
             # A bug costs one request, not the connection; the traceback stays in the log.
             logger.exception("socket frame failed")
-            await self.refuse(events.ErrorCode.INTERNAL_ERROR, "The server failed this frame.")
+            await self.refuse(
+                events.ErrorCode.INTERNAL_ERROR,
+                "The server failed this frame.",
+                valid_ref(data.get("ref")),
+            )
 
     def parse(self, raw: str | bytes | None) -> dict[str, Any]:
         # The size is checked before parsing; nesting and huge numbers fail inside `loads`.
@@ -243,8 +277,8 @@ class RoomSocket(AsyncWebsocketConsumer):
     async def join_room(self, room: Room, fmt: str) -> Subscription:
         """Subscribe to a room's live feed; messages wait in the subscription until `go_live`."""
         subscription = Subscription(self.push_text, fmt, self.conn_id, self.identity)
-        self.subscriptions[room.slug] = subscription
         await self.hub.join(room.slug, room.pk, subscription)
+        self.subscriptions[room.slug] = subscription
         return subscription
 
     async def enter_presence(self, slug: str) -> None:

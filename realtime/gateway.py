@@ -20,7 +20,7 @@ from jobs.services import job_group, owner_group
 
 from . import events
 from .accounts import fingerprint
-from .consumers import NotParsed, RoomSocket, find_room, user_ref
+from .consumers import NotParsed, RoomSocket, find_room, user_ref, valid_ref
 from .hub import GATEWAY, Subscription
 from .middleware import user_for_token
 
@@ -72,7 +72,7 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(events.HelloFrame(user=self.identity))
 
     async def handle(self, data: dict[str, Any]) -> None:
-        ref = _valid_ref(data.get("ref"))
+        ref = valid_ref(data.get("ref"))
         kind = data.get("type")
         handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
@@ -120,7 +120,11 @@ class GatewayConsumer(RoomSocket):
         # Join the live feed first, then read: a message committed in between is both
         # replayed and held by the subscription, and `go_live` sends it once.
         subscription = await self.join_room(room, GATEWAY)
-        replay = await read_replay(room, frame.since)
+        try:
+            replay = await read_replay(room, frame.since)
+        except BaseException:
+            await self.leave_room(slug)  # so that the client may simply ask again
+            raise
         if replay.frames is None:
             await self.send_frame(
                 events.ResyncRequiredFrame(
@@ -157,8 +161,8 @@ class GatewayConsumer(RoomSocket):
                     events.ErrorCode.NOT_FOUND, "Sign in to follow your jobs.", frame.ref
                 )
             group = owner_group(viewer.pk)
-            self.group_subscriptions[frame.channel] = (group, subscription)
             await self.hub.join_group(group, subscription, job_id=None, owner_id=viewer.pk)
+            self.group_subscriptions[frame.channel] = (group, subscription)
             await self.send_frame(
                 events.SubscribedFrame(channel=frame.channel, seq=0, ref=frame.ref)
             )
@@ -169,10 +173,14 @@ class GatewayConsumer(RoomSocket):
         if viewer is None or await find_job(job_id, viewer) is None:
             raise NotParsed(events.ErrorCode.NOT_FOUND, "No such job.", frame.ref)
         group = job_group(job_id)
-        self.group_subscriptions[frame.channel] = (group, subscription)
         # Join first, then read: an update committed in between is in the snapshot or after it.
         await self.hub.join_group(group, subscription, job_id=job_id)
-        state = await read_job_state(job_id)
+        self.group_subscriptions[frame.channel] = (group, subscription)
+        try:
+            state = await read_job_state(job_id)
+        except BaseException:
+            await self.leave_group(frame.channel)  # so that the client may simply ask again
+            raise
         subscription.log_after = state.log_lines
         await self.send_frame(
             events.SubscribedFrame(channel=frame.channel, seq=state.seq, ref=frame.ref)
@@ -218,14 +226,6 @@ class GatewayConsumer(RoomSocket):
         "unsubscribe": on_unsubscribe,
         "chat.send": on_chat_send,
     }
-
-
-def _valid_ref(value: Any) -> str | int | None:
-    """The request's `ref`, if it is one we can echo (even when the rest of the frame is bad)."""
-    try:
-        return events.ref_adapter.validate_python(value)
-    except ValidationError:
-        return None
 
 
 def _describe(exc: ValidationError) -> str:

@@ -363,8 +363,8 @@ class Hub:
         async with self._lock(group):
             feed = self.group_feeds.get(group)
             if feed is None:
+                await self._add_group(group)  # first: a failure leaves no feed that hears nothing
                 feed = self.group_feeds[group] = JobFeed(group, job_id=job_id, owner_id=owner_id)
-                await self._add_group(group)
             assert isinstance(feed, JobFeed)
             feed.subscriptions.add(subscription)
 
@@ -374,8 +374,8 @@ class Hub:
         async with self._lock(group):
             feed = self.group_feeds.get(group)
             if feed is None:
-                feed = self.group_feeds[group] = AccountFeed(group)
                 await self._add_group(group)
+                feed = self.group_feeds[group] = AccountFeed(group)
             assert isinstance(feed, AccountFeed)
             feed.subscriptions.add(socket)
 
