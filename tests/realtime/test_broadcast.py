@@ -17,9 +17,11 @@ class StalledLayer:
 
     def __init__(self) -> None:
         self.answering = asyncio.Event()
+        self.asked: list[int] = []
         self.sent: list[int] = []
 
     async def group_send(self, group: str, event: dict[str, Any]) -> None:
+        self.asked.append(event["n"])
         await self.answering.wait()
         self.sent.append(event["n"])
 
@@ -64,7 +66,9 @@ async def test_a_full_backlog_drops_the_oldest_events(layer, monkeypatch, caplog
             broadcast.publish_now("room.lobby", {"type": "room.message", "n": n})
 
     # when: the first event is stuck with Redis while six more are committed
-    await sync_to_async(commit, thread_sensitive=True)(range(1, 8))
+    await sync_to_async(commit, thread_sensitive=True)(range(1, 2))
+    await until(lambda: layer.asked == [1])
+    await sync_to_async(commit, thread_sensitive=True)(range(2, 8))
     await asyncio.sleep(0.05)
     layer.answering.set()
 
