@@ -441,6 +441,9 @@ class JobFeed:
     CATCH_UP_LIMIT = 500
     # Changes are stamped by other machines' clocks, and commit a little after their stamp.
     CATCH_UP_MARGIN = timedelta(minutes=1)
+    # The last `seq` is kept for this many jobs, the most recently updated: an owner's feed
+    # lives as long as the owner has a tab open, and must not grow with every job they run.
+    REMEMBERED_JOBS = 1000
 
     def __init__(self, group: str, *, job_id: str | None, owner_id: int | None = None) -> None:
         self.group = group
@@ -521,16 +524,20 @@ class JobFeed:
         return timedelta(seconds=3 * (interval + max(2 * interval, 5.0)))
 
     def _relay(self, event: dict[str, Any]) -> None:
-        text = json.dumps(event["frame"])
         if event["type"] == "job.update":
             seq, job = int(event["seq"]), str(event["job"])
             if seq <= self.last_seq.get(job, 0):
                 return
-            self.last_seq[job] = seq
+            self.last_seq.pop(job, None)
+            self.last_seq[job] = seq  # the most recently updated job last
+            if len(self.last_seq) > self.REMEMBERED_JOBS:
+                del self.last_seq[next(iter(self.last_seq))]
+            text = json.dumps(event["frame"])
             for subscription in list(self.subscriptions):
                 _deliver(subscription, seq if self.single else None, text)
         elif event["type"] == "job.log":
             number = int(event["frame"]["number"])
+            text = json.dumps(event["frame"])
             for subscription in list(self.subscriptions):
                 if number > subscription.log_after:
                     _deliver(subscription, None, text)
