@@ -2,13 +2,21 @@
 
 DRF's own throttles read a request history, decide, then write it back: simultaneous
 requests all read the same history and all pass. Here each request increments one counter
-per client and window (Redis INCR), so exactly the allowed number get through. Windows are
-fixed (aligned on the period); `Retry-After` is the time left in the current one.
+per client and window (Redis INCR), so exactly the allowed number get through.
+
+The window slides: a request counts in full in its own period and fades out over the next,
+weighed by how much of the previous period still lies within the last one (whole requests
+only), as Cloudflare's rate limiter does
+(https://blog.cloudflare.com/counting-things-a-lot-of-different-things/). Aligned windows let
+a client spend the whole rate at the end of one period and again at the start of the next;
+here that burst is one request over the rate. A refused request is not counted, so a client
+that retries too early is not held off for longer.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -50,21 +58,45 @@ class WindowRateThrottle(BaseThrottle):
             else f"addr:{self.get_ident(request)}"
         )
         now = time.time()
-        window = int(now // period)
-        key = f"throttle:{self.scope}:{who}:{window}"
+        window, into = divmod(now, period)
+        key = f"throttle:{self.scope}:{who}:{int(window)}"
         try:
-            cache.add(key, 0, timeout=period + 1)
+            cache.add(key, 0, timeout=2 * period + 1)
             count = cache.incr(key)
+            earlier = int(cache.get(f"throttle:{self.scope}:{who}:{int(window) - 1}") or 0)
         except (RedisError, ValueError):
             # Limits protect the service; when Redis is down, the database's own limits
             # (the active jobs cap) still hold, and refusing every write would be worse.
             logger.warning("rate limit %s not counted: cache unavailable", self.scope)
             return True
-        self._wait = (window + 1) * period - now
-        return bool(count <= allowed)
+        fading = math.floor(earlier * (1 - into / period))  # the previous period's weight
+        if fading + count <= allowed:
+            return True
+        try:
+            cache.decr(key)
+        except (RedisError, ValueError):
+            logger.warning("rate limit %s: a refused request stays counted", self.scope)
+        self._wait = retry_after(allowed, period, into, earlier, count - 1)
+        return False
 
     def wait(self) -> float | None:
         return self._wait
+
+
+def retry_after(allowed: int, period: int, into: float, earlier: int, counted: int) -> float:
+    """Seconds until one more request fits, if no other comes meanwhile.
+
+    `counted` requests were let through in this period, `into` seconds into it, and
+    `earlier` in the one before.
+    """
+    room = allowed - counted - 1  # what the previous period may still weigh by then
+    if room >= 0:
+        # within this period, once enough of the previous one has faded out
+        wait = (1 - (room + 1) / earlier) * period - into if earlier else 0.0
+    else:
+        # in the next period, this one then being the one that fades out
+        wait = (period - into) + max(0.0, 1 - allowed / counted) * period
+    return max(1.0, wait)
 
 
 class EnqueueThrottle(WindowRateThrottle):

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from django.conf import settings as django_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from api import throttling
 from chat.models import Message
 from jobs.models import Job
 from tests.factories import RoomFactory, UserFactory
@@ -93,6 +95,37 @@ def test_posting_is_rate_limited_per_user(settings):
     assert_throttled(refused, "throttled", 60)
     assert bob.post(url, {"body": "hi"}, format="json").status_code == 201
     assert Message.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_the_window_slides_so_a_period_boundary_lets_no_second_burst_through(settings, monkeypatch):
+    # given: 10 a minute, and a clock the test moves (a minute starts at `start`)
+    settings.JOBS_ENQUEUE_RATE = "10/min"
+    start = 60.0 * 29_000_000
+    now = [start - 1.0]
+    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: now[0]))
+    alice = signed_in(UserFactory.create())
+
+    def enqueue(count: int) -> list[int]:
+        return [alice.post("/api/jobs/", LATER, format="json").status_code for _ in range(count)]
+
+    # when: the whole rate in the last second of one minute, then more just after it
+    assert enqueue(10) == [202] * 10
+    now[0] = start + 0.5
+    after_boundary = enqueue(2)
+
+    # then: aligned windows would take 10 more at once; the sliding one takes one
+    assert after_boundary == [202, 429]
+    refused = alice.post("/api/jobs/", LATER, format="json")
+    assert_throttled(refused, "throttled", 60)
+
+    # when: the client waits as told, then half the previous minute has faded out
+    now[0] = start + 0.5 + int(refused["Retry-After"])
+    assert enqueue(1) == [202]
+    now[0] = start + 30.0
+    # then: 10 - 5 still weighed from the previous minute - 2 taken = 3 more
+    assert enqueue(4) == [202, 202, 202, 429]
+    assert Job.objects.count() == 15
 
 
 @pytest.mark.django_db
