@@ -1,4 +1,4 @@
-"""Helpers the benchmarks share: processes pinned to cores, CPU and memory probes, tables."""
+"""Helpers the benchmarks share: the stack's processes, cores, signals, probes, tables."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from config.redis_server import PrivateRedis  # noqa: E402
 SERVER_CORE = 0
 LOADGEN_CORE = 1
 CEILING = "ceiling"
+UVICORN_WS = ("websockets", "websockets-sansio", "wsproto")  # uvicorn's --ws choices
 # Before each run, wait (up to --quiet-wait s) until other processes use less than this share
 # of a core: the servers are pinned to one core, and a busy neighbour skews every column.
 MACHINE_QUIET = 0.25
@@ -99,6 +100,10 @@ class Server:
         """The psutil handle of the process."""
         assert self.process is not None
         return psutil.Process(self.process.pid)
+
+    def log_size(self) -> int:
+        """Bytes logged so far: where a later scan of the log starts."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the log."""
@@ -196,6 +201,31 @@ def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list
     raise ValueError(kind)
 
 
+def celery_worker(env: dict[str, str], log_path: Path, pool: str, concurrency: int) -> Server:
+    """The stack's one Celery worker, not started; unpinned: the caller places it."""
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-l",
+        "warning",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"bench-{os.getpid()}@%h",
+        # The private Redis has no other workers: mingle would only wait for answers at
+        # start, and gossip adds broker traffic during the measurement.
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    return Server("worker", argv, env, log_path, 0, False)
+
+
 def uvicorn_installed() -> bool:
     """True when uvicorn imports in this interpreter (it is not a project dependency)."""
     probe = subprocess.run(
@@ -234,19 +264,21 @@ class Environment:
                 prepared.manage("seed_demo")
         return prepared
 
-    def manage(self, *args: str) -> str:
-        """Run a manage.py command in this environment; its stdout."""
+    def manage(self, *args: str, stdin: str | None = None) -> str:
+        """Run a manage.py command in this environment (`stdin` as its input); its stdout."""
         result = subprocess.run(  # noqa: S603 - our interpreter and manage.py
             [sys.executable, str(BASE_DIR / "manage.py"), *args],
             env=self.env,
             cwd=BASE_DIR,
+            input=stdin,
             capture_output=True,
             text=True,
             check=False,
             timeout=300,
         )
         if result.returncode:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+            # Only the command's name: `shell -c` passes a whole script as an argument.
+            raise RuntimeError(f"manage.py {args[0]} failed:\n{result.stderr[-3000:]}")
         return result.stdout
 
     @contextlib.contextmanager
@@ -340,8 +372,35 @@ async def machine_quiet(limit: float) -> float:
         print(f"waiting for a quieter machine: others use {other:.0%} of a core", file=sys.stderr)
 
 
-def sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    """Signal handler: turn SIGTERM into SIGINT, so both stop a run the same way."""
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     # SIGTERM takes Ctrl-C's path: inside asyncio.run that cancels the running task, whose
     # clean-up stops its processes, then KeyboardInterrupt reaches main().
     signal.raise_signal(signal.SIGINT)
+
+
+def stop_on_signals() -> None:
+    """Make Ctrl-C, `kill -INT` and SIGTERM stop a run the same way: KeyboardInterrupt."""
+    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def log(stage: str) -> None:
+    """A timestamped progress line on stderr, to match against the server and worker logs."""
+    stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+    print(f"{stamp} {stage}", file=sys.stderr, flush=True)
+
+
+def died(processes: list[Server]) -> list[str]:
+    """A failure line for each process that is no longer running."""
+    return [
+        f"the {proc.name} process died during the run" for proc in processes if not proc.running
+    ]
+
+
+def print_failure(error: BaseException, processes: list[Server]) -> str:
+    """Print `error` and the last lines of every process's log on stderr; its first line."""
+    print(f"failed: {error!r}", file=sys.stderr)
+    for proc in processes:
+        print(f"\n--- last lines of {proc.log_path}\n{proc.log_tail()}", file=sys.stderr)
+    return str(error).splitlines()[0][:300] if str(error) else type(error).__name__

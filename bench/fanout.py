@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -40,12 +39,14 @@ from bench.common import (  # noqa: E402
     LOADGEN_CORE,
     MACHINE_QUIET,
     SERVER_CORE,
+    UVICORN_WS,
     Environment,
     LogReport,
     Server,
     can_pin,
     cpu_seconds,
     fmt,
+    log,
     machine_busy_seconds,
     machine_quiet,
     own_cpu_seconds,
@@ -53,7 +54,7 @@ from bench.common import (  # noqa: E402
     rss_bytes,
     scan_log,
     server_command,
-    sigterm_as_interrupt,
+    stop_on_signals,
     table,
     uvicorn_installed,
 )
@@ -638,8 +639,7 @@ async def warm_up(url: str, opts: Options) -> str:
 
 def progress(kind: str, scenario: Scenario, stage: str) -> None:
     """A timestamped line on stderr, to match against the server logs."""
-    stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
-    print(f"{stamp} {kind}: {scenario.label}: {stage}", file=sys.stderr, flush=True)
+    log(f"{kind}: {scenario.label}: {stage}")
 
 
 async def run_one(
@@ -899,7 +899,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--uvicorn-ws",
         default="websockets",
-        choices=("websockets", "websockets-sansio", "wsproto"),
+        choices=UVICORN_WS,
         help="uvicorn's WebSocket implementation (--ws)",
     )
     parser.add_argument("--only-ceiling", action="store_true", help="test the harness alone")
@@ -982,9 +982,7 @@ async def run_all(
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen scenarios on the ceiling and the chosen servers; print the tables."""
     args = parse_args(argv)
-    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    stop_on_signals()
     scenarios = scenarios_from(args)
     servers, notes = chosen_servers(args)
     pin = can_pin()
@@ -1071,10 +1069,10 @@ def report(rows: list[Row], logs: list[LogReport], notes: list[str], root: Path,
         )
     for note in notes:
         print(f"note: {note}")
-    for log in logs:
+    for found in logs:
         print(
-            f"\nserver log {log.server} ({log.label}, {log.part}): {log.error_lines} "
-            f"error/warning lines, {log.path}\n{log.excerpt}"
+            f"\nserver log {found.server} ({found.label}, {found.part}): {found.error_lines} "
+            f"error/warning lines, {found.path}\n{found.excerpt}"
         )
     if logs:
         print(f"\nlogs and database kept in {root}")

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -45,19 +44,24 @@ from bench.common import (  # noqa: E402
     LOADGEN_CORE,
     MACHINE_QUIET,
     SERVER_CORE,
+    UVICORN_WS,
     Environment,
     LogReport,
     Server,
     can_pin,
+    celery_worker,
     cpu_seconds,
+    died,
     fmt,
+    log,
     machine_busy_seconds,
     machine_quiet,
     own_cpu_seconds,
+    print_failure,
     ratio,
     scan_log,
     server_command,
-    sigterm_as_interrupt,
+    stop_on_signals,
     table,
     ws_connect,
 )
@@ -89,12 +93,6 @@ CREATE_USER = (
     "user = User.objects.create_user('bench')\n"
     "print(Token.objects.create(user=user).key)\n"
 )
-
-
-def log(stage: str) -> None:
-    """A timestamped progress line on stderr, to match against the server and worker logs."""
-    stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
-    print(f"{stamp} {stage}", file=sys.stderr, flush=True)
 
 
 def percentile(values: Iterable[float], fraction: float) -> float | None:
@@ -817,7 +815,7 @@ async def measure(
     ready = await wait_ready(port, processes, 90.0)
     # The 503s (and their ERROR lines) before the worker answered are expected: skip them.
     for proc in processes:
-        results.log_start[proc.name] = proc.log_path.stat().st_size if proc.log_path.exists() else 0
+        results.log_start[proc.name] = proc.log_size()
     log("ready: " + ", ".join(f"{k} {v.get('detail')}" for k, v in ready["checks"].items()))
     api = Api(port, token)
     url = f"ws://127.0.0.1:{port}/ws/"
@@ -1200,7 +1198,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--uvicorn-ws",
         default="websockets-sansio",
-        choices=("websockets", "websockets-sansio", "wsproto"),
+        choices=UVICORN_WS,
         help="uvicorn's WebSocket implementation (--ws)",
     )
     parser.add_argument(
@@ -1245,30 +1243,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def worker_command(pool: str, concurrency: int) -> list[str]:
-    """The argv of the one Celery worker."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-l",
-        "warning",
-        "--pool",
-        pool,
-        "--concurrency",
-        str(concurrency),
-        "--hostname",
-        f"bench-{os.getpid()}@%h",
-        # The private Redis has no other workers: mingle would only wait for answers at
-        # start, and gossip adds broker traffic during the measurement.
-        "--without-mingle",
-        "--without-gossip",
-    ]
-
-
 def worker_cores(choice: str, pin: bool, everywhere: set[int]) -> set[int] | None:
     """The cores the worker may run on (None: wherever this process may)."""
     if not pin:
@@ -1309,9 +1283,7 @@ def spawning_on(cores: set[int] | None) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Start the stack, run the phases, print the tables, stop everything."""
     args = parse_args(argv)
-    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    stop_on_signals()
     plan = Plan(
         args.jobs,
         args.concurrency,
@@ -1358,14 +1330,8 @@ def main(argv: list[str] | None = None) -> int:
             logs_dir.mkdir()
             argv_server = server_command(args.server, port, args.uvicorn_ws)
             server = Server(args.server, argv_server, env, logs_dir / "server.log", port, pin)
-            worker = Server(
-                "worker",
-                worker_command(args.pool, args.worker_concurrency),
-                env,
-                logs_dir / "worker.log",
-                0,
-                False,  # placed by `spawning_on` below
-            )
+            # Placed by `spawning_on` below.
+            worker = celery_worker(env, logs_dir / "worker.log", args.pool, args.worker_concurrency)
             servers = [server, worker]
             stack.callback(server.stop)
             server.start()
@@ -1384,19 +1350,13 @@ def main(argv: list[str] | None = None) -> int:
                     measure(port, token, plan, probe, servers, results, notes), args.max_seconds
                 )
             )
-            for proc in servers:
-                if not proc.running:
-                    results.failures.append(f"the {proc.name} process died during the run")
+            results.failures.extend(died(servers))
             log("stopping the worker, the server and Redis")
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: every process was stopped", file=sys.stderr)
     except (RuntimeError, TimeoutError, OSError, WebSocketException) as error:
-        print(f"failed: {error!r}", file=sys.stderr)
-        for proc in servers:
-            print(f"\n--- last lines of {proc.log_path}\n{proc.log_tail()}", file=sys.stderr)
-        first_line = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
-        results.failures.append(first_line)
+        results.failures.append(print_failure(error, servers))
     finally:
         for proc in servers:
             start = results.log_start.get(proc.name, 0)

@@ -17,11 +17,9 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,13 +47,17 @@ if str(BASE_DIR) not in sys.path:
 from bench.common import (  # noqa: E402
     Environment,
     Server,
+    celery_worker,
+    died,
+    log,
+    print_failure,
     rss_bytes,
     server_command,
-    sigterm_as_interrupt,
+    stop_on_signals,
     table,
     ws_connect,
 )
-from bench.jobs import wait_ready, worker_command  # noqa: E402
+from bench.jobs import wait_ready  # noqa: E402
 from config.redis_server import free_port  # noqa: E402
 
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -84,12 +86,6 @@ for name in spec["users"]:
     tokens[name] = Token.objects.create(user=User.objects.create_user(name)).key
 print(json.dumps(tokens))
 """
-
-
-def log(stage: str) -> None:
-    """A timestamped progress line on stderr, to match against the server and worker logs."""
-    stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
-    print(f"{stamp} {stage}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------ REST, from threads
@@ -804,10 +800,10 @@ async def run(
     log("ready: every server reports database, redis, broker and worker ok")
     # The 503s (and their ERROR lines) before the worker answered are expected: skip them.
     for proc in processes:
-        log_start[proc.name] = proc.log_path.stat().st_size if proc.log_path.exists() else 0
+        log_start[proc.name] = proc.log_size()
     rng = random.Random(seed)  # noqa: S311 - a simulation
     rest = Rest(ports)
-    names = {f"ws://127.0.0.1:{p.port}/ws/": p.name for p in processes if p.port}
+    names = {p.url: p.name for p in processes if p.port}
     soak = Soak(plan, names, rest, rng)
     soak_ref.append(soak)
     signed = round(plan.clients * plan.signed_in)
@@ -1123,8 +1119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Start the stack, run the clients, check, print the report, stop everything."""
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    stop_on_signals()
     plan = Plan(
         clients=args.clients,
         rooms=args.rooms,
@@ -1176,7 +1171,8 @@ def main(argv: list[str] | None = None) -> int:
             log("migrating, creating the rooms and the signed-in users")
             environment.manage("migrate", "--noinput", "-v0")
             spec = {"rooms": rooms, "users": [f"{run_tag}-u{i}" for i in range(signed)]}
-            created = subprocess_json(environment, CREATE_ACCOUNTS, spec)
+            output = environment.manage("shell", "-c", CREATE_ACCOUNTS, stdin=json.dumps(spec))
+            created = json.loads(output.strip().splitlines()[-1])
             tokens = [created[name] for name in spec["users"]]
             logs_dir = root / "logs"
             logs_dir.mkdir()
@@ -1189,14 +1185,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack.callback(server.stop)
                 processes.append(server.start())
                 ports.append(port)
-            worker = Server(
-                "worker",
-                worker_command("threads", 4),
-                env,
-                logs_dir / "worker.log",
-                0,
-                False,
-            )
+            worker = celery_worker(env, logs_dir / "worker.log", "threads", 4)
             stack.callback(worker.stop)
             processes.append(worker.start())
             log(
@@ -1224,18 +1213,13 @@ def main(argv: list[str] | None = None) -> int:
                     args.seed,
                 )
             )
-            for proc in processes:
-                if not proc.running:
-                    failures.append(f"the {proc.name} process died during the run")
+            failures.extend(died(processes))
             log("stopping the worker, the servers and Redis")
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: every process was stopped", file=sys.stderr)
     except (RuntimeError, TimeoutError, OSError, WebSocketException) as error:
-        print(f"failed: {error!r}", file=sys.stderr)
-        for proc in processes:
-            print(f"\n--- last lines of {proc.log_path}\n{proc.log_tail()}", file=sys.stderr)
-        failures.append(str(error).splitlines()[0][:300] if str(error) else type(error).__name__)
+        failures.append(print_failure(error, processes))
     for proc in processes:
         problems = log_problems(proc.log_path, log_start.get(proc.name, 0))
         if problems:
@@ -1251,23 +1235,6 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 130
     return 1 if failures else 0
-
-
-def subprocess_json(environment: Environment, code: str, spec: dict[str, Any]) -> Any:
-    """Run `code` in `manage.py shell` with `spec` as JSON on stdin; its last line, decoded."""
-    result = subprocess.run(  # noqa: S603 - our interpreter and manage.py
-        [sys.executable, str(BASE_DIR / "manage.py"), "shell", "-c", code],
-        env=environment.env,
-        cwd=BASE_DIR,
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if result.returncode:
-        raise RuntimeError(f"manage.py shell failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
