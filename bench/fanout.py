@@ -270,6 +270,11 @@ class Window:
             self.changed.set()
 
 
+# How long a sender waits after a `rate_limited` refusal: past the server's one-second
+# streak, so that a paced sender is never taken for a flood.
+RATE_LIMIT_PAUSE = 1.1
+
+
 class Sender:
     """A socket (not subscribed) that posts into the room and collects acks and refusals."""
 
@@ -282,6 +287,8 @@ class Sender:
         self.acked: set[int] = set()
         self.refused: dict[int, str] = {}
         self.on_refused: Callable[[int], None] | None = None
+        self.paused_until = 0.0  # after a rate_limited refusal (monotonic time)
+        self.closed = False
 
     async def open(self, url: str, open_timeout: float) -> bool:
         """Connect and read `hello`; False on any failure."""
@@ -295,8 +302,17 @@ class Sender:
             return False
 
     async def post(self, index: int) -> None:
-        """Send message `index`; its body carries the send time for the receivers."""
+        """Send message `index`; its body carries the send time for the receivers.
+
+        After a `rate_limited` refusal the sender pauses, as a client honouring the limit
+        does: the server closes a socket that sends on through 100 refusals (4429).
+        """
         assert self.ws is not None
+        if self.closed:
+            return
+        pause = self.paused_until - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
         head = f"{self.tally.tag}|{self.index}|{index}|{time.perf_counter_ns()}|"
         body = head + "x" * max(0, self.body_size - len(head))
         frame = {
@@ -306,7 +322,13 @@ class Sender:
             "client_id": str(uuid.uuid4()),
             "ref": index,
         }
-        await self.ws.send(json.dumps(frame))
+        try:
+            await self.ws.send(json.dumps(frame))
+        except ConnectionClosed as closed:
+            self.closed = True
+            code = closed.rcvd.code if closed.rcvd is not None else "none"
+            self.tally.errors[f"sender:closed:{code}"] += 1
+            return
         self.sent += 1
 
     async def listen(self) -> None:
@@ -321,6 +343,8 @@ class Sender:
                 elif kind == "error":
                     code = str(frame.get("code"))
                     self.tally.errors[f"sender:{code}"] += 1
+                    if code == "rate_limited":
+                        self.paused_until = time.monotonic() + RATE_LIMIT_PAUSE
                     if isinstance(ref, int):
                         self.refused[ref] = code
                         if self.on_refused is not None:
@@ -1064,7 +1088,8 @@ def report(rows: list[Row], logs: list[LogReport], notes: list[str], root: Path,
         unanswered = sum(r.unanswered for r in rows)
         notes.append(
             f"the server rate-limited senders: {refused['sender:rate_limited']} rate_limited "
-            f"errors (no ref), {unanswered} chat.send frames never answered; the limit is per "
+            f"errors (each sender paused {RATE_LIMIT_PAUSE} s after one), {unanswered} "
+            "chat.send frames never answered; the limit is per "
             "socket (SWITCHBOARD_WS_RATE / SWITCHBOARD_WS_BURST, see --ws-rate / --ws-burst)"
         )
     for note in notes:
