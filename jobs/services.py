@@ -398,6 +398,8 @@ def job_update_event(job: Job) -> dict[str, Any]:
 
 
 def _publish_update(job: Job) -> None:
+    # Sent before the caller goes on: the worker's updates of this job come from another
+    # process, and one of them overtaking this would hide this state from the job's followers.
     event = job_update_event(job)
-    publish_on_commit(job_group(job.id), event)
-    publish_on_commit(owner_group(job.owner_id), event)
+    publish_on_commit(job_group(job.id), event, wait=True)
+    publish_on_commit(owner_group(job.owner_id), event, wait=True)
