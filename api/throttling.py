@@ -76,7 +76,9 @@ class WindowRateThrottle(BaseThrottle):
             cache.decr(key)
         except (RedisError, ValueError):
             logger.warning("rate limit %s: a refused request stays counted", self.scope)
-        self._wait = retry_after(allowed, period, into, earlier, count - 1)
+        # Simultaneous refused requests are still counted until each takes itself back out:
+        # no more than `allowed` were let through.
+        self._wait = retry_after(allowed, period, into, earlier, min(count - 1, allowed))
         return False
 
     def wait(self) -> float | None:
