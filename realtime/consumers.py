@@ -71,10 +71,9 @@ def _ref_of_small_frame(raw: str | None) -> str | int | None:
         return None
     try:
         data = json.loads(raw)
-        ref = data.get("ref") if isinstance(data, dict) else None
-        return events.ref_adapter.validate_python(ref)
     except (ValueError, RecursionError):
         return None
+    return valid_ref(data.get("ref")) if isinstance(data, dict) else None
 
 
 def valid_ref(value: Any) -> str | int | None:
