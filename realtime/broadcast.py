@@ -87,10 +87,12 @@ class _Publisher:
     def __init__(self) -> None:
         self.queue: deque[tuple[Any, str, dict[str, Any]]] = deque(maxlen=MAX_PENDING)
         self.task: asyncio.Task[None] | None = None
+        self.dropping = False
 
     def put(self, layer: Any, group: str, event: dict[str, Any]) -> None:
-        if len(self.queue) == MAX_PENDING:
-            logger.warning("broadcast backlog full; dropping the oldest event")
+        if len(self.queue) == MAX_PENDING and not self.dropping:
+            self.dropping = True  # once per backlog, not once per event while Redis is away
+            logger.warning("broadcast backlog full; dropping the oldest events")
         self.queue.append((layer, group, event))
         if self.task is None:
             self.task = asyncio.ensure_future(self._send_all())
@@ -106,6 +108,7 @@ class _Publisher:
                     logger.exception("broadcast to %s failed", group)
         finally:
             self.task = None
+            self.dropping = False
 
 
 _publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Publisher] = (

@@ -5,9 +5,10 @@ into the database file and syncs it before it returns. Posting a chat message wr
 eight pages, so one post in about 130 waited 14-22 ms here for that, on the database thread
 every socket of the process queues for. Connections made here turn that off
 (`wal_autocheckpoint=0`), and a thread of the process checkpoints instead, in PASSIVE mode,
-which never waits for readers or writers: what SQLite's documentation suggests for
-applications that must keep checkpoints out of their transactions
-(https://www.sqlite.org/wal.html, "Application-Initiated Checkpoints").
+which never waits for readers or writers (RESTART, which does, only once the log has grown
+past RESTART_BYTES): what SQLite's documentation suggests for applications that must keep
+checkpoints out of their transactions (https://www.sqlite.org/wal.html,
+"Application-Initiated Checkpoints").
 """
 
 from __future__ import annotations
