@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: run test check lint typecheck pytest lock schema clean
+.PHONY: run test check lint typecheck layers pytest lock schema clean
 
 $(VENV)/.installed-run: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ run: $(VENV)/.installed-run
 ## test: install, lint, type-check and run the whole test suite
 test: check pytest
 
-check: lint typecheck
+check: lint typecheck layers
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -30,6 +30,10 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy .
+
+## layers: domains import no interface code; the shared kernel imports neither side
+layers: $(VENV)/.installed-dev
+	$(BIN)/lint-imports
 
 # The job tests run twice: Redis as the Celery broker, then RabbitMQ (skipped, and said so,
 # when it does not answer; a failure under CI=true).

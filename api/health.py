@@ -8,6 +8,7 @@ import datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from celery import current_app as celery_app
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from health_check.base import HealthCheck, HealthCheckResult
@@ -22,8 +23,6 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-
-from config.celery import app as celery_app
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ from jobs.models import Job, JobStatus
 from jobs.registry import kinds_all
 from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state
 from jobs.services import job_cancel, job_enqueue
-from realtime.events import job_channel
+from realtime.kernel.names import job_channel
 
 from .errors import ErrorCode
 from .fields import StrictCharField, StrictFloatField, query_data

@@ -18,9 +18,10 @@ from rest_framework.views import APIView
 
 from chat.errors import ChatError, ChatErrorCode
 from chat.models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
+from chat.presence import online_counts
 from chat.selectors import HISTORY_MAX_LIMIT, message_history, room_get, room_list
 from chat.services import message_post, room_create
-from realtime.presence import online_counts
+from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .errors import ErrorCode
 from .fields import StrictCharField, StrictRegexField, query_data
@@ -53,7 +54,7 @@ class RoomSerializer(serializers.ModelSerializer):
 
 
 class RoomCreateSerializer(serializers.Serializer):
-    slug = StrictRegexField(r"^[A-Za-z0-9_-]{1,64}$", max_length=64)
+    slug = StrictRegexField(ROOM_SLUG_PATTERN, max_length=64)
     title = StrictCharField(max_length=200, required=False, allow_blank=True)
 
 

@@ -6,7 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-ROOM_SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+from realtime.kernel.names import ROOM_SLUG_PATTERN
+
 MESSAGE_MAX_LENGTH = 4000
 CLIENT_ID_MAX_LENGTH = 64
 

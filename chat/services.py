@@ -10,8 +10,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from realtime import events
-from realtime.broadcast import publish_on_commit, room_group
+from realtime.kernel import events
+from realtime.kernel.broadcast import publish_on_commit
+from realtime.kernel.names import room_channel, room_group
 
 from .errors import ChatError, ChatErrorCode
 from .models import MESSAGE_MAX_LENGTH, Message, Room
@@ -105,7 +106,7 @@ def message_frame(message: Message, slug: str) -> dict[str, object]:
     )
     return events.dump(
         events.ChatMessageFrame(
-            channel=events.room_channel(slug),
+            channel=room_channel(slug),
             room=slug,
             seq=message.seq,
             id=message.pk,

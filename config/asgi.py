@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP to Django; WebSockets through Origin and auth checks to `realtime`."""
+"""ASGI entry point: HTTP to Django; WebSockets through Origin and auth checks to the sockets."""
 
 import os
 
@@ -10,8 +10,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from realtime.middleware import websocket_security_stack  # noqa: E402
-from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.sockets.middleware import websocket_security_stack  # noqa: E402
+from realtime.sockets.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from pydantic import BaseModel, ConfigDict, Field
 
 from chat.selectors import messages_between, room_get
+from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .models import Job
 from .registry import job_kind
@@ -46,7 +47,7 @@ def sleep_some_amount_of_time(job: Job, params: SleepParams, reporter: Reporter)
 class RoomExportParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    room: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The room's slug")
+    room: str = Field(pattern=ROOM_SLUG_PATTERN, description="The room's slug")
     format: Literal["jsonl", "csv"] = Field(default="jsonl", description="File format")
 
 

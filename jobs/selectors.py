@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
-from realtime import events
+from realtime.kernel import events
 
 from .models import WAITING, Job, JobLogLine
 

@@ -15,8 +15,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from realtime import events
-from realtime.broadcast import publish_on_commit
+from realtime.kernel import events
+from realtime.kernel.broadcast import publish_on_commit
+from realtime.kernel.names import job_channel, job_group, owner_group
 
 from .errors import JobError, JobErrorCode
 from .models import FINISHED, WAITING, Job, JobLogLine, JobStatus
@@ -28,14 +29,6 @@ logger = logging.getLogger(__name__)
 LOG_LINE_MAX = 1000
 # `error.type` of a job whose message the broker refused: it never ran.
 BROKER_UNAVAILABLE = "BrokerUnavailable"
-
-
-def job_group(job_id: Any) -> str:
-    return f"job.{job_id}"
-
-
-def owner_group(owner_id: int) -> str:
-    return f"jobs.user.{owner_id}"
 
 
 def sessions_clear_expired() -> None:
@@ -303,7 +296,7 @@ def job_log_append(*, job_id: Any, line: str) -> int:
         Job.objects.filter(pk=job_id).update(log_lines=F("log_lines") + 1)
         number = Job.objects.values_list("log_lines", flat=True).get(pk=job_id)
         JobLogLine.objects.create(job_id=job_id, number=number, line=line)
-        channel = events.job_channel(str(job_id))
+        channel = job_channel(str(job_id))
         frame = events.dump(
             events.JobLogFrame(channel=channel, job_id=str(job_id), number=number, line=line)
         )
@@ -392,7 +385,7 @@ def _finish(
 
 def job_update_event(job: Job) -> dict[str, Any]:
     """The channel-layer event announcing the job's current state."""
-    channel = events.job_channel(str(job.id))
+    channel = job_channel(str(job.id))
     frame = events.dump(events.JobUpdateFrame(channel=channel, job=job_state_model(job)))
     return {"type": "job.update", "job": str(job.id), "seq": job.seq, "frame": frame}
 

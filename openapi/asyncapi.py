@@ -1,4 +1,4 @@
-"""The AsyncAPI 3.0 document of the sockets, built from the frame schemas in `realtime/events.py`.
+"""The AsyncAPI 3.0 document of the sockets, built from the frame schemas in `realtime.kernel`.
 
 `manage.py asyncapi --file openapi/asyncapi.yaml` writes it (`make schema`); the server serves
 it at `/api/schema/asyncapi/`; the tests validate live frames against the committed copy.
@@ -16,7 +16,7 @@ from django.conf import settings
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from realtime import events
+from realtime.kernel import events
 
 SCHEMA_REF = "#/components/schemas/{model}"
 
@@ -62,7 +62,7 @@ A frame that cannot be posted is answered with `{"message": <explanation>, "erro
 
 
 def _close_codes() -> list[dict[str, Any]]:
-    """`CloseCode`'s values, each described by the comment beside it in `realtime/events.py`."""
+    """`CloseCode`'s values, each described by the comment beside it in `events.py`."""
     comments = dict(
         re.findall(
             r"^\s*([A-Z_]+)\s*=\s*\d+\s*#\s*(.+)$", inspect.getsource(events.CloseCode), re.M
@@ -204,7 +204,7 @@ def build() -> dict[str, Any]:
             "version": str(settings.SPECTACULAR_SETTINGS["VERSION"]),
             "description": (
                 f"The sockets of Switchboard (protocol {events.PROTOCOL_VERSION}), generated "
-                "from the frame schemas the server validates with (`realtime/events.py`). "
+                "from the frame schemas the server validates with (`realtime/kernel/events.py`). "
                 "The REST API is described by `/api/schema/` (OpenAPI).\n\n"
                 f"Close codes:\n\n{close_table}\n"
             ),

@@ -1,1 +1,5 @@
-"""WebSocket interface: the `/ws/` gateway, protocol frames, broadcast bridge and presence."""
+"""Live updates: `kernel/` (frames, names, the after-commit publisher) and `sockets/` (the runtime).
+
+Domains import `realtime.kernel` only; nothing in `realtime.kernel` imports a domain or an
+interface (`make check` enforces it).
+"""

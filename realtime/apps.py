@@ -5,4 +5,4 @@ class RealtimeConfig(AppConfig):
     name = "realtime"
 
     def ready(self) -> None:
-        from . import accounts  # noqa: F401  (connects the sign-out and token signals)
+        from .sockets import accounts  # noqa: F401  (connects the sign-out and token signals)

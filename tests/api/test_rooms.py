@@ -4,10 +4,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from rest_framework.test import APIClient
 
+from chat import presence
 from chat.models import Message
 from chat.services import message_post
-from realtime import presence
-from realtime.events import UserRef
+from realtime.kernel.events import UserRef
 from tests.factories import RoomFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

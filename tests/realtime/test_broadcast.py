@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from realtime import broadcast
+from realtime.kernel import broadcast
 
 
 class StalledLayer:

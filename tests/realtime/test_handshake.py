@@ -10,7 +10,7 @@ from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from realtime.events import server_frame_adapter
+from realtime.kernel.events import server_frame_adapter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

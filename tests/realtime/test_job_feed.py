@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from realtime.hub import GATEWAY, JobFeed, Subscription
+from realtime.sockets.hub import GATEWAY, JobFeed, Subscription
 
 
 def update(job: str, seq: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from realtime.outbox import Outbox
+from realtime.sockets.outbox import Outbox
 
 
 class Server:

@@ -8,8 +8,8 @@ from typing import Any
 
 from redis import Redis
 
+from chat import presence
 from config.redis_server import PrivateRedis
-from realtime import presence
 
 
 async def test_a_burst_of_presence_writes_waits_for_the_bounded_pool(settings, tmp_path: Path):

@@ -1,4 +1,4 @@
-"""A test client for `/ws/`: every frame it receives is validated against `realtime.events`."""
+"""A test client for `/ws/`: each frame it receives is validated against the frame schemas."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from realtime.events import TutorialErrorFrame, TutorialMessageFrame, server_frame_adapter
+from realtime.kernel.events import TutorialErrorFrame, TutorialMessageFrame, server_frame_adapter
 from tests.support.asyncapi import validate_frame
 
 Frame = dict[str, Any]

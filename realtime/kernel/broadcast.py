@@ -23,11 +23,6 @@ logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT = 5.0
 
 
-def room_group(slug: str) -> str:
-    """Channel-layer group of a room (slugs are limited to characters groups accept)."""
-    return f"room.{slug}"
-
-
 def publish_on_commit(group: str, event: dict[str, Any], *, wait: bool = False) -> None:
     """Send `event` to `group` once the current transaction commits (at once outside one)."""
     # The group travels with the event: a process that is in several groups (a job's and its

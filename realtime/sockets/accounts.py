@@ -22,17 +22,11 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from rest_framework.authtoken.models import Token
 
-from .broadcast import publish_on_commit
-from .presence import redis_client
+from realtime.kernel.broadcast import publish_on_commit
+from realtime.kernel.names import ACCOUNT_REVOKED, account_group
+from realtime.kernel.redis_pool import redis_client
 
 logger = logging.getLogger(__name__)
-
-REVOKED = "account.revoked"
-
-
-def account_group(user_id: int) -> str:
-    """Channel-layer group of one user's sockets (in every process)."""
-    return f"account.{user_id}"
 
 
 def fingerprint(secret: str) -> str:
@@ -85,7 +79,7 @@ def revoke(user_id: int, *secrets: str) -> None:
     """Close, in every process, the user's sockets opened with any of these credentials."""
     publish_on_commit(
         account_group(user_id),
-        {"type": REVOKED, "credentials": [fingerprint(secret) for secret in secrets]},
+        {"type": ACCOUNT_REVOKED, "credentials": [fingerprint(secret) for secret in secrets]},
     )
 
 

@@ -10,12 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from .names import CHANNEL_PATTERN, ROOM_SLUG_PATTERN
+
 PROTOCOL_VERSION = 1
-ROOM_SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-CHANNEL_PATTERN = (
-    r"^(room:[A-Za-z0-9_-]{1,64}|job:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-    r"|jobs:mine)$"
-)
 
 Ref = Annotated[
     Annotated[str, Field(max_length=64, strict=True)]
@@ -316,11 +313,3 @@ def dump(frame: Frame) -> dict[str, Any]:
         for key, value in frame.model_dump(mode="json").items()
         if value is not None or fields[key].is_required()
     }
-
-
-def room_channel(slug: str) -> str:
-    return f"room:{slug}"
-
-
-def job_channel(job_id: str) -> str:
-    return f"job:{job_id}"

@@ -15,12 +15,13 @@ from pydantic import ValidationError
 from chat.errors import ChatError
 from chat.models import Room
 from chat.services import message_post, room_ensure
+from realtime.kernel import events
+from realtime.kernel.names import ROOM_SLUG_PATTERN
 
-from . import events
 from .consumers import NotParsed, RoomSocket
 from .hub import TUTORIAL, room_last_seq
 
-SLUG = re.compile(events.ROOM_SLUG_PATTERN)
+SLUG = re.compile(ROOM_SLUG_PATTERN)
 
 
 class TutorialChatConsumer(RoomSocket):

@@ -16,9 +16,9 @@ from chat.selectors import messages_between, room_get
 from chat.services import PostResult, message_frame, message_post
 from jobs.models import Job
 from jobs.selectors import job_get, job_state_model
-from jobs.services import job_group, owner_group
+from realtime.kernel import events
+from realtime.kernel.names import job_group, owner_group
 
-from . import events
 from .accounts import fingerprint
 from .consumers import NotParsed, RoomSocket, find_room, user_ref, valid_ref
 from .hub import GATEWAY, Subscription

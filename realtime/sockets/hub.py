@@ -22,15 +22,16 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from chat import presence
 from chat.models import Message, Room
 from chat.services import message_frame
 from jobs.models import Job
 from jobs.selectors import jobs_changed_since
 from jobs.services import job_update_event
+from realtime.kernel import events
+from realtime.kernel.names import ACCOUNT_REVOKED, account_group, room_channel, room_group
 
-from . import accounts, events, presence
-from .accounts import REVOKED, account_group
-from .broadcast import room_group
+from . import accounts
 
 logger = logging.getLogger(__name__)
 
@@ -416,7 +417,7 @@ class AccountFeed:
     async def _run(self) -> None:
         while True:
             event = await self.queue.get()
-            if event.get("type") != REVOKED:
+            if event.get("type") != ACCOUNT_REVOKED:
                 continue
             ended = set(event.get("credentials", ()))
             for socket in list(self.subscriptions):
@@ -593,7 +594,7 @@ async def _announce_later(slug: str) -> None:
 def presence_frame(slug: str, snapshot: presence.Snapshot) -> dict[str, Any]:
     return events.dump(
         events.PresenceFrame(
-            channel=events.room_channel(slug),
+            channel=room_channel(slug),
             users=[events.UserRef(id=uid, username=name) for uid, name in snapshot.users],
             anonymous=snapshot.anonymous,
             count=snapshot.count,

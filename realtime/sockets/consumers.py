@@ -20,11 +20,13 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chat import presence
 from chat.models import Room
 from chat.selectors import room_get
+from realtime.kernel import events
+from realtime.kernel.names import account_group
 
-from . import events, presence
-from .accounts import account_group, fingerprint
+from .accounts import fingerprint
 from .hub import Subscription, announce_presence, get_hub
 from .limits import TokenBucket
 from .middleware import bearer_token, session_key

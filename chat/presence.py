@@ -1,4 +1,4 @@
-"""Who is in which room, kept in Redis with expiry so a crashed process's sockets disappear.
+"""Who is in which room, kept in Redis with expiry so a crashed process's sockets vanish.
 
 A room is a sorted set of `conn_id|user_id|username` scored by expiry time; the process that
 holds a socket refreshes its score, and anyone may purge the expired. A version counter
@@ -7,38 +7,20 @@ orders snapshots, so a late one never overwrites a newer one at the client.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from redis import Redis as SyncRedis
-from redis.asyncio import BlockingConnectionPool, Redis
 
-from . import events
+from realtime.kernel import events
+from realtime.kernel.redis_pool import redis_client
 
 
 def _expiry() -> float:
     """When an entry written now lapses unless its process refreshes it."""
     return time.time() + settings.SWITCHBOARD_PRESENCE_TTL
-
-
-_clients: dict[asyncio.AbstractEventLoop, Redis] = {}
-
-
-def redis_client() -> Redis:
-    """This event loop's Redis client (presence and socket accounting share it)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        # A bounded pool: a thousand sockets joining at once queue for a few dozen connections
-        # instead of each opening (and the pool then keeping) one of its own.
-        pool = BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=settings.SWITCHBOARD_REDIS_CONNECTIONS, timeout=5
-        )
-        client = _clients[loop] = Redis(connection_pool=pool)
-    return client
 
 
 # The version only grows, even across a Redis restart or flush that loses the counter: it

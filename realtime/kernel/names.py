@@ -1,0 +1,58 @@
+"""Names shared across processes: room slugs, channel-layer groups and socket channels.
+
+Each is declared here once; groups and channels are built only through these functions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# A slug becomes part of channel-layer group names, which accept only these characters.
+ROOM_SLUG_CHARS = r"[A-Za-z0-9_-]{1,64}"
+ROOM_SLUG_PATTERN = rf"^{ROOM_SLUG_CHARS}$"
+ROOM_SLUG_RE = re.compile(ROOM_SLUG_CHARS)
+UUID_CHARS = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+# Socket channels a client may subscribe to.
+JOBS_MINE = "jobs:mine"
+ROOM_CHANNEL_PREFIX = "room:"
+JOB_CHANNEL_PREFIX = "job:"
+CHANNEL_PATTERN = rf"^(room:{ROOM_SLUG_CHARS}|job:{UUID_CHARS}|jobs:mine)$"
+
+# Types of channel-layer events (not socket frames).
+ROOM_MESSAGE = "room.message"
+PRESENCE_CHANGED = "presence.changed"
+JOB_UPDATE = "job.update"
+JOB_LOG = "job.log"
+ACCOUNT_REVOKED = "account.revoked"
+
+
+def room_channel(slug: str) -> str:
+    """The socket channel of a room."""
+    return f"{ROOM_CHANNEL_PREFIX}{slug}"
+
+
+def job_channel(job_id: Any) -> str:
+    """The socket channel of one job."""
+    return f"{JOB_CHANNEL_PREFIX}{job_id}"
+
+
+def room_group(slug: str) -> str:
+    """Channel-layer group of a room (slugs are limited to characters groups accept)."""
+    return f"room.{slug}"
+
+
+def job_group(job_id: Any) -> str:
+    """Channel-layer group of one job's events."""
+    return f"job.{job_id}"
+
+
+def owner_group(owner_id: int) -> str:
+    """Channel-layer group of every job event of one owner (`jobs:mine`)."""
+    return f"jobs.user.{owner_id}"
+
+
+def account_group(user_id: int) -> str:
+    """Channel-layer group of one user's sockets (in every process): sign-outs reach them."""
+    return f"account.{user_id}"
