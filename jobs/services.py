@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -29,11 +28,6 @@ logger = logging.getLogger(__name__)
 LOG_LINE_MAX = 1000
 # `error.type` of a job whose message the broker refused: it never ran.
 BROKER_UNAVAILABLE = "BrokerUnavailable"
-
-
-def sessions_clear_expired() -> None:
-    """Delete expired login sessions through the configured session engine."""
-    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
 
 
 def job_enqueue(

@@ -15,7 +15,6 @@ from .services import (
     job_succeed,
     jobs_dispatch_due,
     jobs_reap_expired,
-    sessions_clear_expired,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,9 +55,3 @@ def dispatch_due_jobs() -> int:
 def reap_expired_jobs() -> int:
     """Fail running jobs whose worker died (no lease renewal)."""
     return jobs_reap_expired()
-
-
-@shared_task(name="jobs.sessions_clear_expired")
-def clear_expired_sessions() -> None:
-    """Delete expired login sessions (scheduled by beat; can be sent by hand)."""
-    sessions_clear_expired()

@@ -107,7 +107,7 @@ def test_worker_runs_a_task_sent_through_this_broker(variant):
     client = Celery(broker=variant.broker_url)
     with client.connection_for_write() as connection:
         client.send_task(
-            "jobs.sessions_clear_expired",
+            "auth.sessions_clear_expired",
             queue=variant.queue,
             connection=connection,
         )

@@ -7,7 +7,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from jobs.tasks import clear_expired_sessions
+from api.tasks import clear_expired_sessions
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,4 +28,4 @@ def test_worker_runs_the_session_cleanup_task(worker):
     # then
     wait_until(lambda: not Session.objects.filter(session_key=expired.session_key).exists())
     assert Session.objects.filter(session_key=live.session_key).exists()
-    assert "jobs.sessions_clear_expired" in worker.log()
+    assert "auth.sessions_clear_expired" in worker.log()
