@@ -18,12 +18,9 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import connect
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-if str(BASE_DIR) not in sys.path:
-    # Run as a script (`python bench/x.py`), so the project root is not on the path.
-    sys.path.insert(0, str(BASE_DIR))
+from config.redis_server import PrivateRedis
 
-from config.redis_server import PrivateRedis  # noqa: E402
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 SERVER_CORE = 0
 LOADGEN_CORE = 1
@@ -165,7 +162,7 @@ def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list
     """The argv that starts `kind` (ceiling, daphne or uvicorn) on 127.0.0.1:port."""
     python = sys.executable
     if kind == CEILING:
-        return [python, str(BASE_DIR / "bench" / "ceiling_server.py"), "--port", str(port)]
+        return [python, "-m", "bench.ceiling_server", "--port", str(port)]
     if kind == "daphne":
         return [
             python,

@@ -1,7 +1,7 @@
 """Fan-out benchmark: N WebSocket clients in one room, on the gateway and on a `websockets` ceiling.
 
-Run `.venv/bin/python bench/fanout.py --quick` (see bench/README.md). The script starts its own
-Redis, SQLite database and servers on loopback, pins them to core 0 and itself (the load
+Run `.venv/bin/python -m bench.fanout --quick` (see bench/README.md). The script starts its
+own Redis, SQLite database and servers on loopback, pins them to core 0 and itself (the load
 generator) to core 1, runs each scenario against each server, prints one row per run, the
 server/ceiling ratios and the targets, and stops every process it started.
 """
@@ -29,12 +29,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.protocol import State
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-if str(BASE_DIR) not in sys.path:
-    # Run as a script (`python bench/fanout.py`), so the project root is not on the path.
-    sys.path.insert(0, str(BASE_DIR))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     CEILING,
     LOADGEN_CORE,
     MACHINE_QUIET,
@@ -58,8 +53,8 @@ from bench.common import (  # noqa: E402
     table,
     uvicorn_installed,
 )
-from bench.common import ws_connect as _connect  # noqa: E402
-from config.redis_server import free_port  # noqa: E402
+from bench.common import ws_connect as _connect
+from config.redis_server import free_port
 
 ROOM = "lobby"
 CHANNEL = f"room:{ROOM}"

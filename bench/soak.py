@@ -1,6 +1,6 @@
 """Soak test: clients chat and run jobs through random disconnects; nothing lost or doubled.
 
-Run `.venv/bin/python bench/soak.py --quick` (45 s) or without options (300 clients, 5 minutes);
+Run `.venv/bin/python -m bench.soak --quick` (45 s) or without options (300 clients, 5 minutes);
 bench/README.md says what it checks. Everything it starts (Redis, the ASGI servers, a Celery
 worker) listens on 127.0.0.1 and is stopped at the end, on Ctrl-C and on SIGTERM.
 """
@@ -36,15 +36,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-BENCH_DIR = Path(__file__).resolve().parent
-BASE_DIR = BENCH_DIR.parent
-# Run as a script, Python puts bench/ first on the path, where bench/jobs.py would stand in
-# for the project's `jobs` app; the project root goes there instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-if str(BASE_DIR) not in sys.path:
-    sys.path.insert(0, str(BASE_DIR))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     Environment,
     Server,
     celery_worker,
@@ -57,8 +49,8 @@ from bench.common import (  # noqa: E402
     table,
     ws_connect,
 )
-from bench.jobs import wait_ready  # noqa: E402
-from config.redis_server import free_port  # noqa: E402
+from bench.jobqueue import wait_ready
+from config.redis_server import free_port
 
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
 HTTP_TIMEOUT = 30.0

@@ -1,6 +1,6 @@
 """Jobs benchmark: enqueue rate, enqueue-to-socket latency, countdown accuracy, progress events."""
 
-# Run `.venv/bin/python bench/jobs.py --quick`; bench/README.md says what each number means.
+# Run `.venv/bin/python -m bench.jobqueue --quick`; bench/README.md says what each number means.
 # Everything it starts (Redis, the ASGI server, one Celery worker) listens on loopback and is
 # stopped at the end, on Ctrl-C and on SIGTERM.
 
@@ -32,15 +32,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-BENCH_DIR = Path(__file__).resolve().parent
-BASE_DIR = BENCH_DIR.parent
-# Run as a script, Python puts bench/ first on the path, where this file would stand in for
-# the project's `jobs` app; the project root goes there instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-if str(BASE_DIR) not in sys.path:
-    sys.path.insert(0, str(BASE_DIR))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     LOADGEN_CORE,
     MACHINE_QUIET,
     SERVER_CORE,
@@ -65,7 +57,7 @@ from bench.common import (  # noqa: E402
     table,
     ws_connect,
 )
-from config.redis_server import free_port  # noqa: E402
+from config.redis_server import free_port
 
 KIND = "demo.sleep"
 WAITING = ("scheduled", "queued")
