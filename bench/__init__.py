@@ -1,1 +1,1 @@
-"""Benchmarks, run as scripts (`.venv/bin/python bench/jobs.py`); see bench/README.md."""
+"""Benchmarks, run as modules from the project root (`.venv/bin/python -m bench.fanout`)."""

@@ -111,8 +111,8 @@ async def run(host: str, port: int, backlog: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: `ceiling_server.py --port PORT [--host 127.0.0.1] [--backlog N]`."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    """Command line: `python -m bench.ceiling_server --port PORT [--host H] [--backlog N]`."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ceiling_server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", choices=LOOPBACK)
     parser.add_argument("--port", type=int, required=True)
     # Same as uvicorn's default, so the "all connect at once" scenario is not limited here.

@@ -1,7 +1,7 @@
 """Fan-out benchmark: N WebSocket clients in one room, on the gateway and on a `websockets` ceiling.
 
-Run `.venv/bin/python bench/fanout.py --quick` (see bench/README.md). The script starts its own
-Redis, SQLite database and servers on loopback, pins them to core 0 and itself (the load
+Run `.venv/bin/python -m bench.fanout --quick` (see bench/README.md). The script starts its
+own Redis, SQLite database and servers on loopback, pins them to core 0 and itself (the load
 generator) to core 1, runs each scenario against each server, prints one row per run, the
 server/ceiling ratios and the targets, and stops every process it started.
 """
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -24,42 +23,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.protocol import State
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-if str(BASE_DIR) not in sys.path:
-    # Run as a script (`python bench/fanout.py`), so the project root is not on the path.
-    sys.path.insert(0, str(BASE_DIR))
-
-from bench.common import (  # noqa: E402
+from bench.probe import MACHINE_QUIET, CpuProbe, Usage, machine_quiet, process_idle, rss_bytes
+from bench.report import counts, fmt, percent, percentile, print_logs, ratio, table, verdict
+from bench.stack import (
     CEILING,
     LOADGEN_CORE,
-    MACHINE_QUIET,
     SERVER_CORE,
     UVICORN_WS,
     Environment,
     LogReport,
     Server,
     can_pin,
-    cpu_seconds,
-    fmt,
+    from_args,
+    keep_or_remove,
     log,
-    machine_busy_seconds,
-    machine_quiet,
-    own_cpu_seconds,
-    ratio,
-    rss_bytes,
+    redis_ps,
     scan_log,
     server_command,
+    server_cores,
     stop_on_signals,
-    table,
     uvicorn_installed,
 )
-from bench.common import ws_connect as _connect  # noqa: E402
-from config.redis_server import free_port  # noqa: E402
+from bench.ws import ws_connect
+from config.redis_server import free_port
 
 ROOM = "lobby"
 CHANNEL = f"room:{ROOM}"
@@ -74,9 +64,8 @@ KEY_BASE = 1_000_000
 WINDOW_TIMEOUT = 2.0
 # psutil's CPU times tick at 10 ms; over a shorter phase the CPU columns are rough.
 PRECISE_PHASE = 1.0
-# Idle means idle: after connecting, wait (up to QUIET_LIMIT s) until the server's CPU over
-# QUIET_SAMPLE s is under 5% of a core before reading RSS or starting to send.
-QUIET_SAMPLE = 0.5
+# Idle means idle (joins announced, buffers flushed): after connecting, wait (up to
+# QUIET_LIMIT s) until the server uses under 5% of a core before reading RSS or sending.
 QUIET_LIMIT = 60.0
 
 
@@ -121,11 +110,7 @@ class Row:
     duplicates: int = 0
     reordered: int = 0
     latencies_ns: list[int] = field(default_factory=list)
-    cpu_s: float | None = None
-    redis_cpu_s: float | None = None
-    loadgen_cpu_s: float | None = None
-    other_cpu_s: float | None = None
-    phase_s: float | None = None
+    usage: Usage | None = None  # CPU over the measured phase
     rss_per_conn: float | None = None
     setup_s: float | None = None
     window_stalls: int = 0
@@ -135,14 +120,16 @@ class Row:
 
     def percentile_ms(self, fraction: float) -> float | None:
         """The latency (ms) that `fraction` of the deliveries did not exceed."""
-        if not self.latencies_ns:
-            return None
-        ordered = sorted(self.latencies_ns)
-        index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-        return ordered[index] / 1e6
+        value = percentile(self.latencies_ns, fraction)
+        return None if value is None else value / 1e6
 
-    def per_delivery(self, seconds: float | None) -> float | None:
-        """`seconds` (of CPU) divided by the distinct deliveries."""
+    def cpu(self, name: str) -> float | None:
+        """CPU seconds of `server` or its `redis` over the measured phase, if measured."""
+        return None if self.usage is None else self.usage.cpu.get(name)
+
+    def per_delivery(self, name: str) -> float | None:
+        """The CPU seconds of `server` or `redis` divided by the distinct deliveries."""
+        seconds = self.cpu(name)
         if seconds is None or not self.delivered:
             return None
         return seconds / self.delivered
@@ -176,7 +163,7 @@ class Receiver:
         """Connect, read `hello`, subscribe and wait for `subscribed`; False on any failure."""
         try:
             async with asyncio.timeout(open_timeout):
-                self.ws = await _connect(url, open_timeout)
+                self.ws = await ws_connect(url, open_timeout)
                 hello = json.loads(await self.ws.recv())
                 if hello.get("type") != "hello":
                     self.tally.errors[f"greeting:{hello.get('type')}"] += 1
@@ -294,7 +281,7 @@ class Sender:
         """Connect and read `hello`; False on any failure."""
         try:
             async with asyncio.timeout(open_timeout):
-                self.ws = await _connect(url, open_timeout)
+                self.ws = await ws_connect(url, open_timeout)
                 hello = json.loads(await self.ws.recv())
                 return bool(hello.get("type") == "hello")
         except (TimeoutError, OSError, WebSocketException, ValueError) as error:
@@ -445,83 +432,62 @@ def account(row: Row, tally: Tally, senders: list[Sender], receivers: list[Recei
 
 
 @dataclass
-class Probe:
-    """CPU of the server, its Redis and the load generator over one measured phase."""
+class Target:
+    """The server a scenario runs on: its address, its process, the probe on its CPU."""
 
-    server: Any
-    redis: Any | None
-    started: float = 0.0
-    cpu0: float = 0.0
-    redis0: float = 0.0
-    loadgen0: float = 0.0
-    busy0: float = 0.0
-
-    def start(self) -> None:
-        """Read every counter at the start of the phase."""
-        self.cpu0 = cpu_seconds(self.server)
-        self.redis0 = cpu_seconds(self.redis) if self.redis is not None else 0.0
-        self.loadgen0 = own_cpu_seconds()
-        self.busy0 = machine_busy_seconds()
-        self.started = time.perf_counter()
-
-    def stop(self, row: Row) -> None:
-        """Read them again and put the differences into `row`."""
-        row.phase_s = time.perf_counter() - self.started
-        row.cpu_s = cpu_seconds(self.server) - self.cpu0
-        row.redis_cpu_s = cpu_seconds(self.redis) - self.redis0 if self.redis is not None else None
-        row.loadgen_cpu_s = own_cpu_seconds() - self.loadgen0
-        # Whatever else ran meanwhile (another test run, a build) is noise in every column.
-        ours = row.cpu_s + (row.redis_cpu_s or 0.0) + row.loadgen_cpu_s
-        row.other_cpu_s = max(0.0, machine_busy_seconds() - self.busy0 - ours)
+    url: str
+    server: Any  # psutil handle: RSS per connection, quiet before measuring
+    probe: CpuProbe
 
 
-async def wait_quiet(server: Any, row: Row, limit: float = QUIET_LIMIT) -> None:
-    """Until the server uses under 5% of a core (joins announced, buffers flushed), or `limit`."""
-    deadline = time.monotonic() + limit
-    before = cpu_seconds(server)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(QUIET_SAMPLE)
-        now = cpu_seconds(server)
-        if now - before < 0.05 * QUIET_SAMPLE:
-            return
-        before = now
-    row.errors["not_quiet_after_connect"] += 1
+async def cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel the reading tasks and wait until they are gone."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def measure_rss(
-    server: Any, row: Row, baseline: int, count: int, settle: float
-) -> float | None:
+async def measure_rss(target: Target, row: Row, baseline: int, count: int, settle: float) -> None:
     """RSS per connection once the sockets are connected and the server has gone idle."""
     await asyncio.sleep(settle)
-    await wait_quiet(server, row)
-    return (rss_bytes(server) - baseline) / count if count else None
+    if not await process_idle(target.server, QUIET_LIMIT):
+        row.errors["not_quiet_after_connect"] += 1
+    row.rss_per_conn = (rss_bytes(target.server) - baseline) / count if count else None
+
+
+async def join(
+    row: Row, target: Target, receivers: list[Receiver], opts: Options, peers: list[Peer]
+) -> list[Receiver]:
+    """Open the receivers a few at a time; the ones that got in (and what they cost, in `row`)."""
+    peers.extend(receivers)
+    baseline = rss_bytes(target.server)
+    started = time.perf_counter()
+    joined = await open_all(receivers, target.url, opts.connect_timeout, CONNECT_CONCURRENCY)
+    row.setup_s = time.perf_counter() - started
+    row.attempted, row.connected = len(receivers), len(joined)
+    await measure_rss(target, row, baseline, len(joined), opts.settle)
+    return joined
 
 
 async def run_fanout(
-    row: Row, url: str, probe: Probe, scenario: Scenario, opts: Options, peers: list[Peer]
+    row: Row, target: Target, scenario: Scenario, opts: Options, peers: list[Peer]
 ) -> tuple[Tally, list[Sender], list[Receiver]]:
     """One sender, N receivers; paced by `rate`, or by the probe receiver's window when 0."""
     tally = Tally(tag=uuid.uuid4().hex[:8])
     window = Window(scenario.window, timeout=WINDOW_TIMEOUT)
     receivers = [Receiver(tally) for _ in range(scenario.clients)]
-    peers.extend(receivers)
     receivers[0].on_message = window.release
-    baseline = rss_bytes(probe.server)
-    started = time.perf_counter()
-    joined = await open_all(receivers, url, opts.connect_timeout, CONNECT_CONCURRENCY)
-    row.setup_s = time.perf_counter() - started
-    row.attempted, row.connected = scenario.clients, len(joined)
-    row.rss_per_conn = await measure_rss(probe.server, row, baseline, len(joined), opts.settle)
+    joined = await join(row, target, receivers, opts, peers)
     sender = Sender(0, tally, opts.body_size)
     peers.append(sender)
     sender.on_refused = window.release
-    if not await sender.open(url, opts.connect_timeout) or receivers[0] not in joined:
+    if not await sender.open(target.url, opts.connect_timeout) or receivers[0] not in joined:
         row.failure = "the sender or the probe receiver could not connect"
         return tally, [sender], joined
     tasks = [asyncio.create_task(r.listen()) for r in joined]
     tasks.append(asyncio.create_task(sender.listen()))
     try:
-        probe.start()
+        target.probe.start()
         begin = time.perf_counter()
         for index in range(scenario.messages):
             if time.perf_counter() - begin > opts.phase_seconds:
@@ -536,56 +502,46 @@ async def run_fanout(
                 await window.acquire(index)
             await sender.post(index)
         await drain(tally, [sender], joined, opts.drain_timeout)
-        probe.stop(row)
+        row.usage = target.probe.stop()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
     row.window_stalls = window.stalls
     return tally, [sender], joined
 
 
 async def run_idle(
-    row: Row, url: str, probe: Probe, scenario: Scenario, opts: Options, peers: list[Peer]
+    row: Row, target: Target, scenario: Scenario, opts: Options, peers: list[Peer]
 ) -> tuple[Tally, list[Sender], list[Receiver]]:
     """N sockets opened all at once (no pacing): how many get in, and what each one costs."""
     tally = Tally(tag=uuid.uuid4().hex[:8])
     receivers = [Receiver(tally) for _ in range(scenario.clients)]
     peers.extend(receivers)
-    baseline = rss_bytes(probe.server)
+    baseline = rss_bytes(target.server)
     started = time.perf_counter()
-    joined = await open_all(receivers, url, opts.connect_timeout, None)
+    joined = await open_all(receivers, target.url, opts.connect_timeout, None)
     row.setup_s = time.perf_counter() - started
     row.attempted = scenario.clients
     # Read what the server sends meanwhile (presence), as a browser would.
     tasks = [asyncio.create_task(r.listen()) for r in joined]
     try:
-        row.rss_per_conn = await measure_rss(probe.server, row, baseline, len(joined), opts.settle)
+        await measure_rss(target, row, baseline, len(joined), opts.settle)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
     # Still there after the settle time: the server did not drop them once they were idle.
     row.connected = sum(r.ws is not None and r.ws.state is State.OPEN for r in joined)
     return tally, [], joined
 
 
 async def run_burst(
-    row: Row, url: str, probe: Probe, scenario: Scenario, opts: Options, peers: list[Peer]
+    row: Row, target: Target, scenario: Scenario, opts: Options, peers: list[Peer]
 ) -> tuple[Tally, list[Sender], list[Receiver]]:
     """S senders each post K messages back to back, all at the same moment, into N receivers."""
     tally = Tally(tag=uuid.uuid4().hex[:8])
     receivers = [Receiver(tally) for _ in range(scenario.clients)]
-    peers.extend(receivers)
-    baseline = rss_bytes(probe.server)
-    started = time.perf_counter()
-    joined = await open_all(receivers, url, opts.connect_timeout, CONNECT_CONCURRENCY)
-    row.setup_s = time.perf_counter() - started
-    row.attempted, row.connected = scenario.clients, len(joined)
-    row.rss_per_conn = await measure_rss(probe.server, row, baseline, len(joined), opts.settle)
+    joined = await join(row, target, receivers, opts, peers)
     senders = [Sender(i, tally, opts.body_size) for i in range(scenario.senders)]
     peers.extend(senders)
-    opened = await asyncio.gather(*(s.open(url, opts.connect_timeout) for s in senders))
+    opened = await asyncio.gather(*(s.open(target.url, opts.connect_timeout) for s in senders))
     if not all(opened):
         row.failure = f"{opened.count(False)} of {len(senders)} senders could not connect"
         return tally, senders, joined
@@ -602,20 +558,18 @@ async def run_burst(
     try:
         firing = [asyncio.create_task(fire(s)) for s in senders]
         await asyncio.sleep(0)  # every sender is now parked on `go`
-        probe.start()
+        target.probe.start()
         go.set()
         await asyncio.gather(*firing)
         await drain(tally, senders, joined, opts.drain_timeout)
-        probe.stop(row)
+        row.usage = target.probe.stop()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
     return tally, senders, joined
 
 
 Runner = Callable[
-    [Row, str, Probe, Scenario, Options, list[Peer]],
+    [Row, Target, Scenario, Options, list[Peer]],
     Awaitable[tuple[Tally, list[Sender], list[Receiver]]],
 ]
 RUNNERS: dict[str, Runner] = {"fanout": run_fanout, "idle": run_idle, "burst": run_burst}
@@ -628,7 +582,7 @@ async def wait_ready(server: Server, within: float = 60.0) -> None:
         if not server.running:
             raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
         with contextlib.suppress(TimeoutError, OSError, WebSocketException, ValueError):
-            async with _connect(server.url, 2) as ws:
+            async with ws_connect(server.url, 2) as ws:
                 if json.loads(await asyncio.wait_for(ws.recv(), 2)).get("type") == "hello":
                     return
         await asyncio.sleep(0.2)
@@ -650,13 +604,11 @@ async def warm_up(url: str, opts: Options) -> str:
             await asyncio.sleep(0.02)
         await drain(tally, [sender], receivers, 3.0)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         await close_all(receivers)
         await sender.close()
     if tally.delivered < 10 * len(receivers):
-        codes = ", ".join(f"{k}={v}" for k, v in sorted(tally.errors.items())) or "no error"
+        codes = ", ".join(counts(tally.errors)) or "no error"
         return f"warm-up: {tally.delivered}/{10 * len(receivers)} delivered ({codes})"
     return ""
 
@@ -676,16 +628,12 @@ async def run_one(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         env = dict(environment.env)
-        redis_ps: Any | None = None
+        redis: Any | None = None  # the ceiling has none
         if kind != CEILING:
-            redis = stack.enter_context(environment.redis(f"{kind}-{port}", pin))
-            env["REDIS_URL"] = redis.url
-            assert redis.process is not None
-            redis_ps = psutil.Process(redis.process.pid)
+            private = stack.enter_context(environment.redis(f"{kind}-{port}", pin))
+            env["REDIS_URL"], redis = private.url, redis_ps(private)
         argv = server_command(kind, port, opts.uvicorn_ws)
-        server = Server(kind, argv, env, log_path, port, pin)
-        stack.callback(server.stop)
-        server.start()
+        server = stack.enter_context(Server(kind, argv, env, log_path, port, server_cores(pin)))
         await wait_ready(server)
         progress(kind, scenario, f"up on port {port}, pid {server.ps().pid}; warming up")
         problem = await warm_up(server.url, opts)
@@ -693,11 +641,11 @@ async def run_one(
             row.failure = problem
             return row, [r for r in [scan_log(server, scenario.label, "warm-up", 0)] if r]
         progress(kind, scenario, "running")
-        probe = Probe(server.ps(), redis_ps)
+        target = Target(server.url, server.ps(), CpuProbe(server=server.ps(), redis=redis))
         peers: list[Peer] = []
         try:
             tally, senders, receivers = await RUNNERS[scenario.kind](
-                row, server.url, probe, scenario, opts, peers
+                row, target, scenario, opts, peers
             )
             account(row, tally, senders, receivers)
         finally:
@@ -722,7 +670,7 @@ async def run_one(
 def cells(row: Row) -> list[str]:
     """The printed columns of one row (see bench/README.md for their meaning)."""
     s = row.scenario
-    notes = [f"{k}={v}" for k, v in sorted(row.errors.items())]
+    notes = counts(row.errors)
     if row.unanswered:
         notes.append(f"unanswered={row.unanswered}")
     if row.window_stalls:
@@ -732,13 +680,12 @@ def cells(row: Row) -> list[str]:
     errors = " ".join(notes)
     if row.failure:
         errors = f"{errors} FAILED: {row.failure}".strip()
-    cpu = row.per_delivery(row.cpu_s)
-    redis = row.per_delivery(row.redis_cpu_s)
-    busy = ratio(row.cpu_s, row.phase_s)
-    gen = ratio(row.loadgen_cpu_s, row.phase_s)
-    other = ratio(row.other_cpu_s, row.phase_s)
-    rate = ratio(float(row.delivered), row.phase_s) if s.kind != "idle" else None
-    rough = "~" if row.phase_s is not None and row.phase_s < PRECISE_PHASE else ""
+    usage = row.usage
+    phase = usage.seconds if usage is not None else None
+    cpu = row.per_delivery("server")
+    redis = row.per_delivery("redis")
+    rate = ratio(float(row.delivered), phase) if s.kind != "idle" else None
+    rough = "~" if phase is not None and phase < PRECISE_PHASE else ""
     return [
         row.server,
         s.label,
@@ -754,9 +701,9 @@ def cells(row: Row) -> list[str]:
         fmt(rate, ".0f"),
         rough + fmt(cpu * 1e6 if cpu is not None else None, ".1f"),
         rough + fmt(redis * 1e6 if redis is not None else None, ".1f"),
-        fmt(busy * 100 if busy is not None else None, ".0f"),
-        fmt(gen * 100 if gen is not None else None, ".0f"),
-        fmt(other * 100 if other is not None else None, ".0f"),
+        percent(row.cpu("server"), phase),
+        percent(usage.loadgen if usage is not None else None, phase),
+        percent(usage.other if usage is not None else None, phase),
         fmt(row.rss_per_conn / 1024 if row.rss_per_conn is not None else None, ".1f"),
         errors,
     ]
@@ -793,15 +740,15 @@ def ratio_rows(rows: list[Row]) -> list[list[str]]:
         base = ceilings.get(row.scenario)
         if row.server == CEILING or base is None:
             continue
-        cpu = row.per_delivery(row.cpu_s)
-        redis = row.per_delivery(row.redis_cpu_s)
+        cpu = row.per_delivery("server")
+        redis = row.per_delivery("redis")
         with_redis = cpu + redis if cpu is not None and redis is not None else None
         out.append(
             [
                 row.server,
                 row.scenario.label,
-                fmt(ratio(cpu, base.per_delivery(base.cpu_s)), ".1f"),
-                fmt(ratio(with_redis, base.per_delivery(base.cpu_s)), ".1f"),
+                fmt(ratio(cpu, base.per_delivery("server")), ".1f"),
+                fmt(ratio(with_redis, base.per_delivery("server")), ".1f"),
                 fmt(ratio(row.percentile_ms(0.5), base.percentile_ms(0.5)), ".1f"),
                 fmt(ratio(row.percentile_ms(0.99), base.percentile_ms(0.99)), ".1f"),
                 fmt(ratio(row.rss_per_conn, base.rss_per_conn), ".1f"),
@@ -814,9 +761,6 @@ def target_lines(rows: list[Row]) -> list[str]:
     """The targets of bench/README.md, judged on the rows whose scenario they apply to."""
     lines: list[str] = []
     ceilings = {r.scenario: r for r in rows if r.server == CEILING}
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "FAIL"
 
     for row in rows:
         s, who = row.scenario, f"{row.server:8} {row.scenario.label}"
@@ -831,7 +775,7 @@ def target_lines(rows: list[Row]) -> list[str]:
             )
         base = ceilings.get(s)
         if s.kind == "fanout" and not s.rate and base is not None and row.server != CEILING:
-            times = ratio(row.per_delivery(row.cpu_s), base.per_delivery(base.cpu_s))
+            times = ratio(row.per_delivery("server"), base.per_delivery("server"))
             sized = "" if s.clients == 200 else " [target is set at 200 clients]"
             lines.append(
                 f"{verdict(times is not None and times <= 4)}  {who}: CPU per delivery "
@@ -901,6 +845,7 @@ def scenarios_from(args: argparse.Namespace) -> list[Scenario]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python -m bench.fanout",
         description="Fan-out benchmark of the /ws/ gateway against a websockets ceiling.",
         epilog="See bench/README.md for the columns and the targets.",
     )
@@ -1014,15 +959,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {LOADGEN_CORE})
     else:
         notes.append("fewer than 2 usable cores: servers and load generator are not pinned")
-    opts = Options(
-        args.body_size,
-        args.connect_timeout,
-        args.drain_timeout,
-        args.settle,
-        args.phase_seconds,
-        args.quiet_wait,
-        args.uvicorn_ws,
-    )
+    opts = from_args(Options, args)
     overrides = {
         name: f"{value:g}"
         for name, value in (
@@ -1056,13 +993,12 @@ def main(argv: list[str] | None = None) -> int:
     except TimeoutError:
         print(f"stopped after --max-seconds {args.max_seconds:g}", file=sys.stderr)
     finally:
-        if not (args.keep or logs):
-            shutil.rmtree(root, ignore_errors=True)
-    report(rows, logs, notes, root, pin)
+        report(rows, logs, notes, pin)
+        keep_or_remove(root, args.keep or bool(logs))
     return 130 if interrupted else (1 if any(r.failure for r in rows) else 0)
 
 
-def report(rows: list[Row], logs: list[LogReport], notes: list[str], root: Path, pin: bool) -> None:
+def report(rows: list[Row], logs: list[LogReport], notes: list[str], pin: bool) -> None:
     """Print the result table, the ratios, the targets, notes and server log excerpts."""
     if not rows:
         return
@@ -1094,13 +1030,7 @@ def report(rows: list[Row], logs: list[LogReport], notes: list[str], root: Path,
         )
     for note in notes:
         print(f"note: {note}")
-    for found in logs:
-        print(
-            f"\nserver log {found.server} ({found.label}, {found.part}): {found.error_lines} "
-            f"error/warning lines, {found.path}\n{found.excerpt}"
-        )
-    if logs:
-        print(f"\nlogs and database kept in {root}")
+    print_logs(logs)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Soak test: clients chat and run jobs through random disconnects; nothing lost or doubled.
 
-Run `.venv/bin/python bench/soak.py --quick` (45 s) or without options (300 clients, 5 minutes);
+Run `.venv/bin/python -m bench.soak --quick` (45 s) or without options (300 clients, 5 minutes);
 bench/README.md says what it checks. Everything it starts (Redis, the ASGI servers, a Celery
 worker) listens on 127.0.0.1 and is stopped at the end, on Ctrl-C and on SIGTERM.
 """
@@ -10,59 +10,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import itertools
 import json
 import os
 import random
 import re
-import shutil
 import socket
 import statistics
 import struct
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-import psutil
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-BENCH_DIR = Path(__file__).resolve().parent
-BASE_DIR = BENCH_DIR.parent
-# Run as a script, Python puts bench/ first on the path, where bench/jobs.py would stand in
-# for the project's `jobs` app; the project root goes there instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-if str(BASE_DIR) not in sys.path:
-    sys.path.insert(0, str(BASE_DIR))
-
-from bench.common import (  # noqa: E402
+from bench.probe import rss_bytes
+from bench.report import table
+from bench.rest import ERRORS, Rest
+from bench.stack import (
     Environment,
     Server,
     celery_worker,
     died,
+    from_args,
+    keep_or_remove,
     log,
     print_failure,
-    rss_bytes,
+    read_log,
+    redis_ps,
     server_command,
     stop_on_signals,
-    table,
-    ws_connect,
+    wait_ready,
 )
-from bench.jobs import wait_ready  # noqa: E402
-from config.redis_server import free_port  # noqa: E402
+from bench.ws import ws_connect
+from config.redis_server import free_port
 
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
-HTTP_TIMEOUT = 30.0
-HISTORY_PAGE = 200  # the most GET /api/rooms/{slug}/messages/ returns at once
 MB = 1024 * 1024
 # Memory verdict: after warm-up, a process may grow by at most the larger of these. Python's
 # allocator keeps its high-water mark, which follows the peak of concurrent work (a burst of
@@ -86,85 +75,6 @@ for name in spec["users"]:
     tokens[name] = Token.objects.create(user=User.objects.create_user(name)).key
 print(json.dumps(tokens))
 """
-
-
-# ------------------------------------------------------------------ REST, from threads
-class Rest:
-    """Blocking JSON calls to the REST API from a small thread pool, keep-alive per thread."""
-
-    def __init__(self, ports: list[int], threads: int = 8) -> None:
-        self.ports = ports
-        self.local = threading.local()
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest")
-
-    def _call(
-        self, port: int, method: str, path: str, body: Any, headers: dict[str, str]
-    ) -> tuple[int, Any]:
-        conns: dict[int, http.client.HTTPConnection] = self.local.__dict__.setdefault("c", {})
-        conn = conns.get(port)
-        if conn is None:
-            conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
-        sent = {"Accept": "application/json", **headers}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            sent["Content-Type"] = "application/json"
-        try:
-            conn.request(method, path, body=data, headers=sent)
-            response = conn.getresponse()
-            raw = response.read()
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            conns.pop(port, None)
-            raise
-        return response.status, (json.loads(raw) if raw else None)
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        """(status, JSON body) from any of the servers; raises OSError/HTTPException."""
-        sent = dict(headers or {})
-        if token is not None:
-            sent["Authorization"] = f"Token {token}"
-        port = random.choice(self.ports)  # noqa: S311 - load spreading, not crypto
-        return await asyncio.get_running_loop().run_in_executor(
-            self.pool, self._call, port, method, path, body, sent
-        )
-
-    async def history(self, slug: str, after: int, upto: int | None) -> list[dict[str, Any]]:
-        """The room's messages with after < seq (<= upto), page by page, retried on errors."""
-        found: list[dict[str, Any]] = []
-        while upto is None or after < upto:
-            query = urlencode({"after": after, "limit": HISTORY_PAGE})
-            status, page = await self.retrying("GET", f"/api/rooms/{slug}/messages/?{query}")
-            if status != 200:
-                raise RuntimeError(f"history of {slug}: HTTP {status} {page}")
-            batch = [m for m in page["results"] if upto is None or m["seq"] <= upto]
-            found.extend(batch)
-            if len(page["results"]) < HISTORY_PAGE or not batch:
-                break
-            after = int(batch[-1]["seq"])
-        return found
-
-    async def retrying(
-        self, method: str, path: str, body: Any = None, token: str | None = None, **kw: Any
-    ) -> tuple[int, Any]:
-        """A call retried on connection errors and 5xx, up to 10 times (reads, keyed writes)."""
-        for attempt in range(10):
-            try:
-                status, data = await self.call(method, path, body, token, **kw)
-                if status < 500:
-                    return status, data
-            except (OSError, http.client.HTTPException, ValueError):
-                if attempt == 9:
-                    raise
-            await asyncio.sleep(0.2 * (attempt + 1))
-        return status, data
 
 
 # ------------------------------------------------------------------ the clients
@@ -449,7 +359,7 @@ class Client:
             status, job = await self.soak.rest.retrying(
                 "POST", "/api/jobs/", body, self.token, headers={"Idempotency-Key": key}
             )
-        except (OSError, http.client.HTTPException, ValueError) as error:
+        except (*ERRORS, ValueError) as error:
             totals.enqueue_failures += 1
             totals.errors[f"enqueue:{type(error).__name__}"] += 1
             return
@@ -566,7 +476,7 @@ class Client:
                 for message in await self.soak.rest.history(room, after, upto):
                     self.record(room, int(message["seq"]), int(message["id"]))
                     self.soak.totals.rest_fetched += 1
-            except (OSError, http.client.HTTPException, RuntimeError, ValueError) as error:
+            except (*ERRORS, RuntimeError, ValueError) as error:
                 self.soak.totals.errors[f"resync_fetch:{type(error).__name__}"] += 1
 
         task = asyncio.create_task(run())
@@ -620,8 +530,7 @@ async def sample_memory(memories: list[Memory], started: float, stop: asyncio.Ev
     while not stop.is_set():
         now = time.monotonic() - started
         for memory in memories:
-            with contextlib.suppress(psutil.Error):
-                memory.samples.append((now, rss_bytes(memory.proc)))
+            memory.samples.append((now, rss_bytes(memory.proc)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), RSS_SAMPLE_SECONDS)
 
@@ -635,11 +544,7 @@ def log_problems(path: Path, start: int) -> Counter[str]:
     """WARNING/ERROR lines logged after byte `start`, by message (numbers masked), with the
     exception that ended a traceback that follows one."""
     found: Counter[str] = Counter()
-    if not path.exists():
-        return found
-    with path.open("rb") as handle:
-        handle.seek(start)
-        lines = handle.read().decode(errors="replace").splitlines()
+    lines = read_log(path, start)
     for i, line in enumerate(lines):
         match = LEVEL.search(line)
         if match is None:
@@ -850,7 +755,7 @@ async def run(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, sampler, return_exceptions=True)
-        rest.pool.shutdown(wait=False, cancel_futures=True)
+        rest.shutdown()
 
 
 # ------------------------------------------------------------------ report
@@ -1045,6 +950,7 @@ def _slash(*values: int) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line, with the --quick sizes filled in."""
     parser = argparse.ArgumentParser(
+        prog="python -m bench.soak",
         description="Soak test: chat and jobs with random disconnects; nothing lost or doubled.",
         epilog="See bench/README.md for what it checks.",
     )
@@ -1120,20 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
     """Start the stack, run the clients, check, print the report, stop everything."""
     args = parse_args(argv)
     stop_on_signals()
-    plan = Plan(
-        clients=args.clients,
-        rooms=args.rooms,
-        duration=args.duration,
-        warmup=args.warmup,
-        post_every=args.post_every,
-        signed_in=args.signed_in,
-        job_every=args.job_every,
-        session=args.session,
-        abort_share=args.abort_share,
-        away_long_share=args.away_long_share,
-        settle=args.settle,
-        late_share=args.late_share,
-    )
+    plan = from_args(Plan, args)
     root = Path(tempfile.mkdtemp(prefix="switchboard-soak-"))
     run_tag = f"soak{os.getpid()}"
     rooms = [f"{run_tag}-{i:02d}" for i in range(plan.rooms)]
@@ -1181,13 +1074,11 @@ def main(argv: list[str] | None = None) -> int:
                 port = free_port()
                 argv_server = server_command(kind, port, "websockets-sansio")
                 name = f"{kind}-{i}" if args.servers.count(kind) > 1 else kind
-                server = Server(name, argv_server, env, logs_dir / f"{name}.log", port, False)
-                stack.callback(server.stop)
-                processes.append(server.start())
+                server = Server(name, argv_server, env, logs_dir / f"{name}.log", port, None)
+                processes.append(stack.enter_context(server))
                 ports.append(port)
-            worker = celery_worker(env, logs_dir / "worker.log", "threads", 4)
-            stack.callback(worker.stop)
-            processes.append(worker.start())
+            worker = celery_worker(env, logs_dir / "worker.log", "threads", 4, None)
+            processes.append(stack.enter_context(worker))
             log(
                 ", ".join(
                     f"{p.name} pid {p.ps().pid}" + (f" port {p.port}" if p.port else "")
@@ -1196,8 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
                 + f", redis {redis.url}; logs in {logs_dir}"
             )
             memories = [Memory(p.name, p.ps(), judged=True) for p in processes]
-            assert redis.process is not None
-            memories.append(Memory("redis", psutil.Process(redis.process.pid), judged=False))
+            memories.append(Memory("redis", redis_ps(redis), judged=False))
             asyncio.run(
                 run(
                     plan,
@@ -1227,11 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = soak_ref[0].totals if soak_ref else Totals()
     write_samples(memories, root / "rss.csv")
     failures.extend(report(plan, outcome, totals, memories, args.servers, notes, logs))
-    kept = args.keep or bool(failures) or interrupted or bool(logs)
-    if kept:
-        print(f"\ntemp dir kept (logs, database): {root}")
-    else:
-        shutil.rmtree(root, ignore_errors=True)
+    keep_or_remove(root, args.keep or bool(failures) or interrupted or bool(logs))
     if interrupted:
         return 130
     return 1 if failures else 0

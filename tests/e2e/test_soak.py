@@ -1,4 +1,4 @@
-"""The soak test, short: bench/soak.py --quick against its own live stack, and its checker."""
+"""The soak test, short: `python -m bench.soak --quick` on its own live stack, and its checker."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_quick_soak_loses_and_repeats_nothing():
     # given: its own SQLite, Redis, uvicorn + Daphne and a Celery worker, all on loopback
     # when: 60 clients in 8 rooms chat and run jobs for 45 s, disconnecting at random
     run = subprocess.run(
-        [sys.executable, str(BASE_DIR / "bench" / "soak.py"), "--quick"],
+        [sys.executable, "-m", "bench.soak", "--quick"],
         cwd=BASE_DIR,
         capture_output=True,
         text=True,

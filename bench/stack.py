@@ -1,11 +1,14 @@
-"""Helpers the benchmarks share: the stack's processes, cores, signals, probes, tables."""
+"""Starting and stopping the stack under test: database, Redis, servers, worker, their logs."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,25 +16,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import psutil
-from websockets.asyncio.client import connect
+from bench.probe import process
+from bench.rest import ERRORS, Rest
+from config.redis_server import PrivateRedis
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    Settings = TypeVar("Settings", bound=DataclassInstance)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-if str(BASE_DIR) not in sys.path:
-    # Run as a script (`python bench/x.py`), so the project root is not on the path.
-    sys.path.insert(0, str(BASE_DIR))
-
-from config.redis_server import PrivateRedis  # noqa: E402
 
 SERVER_CORE = 0
 LOADGEN_CORE = 1
 CEILING = "ceiling"
 UVICORN_WS = ("websockets", "websockets-sansio", "wsproto")  # uvicorn's --ws choices
-# Before each run, wait (up to --quiet-wait s) until other processes use less than this share
-# of a core: the servers are pinned to one core, and a busy neighbour skews every column.
-MACHINE_QUIET = 0.25
 _PR_SET_PDEATHSIG = 1
 
 
@@ -49,27 +50,34 @@ def can_pin() -> bool:
 
 
 @contextlib.contextmanager
-def spawning_on_server_core(pin: bool) -> Iterator[None]:
-    """Run the block on the server core, so every process it forks starts (and stays) there."""
-    if pin:
-        os.sched_setaffinity(0, {SERVER_CORE})
+def spawning_on(cores: set[int] | None) -> Iterator[None]:
+    """Run the block on `cores` (None: as before), so a process it starts runs there."""
+    if cores is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
     try:
         yield
     finally:
-        if pin:
-            os.sched_setaffinity(0, {LOADGEN_CORE})
+        os.sched_setaffinity(0, before)
+
+
+def server_cores(pin: bool) -> set[int] | None:
+    """Where the servers and their Redis run: the server core when pinning, else anywhere."""
+    return {SERVER_CORE} if pin else None
 
 
 @dataclass
 class Server:
-    """A server process in its own process group, logging to a file."""
+    """A server process in its own process group, logging to a file; stopped on leaving `with`."""
 
     name: str
     argv: list[str]
     env: dict[str, str]
     log_path: Path
     port: int
-    pin: bool
+    cores: set[int] | None  # where it runs (None: wherever this process may)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,8 +86,8 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/ws/"
 
     def start(self) -> Server:
-        """Start the process on the server core, in its own session, output to the log."""
-        with self.log_path.open("ab") as log, spawning_on_server_core(self.pin):
+        """Start the process on its cores, in its own session, output to the log."""
+        with self.log_path.open("ab") as log, spawning_on(self.cores):
             self.process = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
                 self.argv,
                 cwd=BASE_DIR,
@@ -91,6 +99,12 @@ class Server:
             )
         return self
 
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     @property
     def running(self) -> bool:
         """True while the process has not exited."""
@@ -99,7 +113,7 @@ class Server:
     def ps(self) -> Any:
         """The psutil handle of the process."""
         assert self.process is not None
-        return psutil.Process(self.process.pid)
+        return process(self.process.pid)
 
     def log_size(self) -> int:
         """Bytes logged so far: where a later scan of the log starts."""
@@ -125,105 +139,34 @@ class Server:
             self.process.wait()
 
 
-def cpu_seconds(proc: Any) -> float:
-    """User+system CPU of a process, its live descendants and the children it has reaped."""
-    total = 0.0
-    with contextlib.suppress(psutil.NoSuchProcess):
-        times = proc.cpu_times()
-        total += times.user + times.system + times.children_user + times.children_system
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                ctimes = child.cpu_times()
-                total += ctimes.user + ctimes.system
-    return total
-
-
-def own_cpu_seconds() -> float:
-    """User+system CPU of this process (the load generator) alone, not of the servers it runs."""
-    times = psutil.Process().cpu_times()
-    return float(times.user + times.system)
-
-
-def machine_busy_seconds() -> float:
-    """CPU time every core spent on anything but idling, since boot."""
-    times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
-
-
-def rss_bytes(proc: Any) -> int:
-    """Resident memory of a process and its live descendants."""
-    total = 0
-    with contextlib.suppress(psutil.NoSuchProcess):
-        total += proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += child.memory_info().rss
-    return int(total)
-
-
 def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list[str]:
     """The argv that starts `kind` (ceiling, daphne or uvicorn) on 127.0.0.1:port."""
-    python = sys.executable
+    python, app = sys.executable, "config.asgi:application"
     if kind == CEILING:
-        return [python, str(BASE_DIR / "bench" / "ceiling_server.py"), "--port", str(port)]
+        return [python, "-m", "bench.ceiling_server", "--port", str(port)]
     if kind == "daphne":
-        return [
-            python,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ]
+        return [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
     if kind == "uvicorn":
-        return [
-            python,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ws",
-            uvicorn_ws,
-            # As in production (README): no per-message deflate, no 1 MiB+ frames.
-            "--ws-per-message-deflate",
-            "false",
-            "--ws-max-size",
-            "1048576",
-            # Channels' router has no lifespan support; uvicorn would log that on each start.
-            "--lifespan",
-            "off",
-        ]
+        argv = [python, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--ws", uvicorn_ws]
+        # As in production (README): no per-message deflate, no 1 MiB+ frames.
+        argv += ["--ws-per-message-deflate", "false", "--ws-max-size", "1048576"]
+        # Channels' router has no lifespan support; uvicorn would log that on each start.
+        return [*argv, "--lifespan", "off"]
     raise ValueError(kind)
 
 
-def celery_worker(env: dict[str, str], log_path: Path, pool: str, concurrency: int) -> Server:
-    """The stack's one Celery worker, not started; unpinned: the caller places it."""
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-l",
-        "warning",
-        "--pool",
-        pool,
-        "--concurrency",
-        str(concurrency),
-        "--hostname",
-        f"bench-{os.getpid()}@%h",
-        # The private Redis has no other workers: mingle would only wait for answers at
-        # start, and gossip adds broker traffic during the measurement.
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    return Server("worker", argv, env, log_path, 0, False)
+def celery_worker(
+    env: dict[str, str], log_path: Path, pool: str, concurrency: int, cores: set[int] | None
+) -> Server:
+    """The stack's one Celery worker, on `cores` (None: anywhere), not started."""
+    argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "warning"]
+    argv += ["--pool", pool, "--concurrency", str(concurrency)]
+    argv += ["--hostname", f"bench-{os.getpid()}@%h"]
+    # The private Redis has no other workers: mingle would only wait for answers at start,
+    # and gossip adds broker traffic during the measurement.
+    argv += ["--without-mingle", "--without-gossip"]
+    return Server("worker", argv, env, log_path, 0, cores)
 
 
 def uvicorn_installed() -> bool:
@@ -286,27 +229,43 @@ class Environment:
         """A fresh private Redis: no channel-layer groups or presence left by an earlier server."""
         redis = PrivateRedis(self.root / f"redis-{name}")
         try:
-            with spawning_on_server_core(pin):
+            with spawning_on(server_cores(pin)):
                 redis.start()
             yield redis
         finally:
             redis.stop()
 
 
-def ws_connect(url: str, timeout: float, headers: dict[str, str] | None = None) -> Any:
-    """A client connection to `url`, without compression or pings (use as `async with`)."""
-    # No compression (Daphne offers none; zlib would dominate both CPU and memory) and no
-    # client pings (the measured CPU is the server's answer to our frames, not keep-alives).
-    return connect(
-        url,
-        compression=None,
-        ping_interval=None,
-        open_timeout=timeout,
-        close_timeout=2,
-        max_queue=None,
-        max_size=2**20,
-        additional_headers=headers,
-    )
+def redis_ps(redis: PrivateRedis) -> Any:
+    """The psutil handle of a started private Redis."""
+    assert redis.process is not None
+    return process(redis.process.pid)
+
+
+def _readiness(port: int) -> tuple[int, Any]:
+    # A client of its own, closed in the thread that opened it (to_thread picks any thread).
+    rest = Rest([port])
+    try:
+        return rest.call("GET", "/api/health/ready/")
+    finally:
+        rest.close()
+
+
+async def wait_ready(port: int, processes: list[Server], within: float) -> dict[str, Any]:
+    """Until /api/health/ready/ says every check is ok (a live worker included); its body."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        for proc in processes:
+            if not proc.running:
+                raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
+        with contextlib.suppress(*ERRORS):
+            status, last = await asyncio.to_thread(_readiness, port)
+            checks = last.get("checks", {}) if isinstance(last, dict) else {}
+            if status == 200 and checks and all(c.get("ok") for c in checks.values()):
+                return dict(last)
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"/api/health/ready/ did not report all ok within {within:g} s: {last}")
 
 
 @dataclass
@@ -321,17 +280,21 @@ class LogReport:
     excerpt: str
 
 
+def read_log(path: Path, start: int, end: int | None = None) -> list[str]:
+    """The lines a log got between two byte offsets (none if there is no log)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as log:
+        log.seek(start)
+        return log.read(-1 if end is None else end - start).decode(errors="replace").splitlines()
+
+
 def scan_log(
     server: Server, label: str, part: str, start: int, end: int | None = None
 ) -> LogReport | None:
     """Count ERROR/Traceback/WARNING lines the server logged between two byte offsets."""
-    if not server.log_path.exists():
-        return None
-    with server.log_path.open("rb") as log:
-        log.seek(start)
-        text = log.read(-1 if end is None else end - start).decode(errors="replace")
     markers = ("Traceback", "ERROR", "CRITICAL", "WARNING", "Exception")
-    lines = text.splitlines()
+    lines = read_log(server.log_path, start, end)
     hits = [i for i, line in enumerate(lines) if any(m in line for m in markers)]
     if not hits:
         return None
@@ -340,36 +303,9 @@ def scan_log(
     return LogReport(server.name, label, part, server.log_path, len(hits), excerpt)
 
 
-def fmt(value: float | None, spec: str) -> str:
-    """`value` formatted with `spec`, or `-` when there is none."""
-    return "-" if value is None else format(value, spec)
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    """a / b, or None when either is missing (or b is 0)."""
-    return a / b if a is not None and b else None
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned text columns, two spaces apart."""
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, [("-" * w) for w in widths], *rows]
-    ]
-    return "\n".join(lines)
-
-
-async def machine_quiet(limit: float) -> float:
-    """Wait up to `limit` s until others use under MACHINE_QUIET of a core; their last use."""
-    deadline = time.monotonic() + limit
-    while True:
-        busy, own = machine_busy_seconds(), own_cpu_seconds()
-        await asyncio.sleep(1.0)
-        other = max(0.0, machine_busy_seconds() - busy - (own_cpu_seconds() - own))
-        if other <= MACHINE_QUIET or time.monotonic() >= deadline:
-            return other
-        print(f"waiting for a quieter machine: others use {other:.0%} of a core", file=sys.stderr)
+def from_args(cls: type[Settings], args: argparse.Namespace) -> Settings:
+    """A dataclass of run settings, from the command-line options of the same names."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
@@ -404,3 +340,11 @@ def print_failure(error: BaseException, processes: list[Server]) -> str:
     for proc in processes:
         print(f"\n--- last lines of {proc.log_path}\n{proc.log_tail()}", file=sys.stderr)
     return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+
+
+def keep_or_remove(root: Path, keep: bool) -> None:
+    """Say where the temp dir (logs, database) is if `keep`, else delete it."""
+    if keep:
+        print(f"\ntemp dir kept (logs, database): {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Jobs benchmark: enqueue rate, enqueue-to-socket latency, countdown accuracy, progress events."""
 
-# Run `.venv/bin/python bench/jobs.py --quick`; bench/README.md says what each number means.
+# Run `.venv/bin/python -m bench.jobqueue --quick`; bench/README.md says what each number means.
 # Everything it starts (Redis, the ASGI server, one Celery worker) listens on loopback and is
 # stopped at the end, on Ctrl-C and on SIGTERM.
 
@@ -10,39 +10,30 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import http.client
 import itertools
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-BENCH_DIR = Path(__file__).resolve().parent
-BASE_DIR = BENCH_DIR.parent
-# Run as a script, Python puts bench/ first on the path, where this file would stand in for
-# the project's `jobs` app; the project root goes there instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-if str(BASE_DIR) not in sys.path:
-    sys.path.insert(0, str(BASE_DIR))
-
-from bench.common import (  # noqa: E402
+from bench.probe import MACHINE_QUIET, CpuProbe, Usage, machine_quiet
+from bench.report import counts, fmt, percent, percentile, print_logs, ratio, table, verdict
+from bench.rest import ERRORS, Rest
+from bench.stack import (
     LOADGEN_CORE,
-    MACHINE_QUIET,
     SERVER_CORE,
     UVICORN_WS,
     Environment,
@@ -50,22 +41,20 @@ from bench.common import (  # noqa: E402
     Server,
     can_pin,
     celery_worker,
-    cpu_seconds,
     died,
-    fmt,
+    from_args,
+    keep_or_remove,
     log,
-    machine_busy_seconds,
-    machine_quiet,
-    own_cpu_seconds,
     print_failure,
-    ratio,
+    redis_ps,
     scan_log,
     server_command,
+    server_cores,
     stop_on_signals,
-    table,
-    ws_connect,
+    wait_ready,
 )
-from config.redis_server import free_port  # noqa: E402
+from bench.ws import ws_connect
+from config.redis_server import free_port
 
 KIND = "demo.sleep"
 WAITING = ("scheduled", "queued")
@@ -73,7 +62,6 @@ FINAL = ("succeeded", "failed", "cancelled")
 STATUS_RANK = {"scheduled": 0, "queued": 1, "running": 2, "succeeded": 3, "failed": 3}
 # The gateway allows 100 subscriptions per socket; stay under it with room for jobs:mine.
 SUBSCRIPTIONS_PER_SOCKET = 90
-HTTP_TIMEOUT = 30.0
 # The socket limit is per client frame; subscribing to many jobs at once is a burst of them.
 # The enqueue rate limit and the cap on unfinished jobs per user would refuse the bench's
 # one user most of its jobs: lifted, and said so in the report.
@@ -95,14 +83,6 @@ CREATE_USER = (
 )
 
 
-def percentile(values: Iterable[float], fraction: float) -> float | None:
-    """The value that `fraction` of `values` do not exceed (nearest rank); None if empty."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
-
-
 def parse_time(text: Any) -> datetime | None:
     """A timestamp from the API (ISO 8601 with offset), or None."""
     return datetime.fromisoformat(text) if isinstance(text, str) else None
@@ -122,58 +102,15 @@ class Posted:
     error: str = ""
 
 
-class Api:
-    """Blocking JSON calls to the REST API, one keep-alive connection per thread."""
-
-    def __init__(self, port: int, token: str | None) -> None:
-        self.port = port
-        self.headers = {"Accept": "application/json"}
-        if token is not None:
-            self.headers["Authorization"] = f"Token {token}"
-        self.local = threading.local()
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """(HTTP status, decoded JSON body or None); raises OSError/HTTPException on failure."""
-        conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection(
-                "127.0.0.1", self.port, timeout=HTTP_TIMEOUT
-            )
-        headers = dict(self.headers)
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
-        except (OSError, http.client.HTTPException):
-            # Not retried: a POST the server may have taken must not be sent twice.
-            conn.close()
-            raise
-        try:
-            decoded = json.loads(raw) if raw else None
-        except ValueError:
-            decoded = raw[:200].decode(errors="replace")
-        return response.status, decoded
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        conn = getattr(self.local, "conn", None)
-        if conn is not None:
-            conn.close()
-
-
 def run_clients(
-    work: Callable[[Api, int], None],
+    work: Callable[[int], None],
     count: int,
-    api: Api,
+    rest: Rest,
     concurrency: int,
     stop: threading.Event,
     deadline: float,
 ) -> None:
-    """Call `work(api, i)` for i in 0..count-1 from `concurrency` threads; stops on `stop`."""
+    """Call `work(i)` for i in 0..count-1 from `concurrency` threads; stops on `stop`."""
     indices = itertools.count()
     lock = threading.Lock()
 
@@ -184,9 +121,9 @@ def run_clients(
                     index = next(indices)
                 if index >= count:
                     return
-                work(api, index)
+                work(index)
         finally:
-            api.close()
+            rest.close()
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="http") as pool:
         for future in [pool.submit(client) for _ in range(concurrency)]:
@@ -194,7 +131,7 @@ def run_clients(
 
 
 def enqueue_all(
-    api: Api,
+    rest: Rest,
     bodies: list[dict[str, Any]],
     concurrency: int,
     stop: threading.Event,
@@ -203,12 +140,12 @@ def enqueue_all(
     """POST every body to /api/jobs/ from `concurrency` clients; one record per body."""
     posted = [Posted(i) for i in range(len(bodies))]
 
-    def one(client: Api, index: int) -> None:
+    def one(index: int) -> None:
         record = posted[index]
         record.sent_ns = time.perf_counter_ns()
         try:
-            status, body = client.call("POST", "/api/jobs/", bodies[index])
-        except (OSError, http.client.HTTPException) as error:
+            status, body = rest.call("POST", "/api/jobs/", bodies[index])
+        except ERRORS as error:
             record.error = type(error).__name__
             return
         finally:
@@ -220,23 +157,23 @@ def enqueue_all(
             code = body.get("code") if isinstance(body, dict) else body
             record.error = f"http {status} {code}"
 
-    run_clients(one, len(bodies), api, concurrency, stop, deadline)
+    run_clients(one, len(bodies), rest, concurrency, stop, deadline)
     return posted
 
 
 def fetch_all(
-    api: Api, job_ids: list[str], concurrency: int, stop: threading.Event, deadline: float
+    rest: Rest, job_ids: list[str], concurrency: int, stop: threading.Event, deadline: float
 ) -> dict[str, dict[str, Any]]:
     """GET /api/jobs/<id>/ for every id; the states that came back."""
     states: dict[str, dict[str, Any]] = {}
 
-    def one(client: Api, index: int) -> None:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            status, body = client.call("GET", f"/api/jobs/{job_ids[index]}/")
+    def one(index: int) -> None:
+        with contextlib.suppress(*ERRORS):
+            status, body = rest.call("GET", f"/api/jobs/{job_ids[index]}/")
             if status == 200 and isinstance(body, dict):
                 states[job_ids[index]] = body
 
-    run_clients(one, len(job_ids), api, concurrency, stop, deadline)
+    run_clients(one, len(job_ids), rest, concurrency, stop, deadline)
     return states
 
 
@@ -461,59 +398,12 @@ def check_stream(
 
 # ------------------------------------------------------------------ measuring
 @dataclass
-class Usage:
+class PhaseUsage:
     """CPU of the server, the worker, Redis and the load generator over one phase."""
 
     phase: str
-    jobs: int = 0
-    seconds: float = 0.0
-    server: float = 0.0
-    worker: float = 0.0
-    redis: float = 0.0
-    loadgen: float = 0.0
-    other: float = 0.0
-
-
-class Probe:
-    """Reads the CPU counters at the start and at the end of a phase."""
-
-    def __init__(self, server: Any, worker: Any, redis: Any) -> None:
-        self.procs = (server, worker, redis)
-        self.start = (0.0, 0.0, 0.0)
-        self.own = 0.0
-        self.busy = 0.0
-        self.started = 0.0
-
-    def begin(self) -> None:
-        """Read every counter now."""
-        self.start = (
-            cpu_seconds(self.procs[0]),
-            cpu_seconds(self.procs[1]),
-            cpu_seconds(self.procs[2]),
-        )
-        self.own, self.busy, self.started = (
-            own_cpu_seconds(),
-            machine_busy_seconds(),
-            time.perf_counter(),
-        )
-
-    def end(self, phase: str, jobs: int) -> Usage:
-        """The differences since `begin`."""
-        server, worker, redis = (
-            cpu_seconds(p) - s for p, s in zip(self.procs, self.start, strict=True)
-        )
-        loadgen = own_cpu_seconds() - self.own
-        busy = machine_busy_seconds() - self.busy
-        return Usage(
-            phase,
-            jobs,
-            time.perf_counter() - self.started,
-            server,
-            worker,
-            redis,
-            loadgen,
-            max(0.0, busy - server - worker - redis - loadgen),
-        )
+    jobs: int
+    cpu: Usage
 
 
 @dataclass
@@ -538,7 +428,7 @@ class Results:
     owner_events: int = 0
     final_lag_ms: list[float] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    usage: list[Usage] = field(default_factory=list)
+    usage: list[PhaseUsage] = field(default_factory=list)
     socket_errors: Counter[str] = field(default_factory=Counter)
     log_start: dict[str, int] = field(default_factory=dict)  # log bytes written before ready
     failures: list[str] = field(default_factory=list)
@@ -569,7 +459,7 @@ def accepted(posted: list[Posted]) -> list[Posted]:
 
 
 async def enqueue(
-    api: Api, bodies: list[dict[str, Any]], plan: Plan, stop: threading.Event
+    api: Rest, bodies: list[dict[str, Any]], plan: Plan, stop: threading.Event
 ) -> list[Posted]:
     """`enqueue_all` in a thread, so this loop keeps reading the sockets meanwhile."""
     deadline = time.monotonic() + plan.phase_timeout
@@ -577,11 +467,16 @@ async def enqueue(
 
 
 async def phase_enqueue(
-    api: Api, owner: JobSocket, plan: Plan, probe: Probe, results: Results, stop: threading.Event
+    api: Rest,
+    owner: JobSocket,
+    plan: Plan,
+    probe: CpuProbe,
+    results: Results,
+    stop: threading.Event,
 ) -> None:
     """K jobs due at once from C clients: requests/s, HTTP latency, POST-to-socket latencies."""
     log(f"enqueue: {plan.jobs} jobs from {plan.concurrency} clients")
-    probe.begin()
+    probe.start()
     posted = await enqueue(api, [job_body(1, 0) for _ in range(plan.jobs)], plan, stop)
     results.posted = posted
     ok = accepted(posted)
@@ -591,7 +486,7 @@ async def phase_enqueue(
         results.enqueue_seconds = (last - first) / 1e9
     if not await wait_until(final_seen(owner, (p.job_id for p in ok)), plan.phase_timeout):
         results.failures.append("enqueue: not every job reached a final state in time")
-    results.usage.append(probe.end("enqueue", len(ok)))
+    results.usage.append(PhaseUsage("enqueue", len(ok), probe.stop()))
     for record in ok:
         updates = [f for f in owner.frames.get(record.job_id, []) if f.kind == "job.update"]
         if not updates:
@@ -622,11 +517,16 @@ async def phase_enqueue(
 
 
 async def phase_countdown(
-    api: Api, owner: JobSocket, plan: Plan, probe: Probe, results: Results, stop: threading.Event
+    api: Rest,
+    owner: JobSocket,
+    plan: Plan,
+    probe: CpuProbe,
+    results: Results,
+    stop: threading.Event,
 ) -> None:
     """K jobs with countdown D + i*10 ms: started_at - run_at from the final state over REST."""
     log(f"countdown: {plan.jobs} jobs, countdown {plan.countdown:g} s + i*10 ms")
-    probe.begin()
+    probe.start()
     bodies = [job_body(1, round(plan.countdown + i * 0.01, 3)) for i in range(plan.jobs)]
     posted = await enqueue(api, bodies, plan, stop)
     results.countdown_posted = posted
@@ -634,7 +534,7 @@ async def phase_countdown(
     spread = plan.countdown + plan.jobs * 0.01
     if not await wait_until(final_seen(owner, (p.job_id for p in ok)), spread + plan.phase_timeout):
         results.failures.append("countdown: not every job reached a final state in time")
-    results.usage.append(probe.end("countdown", len(ok)))
+    results.usage.append(PhaseUsage("countdown", len(ok), probe.stop()))
     ids = [p.job_id for p in ok]
     deadline = time.monotonic() + plan.phase_timeout
     states = await asyncio.to_thread(fetch_all, api, ids, plan.concurrency, stop, deadline)
@@ -659,12 +559,12 @@ async def phase_countdown(
 
 
 async def phase_progress(
-    api: Api,
+    api: Rest,
     owner: JobSocket,
     url: str,
     token: str,
     plan: Plan,
-    probe: Probe,
+    probe: CpuProbe,
     results: Results,
     stop: threading.Event,
 ) -> None:
@@ -693,7 +593,7 @@ async def phase_progress(
         refused = [r for r in replies if r.get("type") != "subscribed"]
         if refused:
             results.failures.append(f"progress: {len(refused)} subscriptions refused: {refused[0]}")
-        probe.begin()
+        probe.start()
         everyone = list(by_socket)
         deadline = plan.progress_delay + plan.phase_timeout
 
@@ -704,7 +604,7 @@ async def phase_progress(
 
         if not await wait_until(all_final, deadline):
             results.failures.append("progress: not every job reached a final state in time")
-        usage = probe.end("progress", len(ok))
+        usage = PhaseUsage("progress", len(ok), probe.stop())
         # Anything still arriving now would be after a final state: give it the chance.
         await asyncio.sleep(AFTER_FINAL_GRACE)
         results.usage.append(usage)
@@ -756,7 +656,7 @@ async def phase_progress(
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
 
 
-async def warm_up(api: Api, owner: JobSocket, plan: Plan, stop: threading.Event) -> None:
+async def warm_up(api: Rest, owner: JobSocket, plan: Plan, stop: threading.Event) -> None:
     """A few jobs end to end, so imports, connections and the worker's pool are warm."""
     log("warming up: 3 jobs")
     warm = dataclasses.replace(plan, concurrency=3, phase_timeout=30.0)
@@ -769,26 +669,7 @@ async def warm_up(api: Api, owner: JobSocket, plan: Plan, stop: threading.Event)
         raise RuntimeError("warm-up: the jobs did not finish within 30 s (is the worker running?)")
 
 
-async def wait_ready(port: int, processes: list[Server], within: float) -> dict[str, Any]:
-    """Until /api/health/ready/ says every check is ok (a live worker included); its body."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        for proc in processes:
-            if not proc.running:
-                raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
-        api = Api(port, None)
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            status, last = await asyncio.to_thread(api.call, "GET", "/api/health/ready/")
-            api.close()
-            checks = last.get("checks", {}) if isinstance(last, dict) else {}
-            if status == 200 and checks and all(c.get("ok") for c in checks.values()):
-                return dict(last)
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"/api/health/ready/ did not report all ok within {within:g} s: {last}")
-
-
-async def steps_allowed(api: Api) -> int | None:
+async def steps_allowed(api: Rest) -> int | None:
     """The most `steps` demo.sleep accepts, from /api/job-kinds/ (None: no limit found)."""
     status, kinds = await asyncio.to_thread(api.call, "GET", "/api/job-kinds/")
     if status != 200 or not isinstance(kinds, list):
@@ -805,7 +686,7 @@ async def measure(
     port: int,
     token: str,
     plan: Plan,
-    probe: Probe,
+    probe: CpuProbe,
     processes: list[Server],
     results: Results,
     notes: list[str],
@@ -817,7 +698,7 @@ async def measure(
     for proc in processes:
         results.log_start[proc.name] = proc.log_size()
     log("ready: " + ", ".join(f"{k} {v.get('detail')}" for k, v in ready["checks"].items()))
-    api = Api(port, token)
+    api = Rest([port], token)
     url = f"ws://127.0.0.1:{port}/ws/"
     allowed = await steps_allowed(api)
     if allowed is not None and plan.steps > allowed:
@@ -852,123 +733,94 @@ async def measure(
 
 
 # ------------------------------------------------------------------ report
-def _ms(values: list[float], fraction: float) -> str:
-    return fmt(percentile(values, fraction), ".1f")
+def latency_row(
+    label: str, values_ms: list[float], of: int, note: str = "", rate: str = "-"
+) -> list[str]:
+    """One row of the latency table: how many were measured of how many, p50, p99, max."""
+    return [
+        label,
+        f"{len(values_ms)}/{of}",
+        rate,
+        fmt(percentile(values_ms, 0.5), ".1f"),
+        fmt(percentile(values_ms, 0.99), ".1f"),
+        fmt(max(values_ms, default=None), ".1f"),
+        note,
+    ]
+
+
+def error_counts(posted: list[Posted]) -> list[str]:
+    """`error=count` for the enqueues that failed, by error."""
+    return counts(Counter(p.error for p in posted if p.error))
 
 
 def latency_rows(results: Results, plan: Plan) -> list[list[str]]:
     """The latency table: one row per measured quantity."""
-    posted, ok = results.posted, accepted(results.posted)
-    http_ms = [(p.done_ns - p.sent_ns) / 1e6 for p in ok]
-    errors = Counter(p.error for p in posted if p.error)
-    rate = ratio(float(len(ok)), results.enqueue_seconds)
+    posted, ok = results.posted, len(accepted(results.posted))
+    http_ms = [(p.done_ns - p.sent_ns) / 1e6 for p in accepted(posted)]
+    rate = ratio(float(ok), results.enqueue_seconds)
+    same_clock = "server clock vs ours (same machine)"
     rows = [
-        [
+        latency_row(
             "enqueue: POST /api/jobs/ -> 202",
-            f"{len(ok)}/{len(posted)}",
+            http_ms,
+            len(posted),
+            " ".join(error_counts(posted)) or f"C={plan.concurrency}",
             fmt(rate, ".1f") + " req/s" if rate else "-",
-            _ms(http_ms, 0.5),
-            _ms(http_ms, 0.99),
-            fmt(max(http_ms, default=None), ".1f"),
-            " ".join(f"{k}={v}" for k, v in sorted(errors.items())) or f"C={plan.concurrency}",
-        ],
-        [
+        ),
+        latency_row(
             "enqueue -> first job.update (jobs:mine)",
-            f"{len(results.first_event_ms)}/{len(ok)}",
-            "-",
-            _ms(results.first_event_ms, 0.5),
-            _ms(results.first_event_ms, 0.99),
-            fmt(max(results.first_event_ms, default=None), ".1f"),
+            results.first_event_ms,
+            ok,
             f"no event: {results.no_event}" if results.no_event else "",
-        ],
-        [
+        ),
+        latency_row(
             "202 response -> first job.update",
-            f"{len(results.after_response_ms)}/{len(ok)}",
-            "-",
-            _ms(results.after_response_ms, 0.5),
-            _ms(results.after_response_ms, 0.99),
-            fmt(max(results.after_response_ms, default=None), ".1f"),
+            results.after_response_ms,
+            ok,
             "negative: the event came before the response",
-        ],
-        [
-            "created_at -> first job.update",
-            f"{len(results.after_created_ms)}/{len(ok)}",
-            "-",
-            _ms(results.after_created_ms, 0.5),
-            _ms(results.after_created_ms, 0.99),
-            fmt(max(results.after_created_ms, default=None), ".1f"),
-            "server clock vs ours (same machine)",
-        ],
-        [
-            "enqueue -> running (worker claimed it)",
-            f"{len(results.running_ms)}/{len(ok)}",
-            "-",
-            _ms(results.running_ms, 0.5),
-            _ms(results.running_ms, 0.99),
-            fmt(max(results.running_ms, default=None), ".1f"),
-            "",
-        ],
-        [
-            "enqueue -> final state (succeeded)",
-            f"{len(results.final_ms)}/{len(ok)}",
-            "-",
-            _ms(results.final_ms, 0.5),
-            _ms(results.final_ms, 0.99),
-            fmt(max(results.final_ms, default=None), ".1f"),
-            "",
-        ],
+        ),
+        latency_row("created_at -> first job.update", results.after_created_ms, ok, same_clock),
+        latency_row("enqueue -> running (worker claimed it)", results.running_ms, ok),
+        latency_row("enqueue -> final state (succeeded)", results.final_ms, ok),
     ]
     delays = results.start_delay_ms
     early = [d for d in delays if d < 0]
-    cok = accepted(results.countdown_posted)
     notes = [f"early={len(early)}", f"min {fmt(min(delays, default=None), '+.1f')} ms"]
     if results.countdown_not_run:
         notes.append(f"never started={results.countdown_not_run}")
     if results.countdown_unread:
         notes.append(f"GET failed={results.countdown_unread}")
-    cerrors = Counter(p.error for p in results.countdown_posted if p.error)
-    notes += [f"{k}={v}" for k, v in sorted(cerrors.items())]
+    notes += error_counts(results.countdown_posted)
     rows.append(
-        [
+        latency_row(
             f"countdown {plan.countdown:g}s+i*10ms: started_at - run_at",
-            f"{len(delays)}/{len(cok)}",
-            "-",
-            _ms(delays, 0.5),
-            _ms(delays, 0.99),
-            fmt(max(delays, default=None), ".1f"),
+            delays,
+            len(accepted(results.countdown_posted)),
             " ".join(notes),
-        ]
+        )
     )
     events_rate = ratio(float(results.events), results.events_seconds)
-    pok = accepted(results.progress_posted)
-    perrors = Counter(p.error for p in results.progress_posted if p.error)
+    pok = len(accepted(results.progress_posted))
+    events = [
+        f"{results.events} frames in {fmt(results.events_seconds, '.2f')} s",
+        f"(+{results.owner_events} on jobs:mine)",
+        *error_counts(results.progress_posted),
+    ]
     rows.append(
         [
             f"progress {plan.progress_jobs}x{plan.steps} steps: events on job:<id>",
-            f"{len(pok)}/{len(results.progress_posted)} jobs",
+            f"{pok}/{len(results.progress_posted)} jobs",
             fmt(events_rate, ".0f") + " ev/s" if events_rate else "-",
             "-",
             "-",
             "-",
-            " ".join(
-                [
-                    f"{results.events} frames in {fmt(results.events_seconds, '.2f')} s",
-                    f"(+{results.owner_events} on jobs:mine)",
-                    *[f"{k}={v}" for k, v in sorted(perrors.items())],
-                ]
-            ),
+            " ".join(events),
         ]
     )
     rows.append(
-        [
-            "progress: finished_at -> final job.update",
-            f"{len(results.final_lag_ms)}/{len(pok)}",
-            "-",
-            _ms(results.final_lag_ms, 0.5),
-            _ms(results.final_lag_ms, 0.99),
-            fmt(max(results.final_lag_ms, default=None), ".1f"),
-            "server clock vs ours (same machine)",
-        ]
+        latency_row(
+            "progress: finished_at -> final job.update", results.final_lag_ms, pok, same_clock
+        )
     )
     return rows
 
@@ -988,53 +840,30 @@ USAGE_HEADERS = [
     "gen %cpu",
     "other %cpu",
 ]
-CHECK_HEADERS = [
-    "phase / stream",
-    "jobs",
-    "frames",
-    "updates",
-    "logs",
-    "lost",
-    "lost status",
-    "lost final",
-    "wrong final",
-    "lost logs",
-    "dup logs",
-    "status back",
-    "seq back",
-    "seq gaps",
-    "after final",
-    "late sub",
-]
+# The delivery table's columns after the label: the counts of `Check`, in this order.
+CHECK_COUNTS = ["jobs", "frames", "updates", "logs", "lost", "lost_status", "lost_final"]
+CHECK_COUNTS += ["wrong_final", "lost_logs", "dup_logs", "status_back", "seq_back", "seq_gaps"]
+CHECK_COUNTS += ["after_final", "late"]
+CHECK_HEADERS = ["phase / stream", *(n.replace("_", " ") for n in CHECK_COUNTS[:-1]), "late sub"]
 
 
 def usage_rows(results: Results) -> list[list[str]]:
     """The CPU table: one row per phase."""
     rows = []
-    for u in results.usage:
-
-        def pct(cpu: float, u: Usage = u) -> str:
-            value = ratio(cpu, u.seconds)
-            return fmt(value * 100 if value is not None else None, ".0f")
-
-        def per_job(cpu: float, u: Usage = u) -> str:
-            value = ratio(cpu, float(u.jobs))
-            return fmt(value * 1000 if value is not None else None, ".1f")
-
+    for phase in results.usage:
+        u, jobs = phase.cpu, float(phase.jobs)
+        server, worker, redis = u.cpu["server"], u.cpu["worker"], u.cpu["redis"]
+        ms_per_job = [ratio(cpu, jobs) for cpu in (server, worker)]
         rows.append(
             [
-                u.phase,
-                str(u.jobs),
+                phase.phase,
+                str(phase.jobs),
                 f"{u.seconds:.2f}",
-                f"{u.server:.2f}",
-                f"{u.worker:.2f}",
-                f"{u.redis:.2f}",
-                per_job(u.server),
-                per_job(u.worker),
-                pct(u.server),
-                pct(u.worker),
-                pct(u.loadgen),
-                pct(u.other),
+                f"{server:.2f}",
+                f"{worker:.2f}",
+                f"{redis:.2f}",
+                *(fmt(v * 1000 if v is not None else None, ".1f") for v in ms_per_job),
+                *(percent(cpu, u.seconds) for cpu in (server, worker, u.loadgen, u.other)),
             ]
         )
     return rows
@@ -1042,34 +871,11 @@ def usage_rows(results: Results) -> list[list[str]]:
 
 def check_rows(results: Results) -> list[list[str]]:
     """The delivery table: one row per phase and stream."""
-    return [
-        [
-            c.label,
-            str(c.jobs),
-            str(c.frames),
-            str(c.updates),
-            str(c.logs),
-            str(c.lost),
-            str(c.lost_status),
-            str(c.lost_final),
-            str(c.wrong_final),
-            str(c.lost_logs),
-            str(c.dup_logs),
-            str(c.status_back),
-            str(c.seq_back),
-            str(c.seq_gaps),
-            str(c.after_final),
-            str(c.late),
-        ]
-        for c in results.checks
-    ]
+    return [[c.label, *(str(getattr(c, name)) for name in CHECK_COUNTS)] for c in results.checks]
 
 
 def target_lines(results: Results) -> list[str]:
     """PASS/FAIL against the targets in bench/README.md; `----` for what was not measured."""
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "FAIL"
 
     skipped = "----  not measured (the run stopped before this phase):"
     all_posted = results.posted + results.countdown_posted + results.progress_posted
@@ -1131,7 +937,6 @@ def report(
     where: str,
     notes: list[str],
     logs: list[LogReport],
-    root: Path,
 ) -> None:
     """Print the three tables, the targets, notes and log excerpts."""
     print(f"\nJobs benchmark ({server}; {where}; python {sys.version.split()[0]})")
@@ -1145,31 +950,26 @@ def report(
     print("\nTargets")
     print("\n".join(target_lines(results)))
     countdown = next((u for u in results.usage if u.phase == "countdown"), None)
-    if countdown is not None and countdown.jobs and countdown.worker > 0:
-        per_job = countdown.worker / countdown.jobs
+    if countdown is not None and countdown.jobs and countdown.cpu.cpu["worker"] > 0:
+        per_job = countdown.cpu.cpu["worker"] / countdown.jobs
         notes.append(
             f"countdown: the schedule starts a job every 10 ms (100/s); the worker spent "
             f"{per_job * 1000:.1f} ms of CPU per job, so one core runs about {1 / per_job:.0f} "
             "jobs/s: past that, lateness is the queue behind the worker, not the timer"
         )
     if results.socket_errors:
-        errors = " ".join(f"{k}={v}" for k, v in sorted(results.socket_errors.items()))
+        errors = " ".join(counts(results.socket_errors))
         notes.append(f"error frames on the sockets: {errors}")
     for note in notes:
         print(f"note: {note}")
-    for found in logs:
-        print(
-            f"\n{found.server} log ({found.label}, {found.part}): {found.error_lines} "
-            f"error/warning lines, {found.path}\n{found.excerpt}"
-        )
-    if logs:
-        print(f"\nlogs and database kept in {root}")
+    print_logs(logs)
 
 
 # ------------------------------------------------------------------ command line
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line, with the --quick sizes filled in."""
     parser = argparse.ArgumentParser(
+        prog="python -m bench.jobqueue",
         description="Jobs benchmark: enqueue rate, socket latency, countdowns, progress events.",
         epilog="See bench/README.md for the numbers and the targets.",
     )
@@ -1268,32 +1068,11 @@ def placement(cores: set[int] | None, everywhere: set[int]) -> str:
     )
 
 
-@contextlib.contextmanager
-def spawning_on(cores: set[int] | None) -> Iterator[None]:
-    """Run the block on `cores`, so a process it starts runs there (with all its threads)."""
-    before = os.sched_getaffinity(0)
-    if cores is not None:
-        os.sched_setaffinity(0, cores)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Start the stack, run the phases, print the tables, stop everything."""
     args = parse_args(argv)
     stop_on_signals()
-    plan = Plan(
-        args.jobs,
-        args.concurrency,
-        args.countdown,
-        args.progress_jobs,
-        args.steps,
-        args.progress_delay,
-        args.phase_timeout,
-        args.quiet_wait,
-    )
+    plan = from_args(Plan, args)
     notes: list[str] = []
     everywhere = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
     pin = can_pin() and not args.no_pin
@@ -1329,22 +1108,21 @@ def main(argv: list[str] | None = None) -> int:
             logs_dir = root / "logs"
             logs_dir.mkdir()
             argv_server = server_command(args.server, port, args.uvicorn_ws)
-            server = Server(args.server, argv_server, env, logs_dir / "server.log", port, pin)
-            # Placed by `spawning_on` below.
-            worker = celery_worker(env, logs_dir / "worker.log", args.pool, args.worker_concurrency)
+            server = Server(
+                args.server, argv_server, env, logs_dir / "server.log", port, server_cores(pin)
+            )
+            worker = celery_worker(
+                env, logs_dir / "worker.log", args.pool, args.worker_concurrency, cores
+            )
             servers = [server, worker]
-            stack.callback(server.stop)
-            server.start()
-            stack.callback(worker.stop)
-            with spawning_on(cores):
-                worker.start()
+            stack.enter_context(server)
+            stack.enter_context(worker)
             log(
                 f"{args.server} on port {port} (pid {server.ps().pid}), celery worker "
                 f"--pool {args.pool} --concurrency {args.worker_concurrency} "
                 f"(pid {worker.ps().pid}), redis {redis.url}; logs in {logs_dir}"
             )
-            assert redis.process is not None
-            probe = Probe(server.ps(), worker.ps(), psutil.Process(redis.process.pid))
+            probe = CpuProbe(server=server.ps(), worker=worker.ps(), redis=redis_ps(redis))
             asyncio.run(
                 asyncio.wait_for(
                     measure(port, token, plan, probe, servers, results, notes), args.max_seconds
@@ -1365,18 +1143,15 @@ def main(argv: list[str] | None = None) -> int:
                 logs.append(found)
         failed = interrupted or any(line.startswith("FAIL") for line in target_lines(results))
         kept = args.keep or bool(logs) or bool(results.failures) or interrupted
-        if not kept:
-            shutil.rmtree(root, ignore_errors=True)
     notes.append(
         f"one celery worker: --pool {args.pool} --concurrency {args.worker_concurrency}; "
         f"the progress jobs' countdown was {plan.progress_delay:g} s"
     )
-    report(results, args.server, plan, placement(cores, everywhere), notes, logs, root)
+    report(results, args.server, plan, placement(cores, everywhere), notes, logs)
     if results.failures and not logs:
         for proc in servers:
             print(f"\n--- last lines of {proc.log_path}\n{proc.log_tail(20)}")
-    if kept:
-        print(f"\ntemp dir kept (logs, database): {root}")
+    keep_or_remove(root, kept)
     return 130 if interrupted else (1 if failed else 0)
 
 
