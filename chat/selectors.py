@@ -62,6 +62,8 @@ def message_frames_between(
 
 @dataclass(frozen=True)
 class RoomReplay:
+    """What a subscription that names `since` is sent before it goes live."""
+
     last_seq: int
     frames: list[dict[str, Any]] | None  # None: `since` cannot be replayed, the client resyncs
 
