@@ -204,7 +204,7 @@ class Hub:
                 for account, conn_ids in list(self.admitted.items()):
                     await accounts.refresh(account, list(conn_ids))
                 if since_rejoin >= GROUP_REJOIN_INTERVAL:
-                    await self._rejoin(list(self.feeds))
+                    await self._rejoin([self.heartbeat_group, *self.feeds])
                     since_rejoin = 0.0
             except Exception:
                 logger.warning("hub maintenance failed", exc_info=True)
