@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from django.db.models import QuerySet
 
 from .models import Message, Room
+from .services import message_frame
 
 HISTORY_MAX_LIMIT = 200
 
 
 def room_get(*, slug: str) -> Room | None:
     return Room.objects.filter(slug=slug).first()
+
+
+def room_id_get(*, slug: str) -> int | None:
+    """The id of the room with this slug, None if there is none (one query)."""
+    return Room.objects.filter(slug=slug).values_list("pk", flat=True).first()
+
+
+def room_last_seq(*, room_id: int) -> int:
+    """The `seq` of the room's latest message, 0 before its first (one query)."""
+    return int(Room.objects.values_list("last_seq", flat=True).get(pk=room_id))
 
 
 def room_list() -> QuerySet[Room]:
@@ -36,3 +50,30 @@ def messages_between(*, room_id: int, after: int, upto: int) -> list[Message]:
     return list(
         Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto).order_by("seq")
     )
+
+
+def message_frames_between(
+    *, room_id: int, slug: str, after: int, upto: int
+) -> list[dict[str, Any]]:
+    """The `chat.message` frames with `after < seq <= upto`, in order (one query)."""
+    messages = messages_between(room_id=room_id, after=after, upto=upto)
+    return [message_frame(message, slug) for message in messages]
+
+
+@dataclass(frozen=True)
+class RoomReplay:
+    """What a subscription that names `since` is sent before it goes live."""
+
+    last_seq: int
+    frames: list[dict[str, Any]] | None  # None: `since` cannot be replayed, the client resyncs
+
+
+def room_replay(*, room_id: int, slug: str, since: int | None, limit: int) -> RoomReplay:
+    """The last `seq` and the frames after `since`, if `limit` or fewer (two queries at most)."""
+    last_seq = room_last_seq(room_id=room_id)
+    if since is None:
+        return RoomReplay(last_seq, [])
+    if since > last_seq or last_seq - since > limit:
+        return RoomReplay(last_seq, None)
+    frames = message_frames_between(room_id=room_id, slug=slug, after=since, upto=last_seq)
+    return RoomReplay(last_seq, frames)

@@ -27,6 +27,21 @@ def job_get(*, job_id: Any, viewer: User) -> Job | None:
     return jobs.filter(pk=key).first()
 
 
+def job_is_visible(*, job_id: Any, viewer: User) -> bool:
+    """Whether `viewer` may see the job, as `job_get` decides (one query at most)."""
+    return job_get(job_id=job_id, viewer=viewer) is not None
+
+
+def job_state_get(*, job_id: Any) -> events.JobState:
+    """The job's current full state (one query); `Job.DoesNotExist` for an unknown id."""
+    return job_state_model(Job.objects.get(pk=job_id))
+
+
+def job_states(*, job_ids: list[str]) -> list[events.JobState]:
+    """The current full state of each of these jobs that exists (one query at most)."""
+    return [job_state_model(job) for job in Job.objects.filter(pk__in=job_ids)]
+
+
 def job_list(*, owner: User, status: str | None = None) -> QuerySet[Job]:
     jobs = Job.objects.filter(owner=owner)
     return jobs.filter(status=status) if status else jobs
@@ -51,6 +66,14 @@ def jobs_changed_since(*, owner_id: int, since: datetime, limit: int) -> list[Jo
     )
     jobs = Job.objects.filter(owner_id=owner_id).filter(changed).order_by("-created_at")
     return list(jobs[:limit])
+
+
+def job_states_changed_since(
+    *, owner_id: int, since: datetime, limit: int
+) -> list[events.JobState]:
+    """The state of each of the owner's `jobs_changed_since`, newest first (one query)."""
+    jobs = jobs_changed_since(owner_id=owner_id, since=since, limit=limit)
+    return [job_state_model(job) for job in jobs]
 
 
 def job_log(*, job: Job, after: int = 0, limit: int = 100) -> list[JobLogLine]:

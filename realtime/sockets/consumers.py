@@ -10,7 +10,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -20,17 +19,18 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chat import presence
-from chat.models import Room
-from chat.selectors import room_get
 from realtime.kernel import events
-from realtime.kernel.names import account_group
+from realtime.kernel.names import account_group, room_group
 
+from . import presence
+from .account_feed import AccountFeed
 from .accounts import fingerprint
-from .hub import Subscription, announce_presence, get_hub
+from .hub import get_hub
 from .limits import TokenBucket
 from .middleware import bearer_token, session_key
 from .outbox import Outbox
+from .room_feed import RoomFeed
+from .subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +105,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-@database_sync_to_async
-def find_room(slug: str) -> Room | None:
-    return room_get(slug=slug)
-
-
 class RoomSocket(AsyncWebsocketConsumer):
     """A JSON socket that may join rooms through the process hub."""
 
@@ -168,7 +163,8 @@ class RoomSocket(AsyncWebsocketConsumer):
                 return False
             self.account = account
             if self.identity is not None:
-                await self.hub.join_account(self.identity.id, self)
+                # The user's credential revocations reach this socket from now on.
+                await self.hub.join(account_group(self.identity.id), self, AccountFeed.open)
         except Exception:  # Redis down: serve the socket uncounted rather than refuse it
             logger.warning("socket accounting failed for %s", account, exc_info=True)
         return True
@@ -178,7 +174,7 @@ class RoomSocket(AsyncWebsocketConsumer):
             if self.account is not None:
                 await self.hub.release(self.account, self.conn_id)
             if self.identity is not None:
-                await self.hub.leave_group(account_group(self.identity.id), self)
+                await self.hub.leave(account_group(self.identity.id), self)
         except Exception:
             logger.warning("socket accounting clean-up failed", exc_info=True)
         self.account = None
@@ -275,34 +271,28 @@ class RoomSocket(AsyncWebsocketConsumer):
     ) -> None:
         await self.send_frame(events.ErrorFrame(code=code, detail=detail, ref=ref))
 
-    async def join_room(self, room: Room, fmt: str) -> Subscription:
+    async def join_room(self, slug: str, room_id: int, fmt: str) -> Subscription:
         """Subscribe to a room's live feed; messages wait in the subscription until `go_live`."""
         subscription = Subscription(self.push_text, fmt, self.conn_id, self.identity)
-        await self.hub.join(room.slug, room.pk, subscription)
-        self.subscriptions[room.slug] = subscription
+        await self.hub.join(
+            room_group(slug), subscription, RoomFeed.open, slug=slug, room_id=room_id
+        )
+        self.subscriptions[slug] = subscription
         return subscription
 
     async def enter_presence(self, slug: str) -> None:
-        try:
-            await presence.enter(slug, self.conn_id, self.identity)
-            announce_presence(slug)
-        except Exception:  # presence is best effort; the subscription itself stands
-            logger.warning("presence enter failed for %s", slug, exc_info=True)
+        await presence.enter(slug, self.conn_id, self.identity)
 
     async def leave_room(self, slug: str) -> None:
         subscription = self.subscriptions.pop(slug, None)
         if subscription is None:
             return
-        await self.hub.leave(slug, subscription)
-        try:
-            await presence.leave(slug, subscription.conn_id, subscription.user)
-            announce_presence(slug)
-        except Exception:
-            logger.warning("presence leave failed for %s", slug, exc_info=True)
+        await self.hub.leave(room_group(slug), subscription)
+        await presence.leave(slug, subscription.conn_id, subscription.user)
 
     async def leave_group(self, channel: str) -> None:
         group, subscription = self.group_subscriptions.pop(channel)
-        await self.hub.leave_group(group, subscription)
+        await self.hub.leave(group, subscription)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if hasattr(self, "outbox"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -11,38 +10,25 @@ from django.conf import settings
 from pydantic import ValidationError
 
 from chat.errors import ChatError
-from chat.models import Room
-from chat.selectors import messages_between, room_get
-from chat.services import PostResult, message_frame, message_post
-from jobs.models import Job
-from jobs.selectors import job_get, job_state_model
+from chat.selectors import room_get, room_id_get, room_replay
+from chat.services import PostResult, message_post
+from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
 from realtime.kernel.names import job_group, owner_group
 
 from .accounts import fingerprint
-from .consumers import NotParsed, RoomSocket, find_room, user_ref, valid_ref
-from .hub import GATEWAY, Subscription
+from .consumers import NotParsed, RoomSocket, user_ref, valid_ref
+from .job_feed import JobFeed
 from .middleware import user_for_token
+from .subscription import GATEWAY, Subscription
 
 MAX_SUBSCRIPTIONS = 100
 
-
-@dataclass(frozen=True)
-class Replay:
-    last_seq: int
-    frames: list[dict[str, Any]] | None  # None: `since` cannot be replayed, client must resync
-
-
-@database_sync_to_async
-def read_replay(room: Room, since: int | None) -> Replay:
-    """The room's last `seq` and the frames after `since` (read after joining the live feed)."""
-    last_seq = int(Room.objects.values_list("last_seq", flat=True).get(pk=room.pk))
-    if since is None:
-        return Replay(last_seq, [])
-    if since > last_seq or last_seq - since > settings.SWITCHBOARD_REPLAY_LIMIT:
-        return Replay(last_seq, None)
-    messages = messages_between(room_id=room.pk, after=since, upto=last_seq)
-    return Replay(last_seq, [message_frame(m, room.slug) for m in messages])
+# Each is one trip to the database thread.
+read_room_id = database_sync_to_async(room_id_get)
+read_room_replay = database_sync_to_async(room_replay)
+read_job_is_visible = database_sync_to_async(job_is_visible)
+read_job_state = database_sync_to_async(job_state_get)
 
 
 @database_sync_to_async
@@ -52,16 +38,6 @@ def post_to_room(slug: str, author: Any, body: str, client_id: str | None) -> Po
     if room is None:
         return None
     return message_post(room=room, author=author, body=body, client_id=client_id)
-
-
-@database_sync_to_async
-def find_job(job_id: str, viewer: Any) -> Job | None:
-    return job_get(job_id=job_id, viewer=viewer)
-
-
-@database_sync_to_async
-def read_job_state(job_id: str) -> events.JobState:
-    return job_state_model(Job.objects.get(pk=job_id))
 
 
 class GatewayConsumer(RoomSocket):
@@ -114,14 +90,19 @@ class GatewayConsumer(RoomSocket):
                 f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.",
                 frame.ref,
             )
-        room = await find_room(slug)
-        if room is None:
+        room_id = await read_room_id(slug=slug)
+        if room_id is None:
             raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {slug!r}.", frame.ref)
         # Join the live feed first, then read: a message committed in between is both
         # replayed and held by the subscription, and `go_live` sends it once.
-        subscription = await self.join_room(room, GATEWAY)
+        subscription = await self.join_room(slug, room_id, GATEWAY)
         try:
-            replay = await read_replay(room, frame.since)
+            replay = await read_room_replay(
+                room_id=room_id,
+                slug=slug,
+                since=frame.since,
+                limit=settings.SWITCHBOARD_REPLAY_LIMIT,
+            )
         except BaseException:
             await self.leave_room(slug)  # so that the client may simply ask again
             raise
@@ -161,7 +142,7 @@ class GatewayConsumer(RoomSocket):
                     events.ErrorCode.NOT_FOUND, "Sign in to follow your jobs.", frame.ref
                 )
             group = owner_group(viewer.pk)
-            await self.hub.join_group(group, subscription, job_id=None, owner_id=viewer.pk)
+            await self.hub.join(group, subscription, JobFeed.open, job_id=None, owner_id=viewer.pk)
             self.group_subscriptions[frame.channel] = (group, subscription)
             await self.send_frame(
                 events.SubscribedFrame(channel=frame.channel, seq=0, ref=frame.ref)
@@ -170,14 +151,14 @@ class GatewayConsumer(RoomSocket):
             return
         job_id = frame.channel.removeprefix("job:")
         # Another user's job answers exactly like a job that does not exist.
-        if viewer is None or await find_job(job_id, viewer) is None:
+        if viewer is None or not await read_job_is_visible(job_id=job_id, viewer=viewer):
             raise NotParsed(events.ErrorCode.NOT_FOUND, "No such job.", frame.ref)
         group = job_group(job_id)
         # Join first, then read: an update committed in between is in the snapshot or after it.
-        await self.hub.join_group(group, subscription, job_id=job_id)
+        await self.hub.join(group, subscription, JobFeed.open, job_id=job_id)
         self.group_subscriptions[frame.channel] = (group, subscription)
         try:
-            state = await read_job_state(job_id)
+            state = await read_job_state(job_id=job_id)
         except BaseException:
             await self.leave_group(frame.channel)  # so that the client may simply ask again
             raise

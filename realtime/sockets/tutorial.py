@@ -13,13 +13,13 @@ from channels.db import database_sync_to_async
 from pydantic import ValidationError
 
 from chat.errors import ChatError
-from chat.models import Room
+from chat.selectors import room_last_seq
 from chat.services import message_post, room_ensure
 from realtime.kernel import events
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .consumers import NotParsed, RoomSocket
-from .hub import TUTORIAL, room_last_seq
+from .subscription import TUTORIAL
 
 SLUG = re.compile(ROOM_SLUG_PATTERN)
 
@@ -34,10 +34,10 @@ class TutorialChatConsumer(RoomSocket):
             await self.accept()
             await self.close(events.CloseCode.INVALID_ROOM)
             return
-        room: Room = await database_sync_to_async(room_ensure)(slug=slug)
+        room = await database_sync_to_async(room_ensure)(slug=slug)
         await self.accept()
-        subscription = await self.join_room(room, TUTORIAL)
-        subscription.go_live(await room_last_seq(room.pk))
+        subscription = await self.join_room(slug, room.pk, TUTORIAL)
+        subscription.go_live(await database_sync_to_async(room_last_seq)(room_id=room.pk))
         self.room = room
         await self.enter_presence(slug)
 

@@ -59,7 +59,6 @@ async def test_database_thread_goes_on_while_redis_is_slow_and_events_keep_their
 
 async def test_a_full_backlog_drops_the_oldest_events(layer, monkeypatch, caplog):
     monkeypatch.setattr(broadcast, "MAX_PENDING", 3)
-    monkeypatch.setattr(broadcast, "_publishers", type(broadcast._publishers)())
 
     def commit(numbers: range) -> None:
         for n in numbers:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from realtime.sockets.hub import GATEWAY, JobFeed, Subscription
+from realtime.sockets.job_feed import JobFeed
+from realtime.sockets.subscription import GATEWAY, Subscription
 
 
 def update(job: str, seq: int) -> dict[str, Any]:
@@ -39,7 +40,8 @@ async def test_each_update_once_and_never_an_older_one(feed):
     received = follower(feed)
 
     for job, seq in [("a", 1), ("a", 3), ("a", 2), ("b", 1), ("a", 3), ("b", 2)]:
-        feed._relay(update(job, seq))
+        feed.put(update(job, seq))
+    await feed.queue.join()
 
     assert received == [("a", 1), ("a", 3), ("b", 1), ("b", 2)]
 
@@ -49,10 +51,12 @@ async def test_an_owners_feed_remembers_only_the_most_recently_updated_jobs(feed
     received = follower(feed)
 
     for job in "abcd":
-        feed._relay(update(job, 1))
-    feed._relay(update("b", 2))  # b is now the most recently updated
-    feed._relay(update("e", 1))
+        feed.put(update(job, 1))
+    feed.put(update("b", 2))  # b is now the most recently updated
+    feed.put(update("e", 1))
+    await feed.queue.join()
 
     assert list(feed.last_seq) == ["d", "b", "e"]
-    feed._relay(update("d", 1))  # a repeat of a remembered job is still dropped
+    feed.put(update("d", 1))  # a repeat of a remembered job is still dropped
+    await feed.queue.join()
     assert received[-1] == ("e", 1)

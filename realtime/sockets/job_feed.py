@@ -1,0 +1,141 @@
+"""Job events in this process: one job's (`job:<id>`) or all of an owner's jobs' (`jobs:mine`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from jobs.selectors import job_states, job_states_changed_since
+from realtime.kernel import events
+from realtime.kernel.names import JOB_LOG, JOB_UPDATE, job_channel
+
+from .feed import CHECK, Feed
+from .subscription import Subscription, deliver
+
+logger = logging.getLogger(__name__)
+
+read_job_states = database_sync_to_async(job_states)
+read_job_states_changed_since = database_sync_to_async(job_states_changed_since)
+
+
+class JobFeed(Feed[Subscription]):
+    """Job events in this process: each update once and never older than one already sent.
+
+    An update carries the job's whole state, so a missed one is superseded by the next; log
+    lines a client already has (counted in its snapshot) are not sent again. After an outage of
+    the layer, a job's feed re-reads its job; an owner's feed (`owner_id`) re-reads the owner's
+    jobs that changed since it last heard from the layer before the outage.
+    """
+
+    name = "job-feed"
+    # An owner's catch-up re-reads at most this many jobs, newest first: an outage during which
+    # more of them changed leaves the older ones to their next update (or to REST).
+    CATCH_UP_LIMIT = 500
+    # Changes are stamped by other machines' clocks, and commit a little after their stamp.
+    CATCH_UP_MARGIN = timedelta(minutes=1)
+    # The last `seq` is kept for this many jobs, the most recently updated: an owner's feed
+    # lives as long as the owner has a tab open, and must not grow with every job they run.
+    REMEMBERED_JOBS = 1000
+
+    def __init__(self, group: str, *, job_id: str | None, owner_id: int | None = None) -> None:
+        super().__init__(group)
+        self.job_id = job_id  # one job: its `seq` orders it; else many jobs, ordered each
+        self.owner_id = owner_id
+        self.single = job_id is not None
+        self.last_seq: dict[str, int] = {}
+        # When the layer delivered to this feed: the times within the last `recovery_window()`
+        # (one a second at most), and the latest before them. Its sockets joined after the
+        # feed was made, so nothing earlier concerns them.
+        self.heard_lately: deque[datetime] = deque()
+        self.heard_before = timezone.now()
+
+    @classmethod
+    async def open(cls, group: str, /, *, job_id: str | None, owner_id: int | None = None) -> Self:
+        """The feed of one job's group (`job_id`) or of an owner's (`owner_id`)."""
+        return cls(group, job_id=job_id, owner_id=owner_id)
+
+    async def handle(self, event: dict[str, Any]) -> None:
+        if event["type"] == CHECK:
+            await self._catch_up()
+            return
+        self._heard(timezone.now())
+        if event["type"] == JOB_UPDATE:
+            self._update(str(event["job"]), int(event["seq"]), event["frame"])
+        elif event["type"] == JOB_LOG:
+            self._log_line(event["frame"])
+
+    async def _catch_up(self) -> None:
+        """Deliveries resumed after an outage: send what changed meanwhile, in its current state.
+
+        An owner's feed cannot go by the jobs it has relayed: one created, or first changed,
+        during the outage is not among them.
+        """
+        now = timezone.now()
+        if self.owner_id is None:
+            known = {*self.last_seq, *([self.job_id] if self.job_id else [])}
+            states = await read_job_states(job_ids=sorted(known))
+        else:
+            since = self._heard_before(now) - self.CATCH_UP_MARGIN
+            states = await read_job_states_changed_since(
+                owner_id=self.owner_id, since=since, limit=self.CATCH_UP_LIMIT
+            )
+            if len(states) >= self.CATCH_UP_LIMIT:
+                logger.warning(
+                    "%s: catch-up stopped at the newest %d jobs", self.group, len(states)
+                )
+        for state in reversed(states):  # oldest job first
+            frame = events.JobUpdateFrame(channel=job_channel(state.id), job=state)
+            self._update(state.id, state.seq, events.dump(frame))
+
+    def _heard(self, now: datetime) -> None:
+        """Note that the layer delivered to this feed at `now`."""
+        if not self.heard_lately or now - self.heard_lately[-1] >= timedelta(seconds=1):
+            self.heard_lately.append(now)
+        self._heard_before(now)
+
+    def _heard_before(self, now: datetime) -> datetime:
+        """The last time the layer delivered to this feed, `recovery_window()` before `now`.
+
+        At a check, that is before the outage that just ended: deliveries may have resumed up
+        to that window before the check, so what came within it may have come after the outage.
+        """
+        window = self.recovery_window()
+        while self.heard_lately and self.heard_lately[0] < now - window:
+            self.heard_before = self.heard_lately.popleft()
+        return self.heard_before
+
+    @staticmethod
+    def recovery_window() -> timedelta:
+        """How long after deliveries resume the hub may take to send its check, at the most.
+
+        Once this process receives again, the heartbeat tick under way ends (within its
+        timeout), the next sends a heartbeat, the one after sees it back and sends the check.
+        The window is generous: too long a one only makes a catch-up read more.
+        """
+        interval = settings.SWITCHBOARD_HEARTBEAT
+        return timedelta(seconds=3 * (interval + max(2 * interval, 5.0)))
+
+    def _update(self, job: str, seq: int, frame: dict[str, Any]) -> None:
+        if seq <= self.last_seq.get(job, 0):
+            return
+        self.last_seq.pop(job, None)
+        self.last_seq[job] = seq  # the most recently updated job last
+        if len(self.last_seq) > self.REMEMBERED_JOBS:
+            del self.last_seq[next(iter(self.last_seq))]
+        text = json.dumps(frame)
+        for subscription in list(self.subscriptions):
+            deliver(subscription, seq if self.single else None, text)
+
+    def _log_line(self, frame: dict[str, Any]) -> None:
+        number = int(frame["number"])
+        text = json.dumps(frame)
+        for subscription in list(self.subscriptions):
+            if number > subscription.log_after:
+                deliver(subscription, None, text)

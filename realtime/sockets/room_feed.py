@@ -1,0 +1,116 @@
+"""A room's stream in this process: ordered by `seq`, de-duplicated, gap-repaired, with presence.
+
+A room's messages reach each process once (not once per socket), are encoded once per frame
+format, and are delivered in `seq` order: a gap (the layer is at-most-once) is filled from the
+database before anything later is sent, and a repeat is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Self
+
+from channels.db import database_sync_to_async
+
+from chat.selectors import message_frames_between, room_last_seq
+from realtime.kernel.names import PRESENCE_CHANGED, ROOM_MESSAGE
+
+from . import presence
+from .feed import CHECK, Feed
+from .subscription import GATEWAY, Subscription, deliver, encode
+
+logger = logging.getLogger(__name__)
+
+read_last_seq = database_sync_to_async(room_last_seq)
+read_frames_between = database_sync_to_async(message_frames_between)
+
+
+class RoomFeed(Feed[Subscription]):
+    """A room's messages and presence snapshots for this process's sockets in it."""
+
+    name = "room-feed"
+
+    def __init__(self, group: str, *, slug: str, room_id: int, last_seq: int) -> None:
+        super().__init__(group)
+        self.slug = slug
+        self.room_id = room_id
+        self.last_seq = last_seq
+        self.presence_version = 0
+        self.presence_due: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, group: str, /, *, slug: str, room_id: int) -> Self:
+        """The feed of a room, going on from its latest message."""
+        return cls(group, slug=slug, room_id=room_id, last_seq=await read_last_seq(room_id=room_id))
+
+    async def handle(self, event: dict[str, Any]) -> None:
+        if event["type"] == ROOM_MESSAGE:
+            await self._message(int(event["seq"]), event["frame"])
+        elif event["type"] == CHECK:
+            await self._catch_up()
+        elif event["type"] == PRESENCE_CHANGED and self.presence_due is None:
+            self.presence_due = asyncio.create_task(self._presence_later())
+
+    async def maintain(self) -> None:
+        """Keep this process's sockets in the room's presence, and drop dead processes' ones."""
+        await presence.keep(self.slug, self.subscriptions)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.presence_due is not None:
+            self.presence_due.cancel()
+
+    async def _message(self, seq: int, frame: dict[str, Any]) -> None:
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            # A later message is committed, so every earlier one is too (seq order is commit
+            # order): fetch the missed ones instead of losing them.
+            await self._send_between(self.last_seq, seq - 1)
+        self._fan_out(seq, frame)
+
+    async def _catch_up(self) -> None:
+        """Send what was committed but never arrived (the layer lost it, or Redis was away).
+
+        Presence changes may have been lost the same way: a fresh snapshot follows.
+        """
+        if self.presence_due is None:
+            self.presence_due = asyncio.create_task(self._presence_later())
+        last = await read_last_seq(room_id=self.room_id)
+        if last > self.last_seq:
+            logger.info("room %s: repairing %d missed messages", self.slug, last - self.last_seq)
+            await self._send_between(self.last_seq, last)
+
+    async def _send_between(self, after: int, upto: int) -> None:
+        frames = await read_frames_between(
+            room_id=self.room_id, slug=self.slug, after=after, upto=upto
+        )
+        for frame in frames:
+            self._fan_out(int(frame["seq"]), frame)
+
+    def _fan_out(self, seq: int, frame: dict[str, Any]) -> None:
+        self.last_seq = seq
+        texts: dict[str, str] = {}
+        for subscription in list(self.subscriptions):
+            text = texts.get(subscription.fmt)
+            if text is None:
+                text = texts[subscription.fmt] = encode(subscription.fmt, frame)
+            deliver(subscription, seq, text)
+
+    async def _presence_later(self) -> None:
+        await asyncio.sleep(presence.DEBOUNCE)
+        self.presence_due = None  # a change from now on schedules another snapshot
+        try:
+            snapshot = await presence.current(self.slug)
+        except Exception:
+            logger.warning("presence snapshot of %s failed", self.slug, exc_info=True)
+            return
+        if snapshot.version <= self.presence_version:
+            return
+        self.presence_version = snapshot.version
+        text = json.dumps(presence.frame(self.slug, snapshot))
+        for subscription in list(self.subscriptions):
+            if subscription.fmt == GATEWAY:
+                deliver(subscription, None, text)

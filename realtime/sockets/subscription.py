@@ -1,0 +1,69 @@
+"""One socket's interest in one channel, and the text of a chat message in a socket's format."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from realtime.kernel import events
+
+logger = logging.getLogger(__name__)
+
+# The formats a socket speaks: the gateway's frames, or the tutorial's `{"message": ...}`.
+GATEWAY = "gateway"
+TUTORIAL = "tutorial"
+
+Push = Callable[[str], None]
+
+
+def encode(fmt: str, frame: dict[str, Any]) -> str:
+    """The text of a `chat.message` frame in a socket's format."""
+    if fmt == TUTORIAL:
+        return json.dumps({"message": frame["body"]})
+    return json.dumps(frame)
+
+
+class Subscription:
+    """One socket's interest in one room or job; holds live frames back until its replay is sent.
+
+    `push` hands a frame to the socket's outbox and never waits, so feeds deliver to all
+    their sockets in one synchronous pass.
+    """
+
+    __slots__ = ("conn_id", "fmt", "last_seq", "log_after", "pending", "push", "user")
+
+    def __init__(self, push: Push, fmt: str, conn_id: str, user: events.UserRef | None) -> None:
+        self.push = push
+        self.fmt = fmt
+        self.conn_id = conn_id
+        self.user = user
+        self.last_seq = 0
+        self.log_after = 0  # job log lines up to this number are already known to the client
+        self.pending: list[tuple[int | None, str]] | None = []
+
+    def deliver(self, seq: int | None, text: str) -> None:
+        """Send a frame (`seq` None: not a message, e.g. presence) unless already sent."""
+        if self.pending is not None:
+            self.pending.append((seq, text))
+        elif seq is None:
+            self.push(text)
+        elif seq > self.last_seq:
+            self.last_seq = seq
+            self.push(text)
+
+    def go_live(self, last_seq: int) -> None:
+        """After the replay up to `last_seq`: send what arrived meanwhile, then stream."""
+        self.last_seq = last_seq
+        pending, self.pending = self.pending or [], None
+        for seq, text in pending:
+            self.deliver(seq, text)
+
+
+def deliver(subscription: Subscription, seq: int | None, text: str) -> None:
+    """`subscription.deliver`, for a feed going through its sockets: a failure stops no other."""
+    try:
+        subscription.deliver(seq, text)
+    except Exception:  # a socket that went away must not stop the others
+        logger.debug("delivery to %s failed", subscription.conn_id, exc_info=True)
