@@ -5,7 +5,10 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
-        from . import kinds  # noqa: F401 - registers the shipped job kinds
-        from .broker import redis_transport_patch
+        from . import (
+            kinds,  # noqa: F401 - registers the shipped job kinds
+            kombu_internals,
+        )
 
-        redis_transport_patch()
+        kombu_internals.check()  # kombu still has what the fix below relies on
+        kombu_internals.install_redis_reconnect_fix()

@@ -14,9 +14,10 @@ import weakref
 from collections import deque
 from typing import Any
 
-from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+from .asgiref_internals import calling_loop
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def publish_now(group: str, event: dict[str, Any], *, wait: bool = False) -> Non
     layer = get_channel_layer()
     if layer is None:
         return
-    loop = None if wait else _calling_loop()
+    loop = None if wait else calling_loop()
     if loop is not None:
         try:
             loop.call_soon_threadsafe(_publisher(loop).put, layer, group, event)
@@ -57,18 +58,6 @@ def publish_now(group: str, event: dict[str, Any], *, wait: bool = False) -> Non
         future.result(PUBLISH_TIMEOUT)
     except Exception:
         logger.exception("broadcast to %s failed", group)
-
-
-def _calling_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop whose `sync_to_async` call this thread is running, if any.
-
-    asgiref records it per thread for its own `async_to_sync` (which uses the same attributes).
-    """
-    local = SyncToAsync.threadlocal
-    if getattr(local, "main_event_loop_pid", None) != os.getpid():
-        return None
-    loop = getattr(local, "main_event_loop", None)
-    return loop if isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running() else None
 
 
 # Events a loop may hold while Redis is slow or away. Past that the oldest are dropped: each

@@ -9,9 +9,6 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import InterfaceError, OperationalError
@@ -25,6 +22,7 @@ from realtime.kernel.names import account_group, room_group
 from . import presence
 from .account_feed import AccountFeed
 from .accounts import fingerprint
+from .channels_internals import LayerlessWebsocketConsumer
 from .hub import get_hub
 from .limits import TokenBucket
 from .middleware import bearer_token, session_key
@@ -105,33 +103,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-class RoomSocket(AsyncWebsocketConsumer):
+class RoomSocket(LayerlessWebsocketConsumer):
     """A JSON socket that may join rooms through the process hub."""
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Serve the socket's ASGI events one at a time, straight from the server.
-
-        Layer events reach sockets through the hub (one layer channel per process), so a socket
-        has no layer channel of its own, and Channels' loop has little to do here: it waits on
-        its sources through a task and `asyncio.wait` per event (about 2.5 KB kept per idle
-        socket), and runs Django's database clean-up in a worker thread before each one, on
-        the path of every frame a client sends. Every handler that touches the database goes
-        through `database_sync_to_async`, which does that clean-up around its own call.
-        """
-        self.scope = scope
-        self.channel_layer = None
-        self.base_send = send
-        try:
-            while True:
-                await self.dispatch(await receive())
-        except StopConsumer:
-            pass
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         self.hub = get_hub()

@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .asyncio_internals import release_yielded_future
+
 logger = logging.getLogger(__name__)
 
 Send = Callable[[str], Coroutine[Any, Any, None]]
@@ -112,9 +114,8 @@ async def _finish(started: Coroutine[Any, Any, None], waiting: Any) -> None:
                 if waiting is None:  # a bare `yield` (asyncio.sleep(0)): just let others run
                     await asyncio.sleep(0)
                 else:
-                    # The future was yielded to us, not to a Task: take it over as a Task
-                    # would (a future still marked "blocking" refuses a second await).
-                    waiting._asyncio_future_blocking = False
+                    # The future was yielded to us, not to a Task: take it over as one would.
+                    release_yielded_future(waiting)
                     await waiting
             except BaseException as exc:
                 waiting = started.throw(exc)

@@ -241,7 +241,7 @@ def test_broker_outage_is_a_quick_503_polling_goes_on_and_waiting_jobs_run_once_
 
         wait_until(all_done, timeout=90, interval=2)
 
-        # then: the worker outlived the outage (see jobs/broker.py); every job ran, each
+        # then: the worker outlived the outage (see jobs/kombu_internals.py); every job ran, each
         # once; the retried request got the same job back
         assert worker.running, worker.log()[-3000:]
         assert status == 202, retried
