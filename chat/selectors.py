@@ -21,9 +21,13 @@ def room_list() -> QuerySet[Room]:
 def message_history(
     *, room: Room, after: int | None = None, before: int | None = None, limit: int = 50
 ) -> list[Message]:
-    """Messages by `seq`: the first `limit` after `after`, else the last `limit` before `before`."""
+    """Messages by `seq`: the first `limit` after `after`, else the last `limit` before `before`.
+
+    Read through the room's own manager, so every message's `room` is this room, already
+    loaded: reading `message.room` costs no query per message.
+    """
     limit = max(1, min(limit, HISTORY_MAX_LIMIT))
-    messages = Message.objects.filter(room=room)
+    messages = room.messages.all()
     if before is not None:
         messages = messages.filter(seq__lt=before)
     if after is not None:
