@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from .models import Message, Room
 
@@ -14,8 +14,11 @@ def room_get(*, slug: str) -> Room | None:
 
 
 def room_list() -> QuerySet[Room]:
-    """Rooms, most recently active first."""
-    return Room.objects.order_by("-last_message_at", "slug")
+    """Rooms, most recently active first; rooms never written to last, by slug.
+
+    NULLS LAST is spelled out: PostgreSQL sorts NULL first in a descending order, SQLite last.
+    """
+    return Room.objects.order_by(F("last_message_at").desc(nulls_last=True), "slug")
 
 
 def message_history(

@@ -1,6 +1,9 @@
 """Reads of the chat domain: history by `seq`, the replay range, rooms by activity."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from chat.models import Room
 from chat.selectors import (
@@ -90,6 +93,21 @@ def test_messages_between_is_after_exclusive_and_upto_inclusive(room):
     assert seqs(messages_between(room_id=room.pk, after=0, upto=10)) == list(range(1, 11))
     assert seqs(messages_between(room_id=room.pk, after=6, upto=6)) == []
     assert seqs(messages_between(room_id=room.pk, after=8, upto=99)) == [9, 10]
+
+
+def test_room_list_most_recently_active_first_then_by_slug():
+    # given: two rooms never written to, and two with messages at known times
+    now = timezone.now()
+    RoomFactory.create(slug="b-quiet")
+    RoomFactory.create(slug="a-quiet")
+    RoomFactory.create(slug="older", last_message_at=now - timedelta(minutes=5))
+    RoomFactory.create(slug="newer", last_message_at=now)
+
+    # when
+    slugs = [room.slug for room in room_list()]
+
+    # then: rooms with activity, newest first, before the silent ones, which go by slug
+    assert slugs == ["newer", "older", "a-quiet", "b-quiet"]
 
 
 def test_a_post_moves_its_room_to_the_top():
