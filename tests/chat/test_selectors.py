@@ -96,7 +96,7 @@ def test_messages_between_is_after_exclusive_and_upto_inclusive(room):
 
 
 def test_room_list_most_recently_active_first_then_by_slug():
-    # given: two rooms never written to, and two with messages at known times
+    # given: two rooms never written to, and two last written to at known times
     now = timezone.now()
     RoomFactory.create(slug="b-quiet")
     RoomFactory.create(slug="a-quiet")
