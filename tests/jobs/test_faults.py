@@ -27,7 +27,6 @@ from rest_framework.authtoken.models import Token
 
 from config.redis_server import PrivateRedis
 from jobs.models import Job
-from jobs.services import jobs_dispatch_due
 from jobs.tasks import dispatch_due_jobs, run_job
 from tests.factories import UserFactory
 from tests.support.processes import (
@@ -358,34 +357,3 @@ def test_a_hung_broker_is_a_503_within_its_socket_timeouts(
     assert body["code"] == "broker_unavailable"
     assert headers["Retry-After"]
     assert elapsed < 30
-
-
-def test_the_dispatcher_sends_late_jobs_again_at_growing_intervals(owner, settings):
-    # given: waiting jobs sent earlier that have not started (their message may be lost)
-    settings.JOBS_REDISPATCH_AFTER = 60
-    now = timezone.now()
-
-    def waiting(late: float, sent_ago: float, **fields: Any) -> Job:
-        return Job.objects.create(
-            owner=owner, kind="demo.sleep", params={"steps": 1, "max_seconds": 0}, seq=1,
-            status="scheduled",
-            run_at=now - timedelta(seconds=late),
-            dispatched_at=now - timedelta(seconds=sent_ago), **fields,
-        )  # fmt: skip
-
-    lost = waiting(late=90, sent_ago=95)  # sent before it was due, 90 s late
-    recently_sent = waiting(late=90, sent_ago=30)
-    resent_late = waiting(late=300, sent_ago=100)  # sent 200 s late: next after 200 s
-    not_late_yet = waiting(late=30, sent_ago=35)
-    cancelled = waiting(late=90, sent_ago=95, cancel_requested=True)
-
-    # when
-    sent = jobs_dispatch_due(now=now)
-
-    # then: only the lost one is sent again (a claim makes the extra message harmless)
-    assert sent == 1
-    resent_at = Job.objects.get(pk=lost.pk).dispatched_at
-    assert resent_at is not None
-    assert resent_at >= now
-    for job in (recently_sent, resent_late, not_late_yet, cancelled):
-        assert Job.objects.get(pk=job.pk).dispatched_at == job.dispatched_at
