@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from .models import Message, Room
 from .services import message_frame
@@ -28,16 +28,23 @@ def room_last_seq(*, room_id: int) -> int:
 
 
 def room_list() -> QuerySet[Room]:
-    """Rooms, most recently active first."""
-    return Room.objects.order_by("-last_message_at", "slug")
+    """Rooms, most recently active first; rooms never written to last, by slug.
+
+    NULLS LAST is spelled out: PostgreSQL sorts NULL first in a descending order, SQLite last.
+    """
+    return Room.objects.order_by(F("last_message_at").desc(nulls_last=True), "slug")
 
 
 def message_history(
     *, room: Room, after: int | None = None, before: int | None = None, limit: int = 50
 ) -> list[Message]:
-    """Messages by `seq`: the first `limit` after `after`, else the last `limit` before `before`."""
+    """Messages by `seq`: the first `limit` after `after`, else the last `limit` before `before`.
+
+    Read through the room's own manager, so every message's `room` is this room, already
+    loaded: reading `message.room` costs no query per message.
+    """
     limit = max(1, min(limit, HISTORY_MAX_LIMIT))
-    messages = Message.objects.filter(room=room)
+    messages = room.messages.all()
     if before is not None:
         messages = messages.filter(seq__lt=before)
     if after is not None:

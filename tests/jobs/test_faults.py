@@ -27,7 +27,6 @@ from rest_framework.authtoken.models import Token
 
 from config.redis_server import PrivateRedis
 from jobs.models import Job
-from jobs.services import jobs_dispatch_due
 from jobs.tasks import dispatch_due_jobs, run_job
 from tests.factories import UserFactory
 from tests.support.processes import (
@@ -178,39 +177,40 @@ def test_broker_outage_is_a_quick_503_polling_goes_on_and_waiting_jobs_run_once_
         headers = auth(owner)
         steps = {"steps": 2, "max_seconds": 0.05}
 
-        def enqueue(countdown: float, key: str | None = None) -> tuple[int, Any, float]:
+        def enqueue(
+            countdown: float, key: str | None = None, give_up_after: float = 60
+        ) -> tuple[int, Any]:
             extra = {"Idempotency-Key": key} if key else {}
-            started = time.monotonic()
             status, body, reply = http_json(
                 f"{url}/api/jobs/",
                 method="POST",
                 body={"kind": "demo.sleep", "params": steps, "countdown": countdown},
                 headers={**headers, **extra},
-                timeout=60,
+                timeout=give_up_after,
             )
-            return status, (body, reply), time.monotonic() - started
+            return status, (body, reply)
 
-        status, (held, _), _ = enqueue(3)
+        status, (held, _) = enqueue(3)
         assert status == 202, held
-        status, (waits, _), _ = enqueue(6)
+        status, (waits, _) = enqueue(6)
         assert status == 202, waits
         wait_until(lambda: f"jobs.run[{held['id']}] received" in worker.log(), timeout=20)
         assert Job.objects.get(pk=waits["id"]).dispatched_at is None
 
         # when: the broker goes away
         broker.stop()
-        status, (refused, reply), elapsed = enqueue(0, key="retry-me")
+        # A client that gives up after 10 s still gets its answer: the server's wait for the
+        # broker is bounded (CELERY_BROKER_CONNECTION_TIMEOUT and the publish retry policy).
+        status, (refused, reply) = enqueue(0, key="retry-me", give_up_after=10)
         polled = http_json(f"{url}/api/jobs/{held['id']}/", headers=headers)
         listed = http_json(f"{url}/api/jobs/", headers=headers)
         ready = http_json(f"{url}/api/health/ready/", timeout=30)
-        print(f"503 broker_unavailable answered in {elapsed * 1000:.0f} ms")
 
-        # then: a quick, clear 503; the job it wrote is failed, not pretending to be queued;
+        # then: a clear 503; the job it wrote is failed, not pretending to be queued;
         # polling and listing answer from the database
         assert status == 503, refused
         assert refused["code"] == "broker_unavailable"
         assert reply["Retry-After"]
-        assert elapsed < 10  # CELERY_BROKER_CONNECTION_TIMEOUT and the publish retry policy
         assert polled[0] == 200
         assert polled[1]["status"] == "scheduled"
         assert listed[0] == 200
@@ -232,7 +232,7 @@ def test_broker_outage_is_a_quick_503_polling_goes_on_and_waiting_jobs_run_once_
         assert Job.objects.get(pk=held["id"]).status == "scheduled"
         assert Job.objects.get(pk=waits["id"]).status == "scheduled"
         broker.start()
-        status, (retried, _), _ = enqueue(0, key="retry-me")
+        status, (retried, _) = enqueue(0, key="retry-me")
 
         def all_done() -> bool:
             send_dispatch_due(broker.url, queue)
@@ -340,52 +340,19 @@ def test_a_hung_broker_is_a_503_within_its_socket_timeouts(
         job = {"kind": "demo.sleep", "params": {"steps": 1}}
         assert http_json(f"{url}/api/jobs/", method="POST", body=job, headers=auth(owner))[0] == 202
 
-        # when
+        # when: the broker hangs; a client that gives up after 30 s still gets its answer,
+        # as the server's wait is bounded by CELERY_BROKER_SOCKET_TIMEOUT and
+        # CELERY_BROKER_CONNECTION_TIMEOUT (without them this request would hang)
         os.kill(redis.process.pid, signal.SIGSTOP)
-        started = time.monotonic()
         status, body, headers = http_json(
-            f"{url}/api/jobs/", method="POST", body=job, headers=auth(owner), timeout=60
+            f"{url}/api/jobs/", method="POST", body=job, headers=auth(owner), timeout=30
         )
-        elapsed = time.monotonic() - started
-        print(f"503 broker_unavailable (hung broker) answered in {elapsed * 1000:.0f} ms")
     finally:
         os.kill(redis.process.pid, signal.SIGCONT)
         server.stop()
         redis.stop()
 
-    # then: bounded by CELERY_BROKER_SOCKET_TIMEOUT and CELERY_BROKER_CONNECTION_TIMEOUT
+    # then
     assert status == 503, body
     assert body["code"] == "broker_unavailable"
     assert headers["Retry-After"]
-    assert elapsed < 30
-
-
-def test_the_dispatcher_sends_late_jobs_again_at_growing_intervals(owner, settings):
-    # given: waiting jobs sent earlier that have not started (their message may be lost)
-    settings.JOBS_REDISPATCH_AFTER = 60
-    now = timezone.now()
-
-    def waiting(late: float, sent_ago: float, **fields: Any) -> Job:
-        return Job.objects.create(
-            owner=owner, kind="demo.sleep", params={"steps": 1, "max_seconds": 0}, seq=1,
-            status="scheduled",
-            run_at=now - timedelta(seconds=late),
-            dispatched_at=now - timedelta(seconds=sent_ago), **fields,
-        )  # fmt: skip
-
-    lost = waiting(late=90, sent_ago=95)  # sent before it was due, 90 s late
-    recently_sent = waiting(late=90, sent_ago=30)
-    resent_late = waiting(late=300, sent_ago=100)  # sent 200 s late: next after 200 s
-    not_late_yet = waiting(late=30, sent_ago=35)
-    cancelled = waiting(late=90, sent_ago=95, cancel_requested=True)
-
-    # when
-    sent = jobs_dispatch_due(now=now)
-
-    # then: only the lost one is sent again (a claim makes the extra message harmless)
-    assert sent == 1
-    resent_at = Job.objects.get(pk=lost.pk).dispatched_at
-    assert resent_at is not None
-    assert resent_at >= now
-    for job in (recently_sent, resent_late, not_late_yet, cancelled):
-        assert Job.objects.get(pk=job.pk).dispatched_at == job.dispatched_at

@@ -57,7 +57,8 @@ def test_demo_sleep_waits_its_countdown_then_reports_progress_and_log(api, worke
     assert seen_scheduled == "scheduled"
     assert job.status == "succeeded", job.error
     assert job.started_at is not None
-    assert (job.started_at - job.created_at).total_seconds() >= 1.4
+    assert job.run_at - job.created_at == timedelta(seconds=1.5)
+    assert job.started_at >= job.run_at  # not before its countdown was over
     assert (job.progress_current, job.progress_total) == (3, 3)
     assert (job.result or {}).get("steps") == 3
     log = api.get(f"/api/jobs/{body['id']}/log/").json()

@@ -1,0 +1,377 @@
+"""How many SQL queries each REST endpoint makes: pinned, and the same whatever the page size.
+
+Each number is what the endpoint needs now. Lists run at two page (and data) sizes against
+one pinned number, so a query per row fails them. Signed-in calls send a token, as clients
+do: finding the token and its user is one of the queries counted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from chat.models import Room
+from chat.services import message_post
+from jobs.kinds import export_path
+from jobs.models import Job
+from jobs.services import job_claim, job_enqueue, job_log_append
+from jobs.tasks import run_job
+from tests.factories import PASSWORD, RoomFactory, UserFactory
+from tests.support.queries import QueryLog, describe
+
+pytestmark = pytest.mark.django_db
+
+SLEEP: dict[str, Any] = {"kind": "demo.sleep", "params": {"steps": 1, "max_seconds": 0}}
+# (rows in the database, rows asked for): a small page and a big one
+SIZES = [pytest.param(2, 2, id="small"), pytest.param(40, 30, id="large")]
+
+
+@pytest.fixture
+def owner() -> User:
+    return UserFactory.create()
+
+
+@pytest.fixture
+def api(owner: User) -> APIClient:
+    """A client that signs each request with the owner's token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
+    return client
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def room() -> Room:
+    return RoomFactory.create(slug="lobby")
+
+
+def queued(owner: User) -> Job:
+    return job_enqueue(owner=owner, **SLEEP, countdown=60)[0]
+
+
+# ---------------------------------------------------------------- rooms
+
+
+@pytest.mark.parametrize(("rooms", "page_size"), SIZES)
+def test_rooms_list(anonymous, django_assert_num_queries, rooms, page_size):
+    for _ in range(rooms):
+        RoomFactory.create()
+
+    # the count, then the page (presence counts come from Redis)
+    with django_assert_num_queries(2):
+        response = anonymous.get(f"/api/rooms/?page_size={page_size}")
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == page_size
+
+
+def test_rooms_create(api, django_assert_num_queries):
+    # token; validation: the creator exists, the slug is free; savepoint, insert, release
+    with django_assert_num_queries(6):
+        response = api.post("/api/rooms/", {"slug": "new-room"}, format="json")
+
+    assert response.status_code == 201
+
+
+def test_rooms_detail(anonymous, room, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        response = anonymous.get(f"/api/rooms/{room.slug}/")
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("limit", [5, 50])
+def test_room_messages_list(anonymous, room, owner, django_assert_num_queries, limit):
+    # given: more messages than either page, by a user and anonymous
+    for n in range(60):
+        message_post(room=room, author=owner if n % 2 else None, body=f"m{n}")
+
+    # the room, then the page: no query per message (each knows its room)
+    with django_assert_num_queries(2):
+        response = anonymous.get(f"/api/rooms/{room.slug}/messages/?limit={limit}")
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == limit
+
+
+def test_room_messages_post(api, room, django_assert_num_queries):
+    # token, room; savepoint, the locked room, its seq, the message, release
+    with django_assert_num_queries(7):
+        response = api.post(f"/api/rooms/{room.slug}/messages/", {"body": "hi"}, format="json")
+
+    assert response.status_code == 201
+
+
+def test_room_messages_post_with_a_client_id(api, room, django_assert_num_queries):
+    # ...and the look-up of an earlier message with that client_id
+    with django_assert_num_queries(8):
+        response = api.post(
+            f"/api/rooms/{room.slug}/messages/", {"body": "hi", "client_id": "c1"}, format="json"
+        )
+
+    assert response.status_code == 201
+
+
+def test_room_messages_post_retried(api, room, django_assert_num_queries):
+    api.post(f"/api/rooms/{room.slug}/messages/", {"body": "hi", "client_id": "c1"}, format="json")
+
+    # token, room; savepoint, the locked room, the earlier message, release; and the earlier
+    # message's room for its `room` field (read apart from the locked one)
+    with django_assert_num_queries(7):
+        response = api.post(
+            f"/api/rooms/{room.slug}/messages/", {"body": "hi", "client_id": "c1"}, format="json"
+        )
+
+    assert response.status_code == 200
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def test_job_kinds(api, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        response = api.get("/api/job-kinds/")
+
+    assert response.status_code == 200
+
+
+def test_jobs_enqueue(api, django_assert_num_queries):
+    # token; savepoint, the job, release; the broker sent: `dispatched_at`
+    with django_assert_num_queries(5):
+        response = api.post("/api/jobs/", SLEEP, format="json")
+
+    assert response.status_code == 202
+
+
+def test_jobs_enqueue_with_the_active_jobs_cap(api, settings, django_assert_num_queries):
+    settings.JOBS_MAX_ACTIVE_PER_USER = 5
+
+    # ...and under the savepoint: the owner's row locked, their unfinished jobs counted
+    with django_assert_num_queries(7):
+        response = api.post("/api/jobs/", SLEEP, format="json")
+
+    assert response.status_code == 202
+
+
+def test_jobs_enqueue_replayed(api, django_assert_num_queries):
+    api.post("/api/jobs/", SLEEP, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+
+    # token; the job of that key
+    with django_assert_num_queries(2):
+        response = api.post("/api/jobs/", SLEEP, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize(("jobs", "page_size"), SIZES)
+def test_jobs_list(api, owner, django_assert_num_queries, jobs, page_size):
+    for _ in range(jobs):
+        queued(owner)
+
+    # token, the count, the page
+    with django_assert_num_queries(3):
+        response = api.get(f"/api/jobs/?page_size={page_size}")
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == page_size
+
+
+def test_jobs_detail(api, owner, django_assert_num_queries):
+    job = queued(owner)
+
+    with django_assert_num_queries(2):
+        response = api.get(f"/api/jobs/{job.pk}/")
+
+    assert response.status_code == 200
+
+
+def test_jobs_cancel_waiting(api, owner, django_assert_num_queries):
+    job = queued(owner)
+
+    # token, the job; the request (savepoint, update, read, release); the cancellation
+    # (savepoint, update, read, release); the job as it is now
+    with django_assert_num_queries(11):
+        response = api.post(f"/api/jobs/{job.pk}/cancel/")
+
+    assert response.json()["status"] == "cancelled"
+
+
+def test_jobs_cancel_running(api, owner, django_assert_num_queries):
+    job = queued(owner)
+    job_claim(job_id=str(job.pk))
+
+    # token, the job; the request (savepoint, update, read, release); the job as it is now
+    with django_assert_num_queries(7):
+        response = api.post(f"/api/jobs/{job.pk}/cancel/")
+
+    assert response.json()["cancel_requested"] is True
+
+
+@pytest.mark.parametrize("limit", [5, 100])
+def test_jobs_log(api, owner, django_assert_num_queries, limit):
+    job = queued(owner)
+    job_claim(job_id=str(job.pk))
+    for n in range(120):
+        job_log_append(job_id=job.pk, line=f"line {n}")
+
+    # token, the job, the page
+    with django_assert_num_queries(3):
+        response = api.get(f"/api/jobs/{job.pk}/log/?limit={limit}")
+
+    assert len(response.json()["results"]) == limit
+
+
+@pytest.fixture
+def export(owner: User) -> Iterator[Job]:
+    """A `room.export` run in process to its end, with its file."""
+    room = RoomFactory.create()
+    message_post(room=room, author=None, body="exported")
+    job, _ = job_enqueue(owner=owner, kind="room.export", params={"room": room.slug}, countdown=60)
+    run_job(str(job.pk))
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    yield job
+    default_storage.delete(export_path(job, "jsonl"))
+
+
+def test_jobs_download(api, export, django_assert_num_queries):
+    with django_assert_num_queries(2):
+        response = api.get(f"/api/jobs/{export.pk}/download/")
+
+    assert response.status_code == 200
+    assert b"exported" in b"".join(response.streaming_content)
+
+
+def test_jobs_of_another_user_or_unknown(api, django_assert_num_queries):
+    # The refusal costs what a look-up does: token, job
+    with django_assert_num_queries(2):
+        response = api.get(f"/api/jobs/{uuid.uuid4()}/")
+
+    assert response.status_code == 404
+
+
+# ---------------------------------------------------------------- auth
+
+
+def test_auth_csrf(anonymous, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = anonymous.get("/api/auth/csrf/")
+
+    assert response.status_code == 200
+
+
+def test_auth_login(owner, django_assert_num_queries):
+    browser = Client()
+
+    # the user; the new session (a free key; savepoint, insert, release); last_login; the
+    # session saved with the user in it (savepoint, update, release)
+    with django_assert_num_queries(9):
+        response = browser.post(
+            "/api/auth/login/",
+            {"username": owner.username, "password": PASSWORD},
+            content_type="application/json",
+        )
+
+    assert response.status_code == 200
+
+
+def test_auth_token(owner, anonymous, django_assert_num_queries):
+    # the user; the token looked for, then made (savepoint, insert, release)
+    with django_assert_num_queries(5):
+        response = anonymous.post(
+            "/api/auth/token/", {"username": owner.username, "password": PASSWORD}, format="json"
+        )
+
+    assert response.status_code == 200
+
+
+def test_auth_token_again(owner, anonymous, django_assert_num_queries):
+    Token.objects.create(user=owner)
+
+    with django_assert_num_queries(2):
+        response = anonymous.post(
+            "/api/auth/token/", {"username": owner.username, "password": PASSWORD}, format="json"
+        )
+
+    assert response.status_code == 200
+
+
+def test_auth_me_with_a_token(api, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        response = api.get("/api/auth/me/")
+
+    assert response.json()["authenticated"] is True
+
+
+def test_auth_me_with_a_session(owner, django_assert_num_queries):
+    browser = Client()
+    browser.force_login(owner)
+
+    # the session, its user
+    with django_assert_num_queries(2):
+        response = browser.get("/api/auth/me/")
+
+    assert response.json()["authenticated"] is True
+
+
+def test_auth_me_anonymous(anonymous, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = anonymous.get("/api/auth/me/")
+
+    assert response.json()["authenticated"] is False
+
+
+def test_auth_logout_with_a_token(api, django_assert_num_queries):
+    # token; its deletion
+    with django_assert_num_queries(2):
+        response = api.post("/api/auth/logout/")
+
+    assert response.status_code == 204
+    assert not Token.objects.exists()
+
+
+def test_auth_logout_with_a_session(owner, django_assert_num_queries):
+    browser = Client()
+    browser.force_login(owner)
+
+    # the session, its user; the session read again to delete it, and deleted
+    with django_assert_num_queries(4):
+        response = browser.post("/api/auth/logout/")
+
+    assert response.status_code == 204
+
+
+# ---------------------------------------------------------------- health
+
+
+def test_health_live(anonymous, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = anonymous.get("/api/health/")
+
+    assert response.status_code == 200
+
+
+def test_health_ready(anonymous):
+    # The database check runs on a thread of its own: counted there.
+    log = QueryLog()
+    log.install()
+    try:
+        with log.capture() as statements:
+            response = anonymous.get("/api/health/ready/")
+    finally:
+        log.uninstall()
+
+    assert response.json()["checks"]["database"]["ok"] is True
+    assert len(statements) == 1, describe(statements)

@@ -1,0 +1,402 @@
+"""How many SQL queries each socket request makes, counted on every thread, pinned.
+
+The sockets run in process: `config.asgi.application` driven by Channels' communicator on
+this test's event loop, with the real Redis channel layer. Their handlers query on asgiref's
+database thread (`database_sync_to_async`), so the queries are counted on every thread's
+connection, and the data they read is committed first (transactional tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from chat.models import Message, Room
+from chat.services import message_post
+from config.asgi import application
+from jobs.models import Job
+from jobs.services import job_enqueue
+from tests.factories import RoomFactory, UserFactory
+from tests.support.queries import QueryLog, describe
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 10
+# A transaction's start is a statement of its own on SQLite (`BEGIN IMMEDIATE`, sent as a
+# query); PostgreSQL's driver opens one with no statement counted.
+BEGIN = 1 if connection.vendor == "sqlite" else 0
+
+
+@pytest.fixture
+async def queries() -> AsyncIterator[QueryLog]:
+    """Counts the queries of every thread; stops this loop's sockets' tasks afterwards."""
+    log = QueryLog()
+    log.install()
+    await log.watch_database_thread()
+    yield log
+    log.uninstall()
+    # The process hub's reader, heartbeat and feeds live on this test's loop: end them here.
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@database_sync_to_async
+def user_with_token() -> tuple[User, str]:
+    user = UserFactory.create()
+    return user, str(Token.objects.create(user=user).key)
+
+
+@database_sync_to_async
+def room_with_messages(count: int) -> Room:
+    room = RoomFactory.create()
+    for n in range(count):
+        message_post(room=room, author=None, body=f"m{n}")
+    return room
+
+
+@database_sync_to_async
+def waiting_job(owner: User) -> Job:
+    return job_enqueue(owner=owner, kind="demo.sleep", params={"steps": 1}, countdown=60)[0]
+
+
+@database_sync_to_async
+def session_cookie(user: User) -> str:
+    browser = Client()
+    browser.force_login(user)
+    return f"sessionid={browser.cookies['sessionid'].value}"
+
+
+class Socket:
+    """One in-process socket on `/ws/` (or the tutorial's route)."""
+
+    def __init__(self, path: str = "/ws/", headers: list[tuple[bytes, bytes]] | None = None):
+        self.communicator = WebsocketCommunicator(application, path, headers=headers or [])
+
+    async def open(self) -> Socket:
+        """Connect; on `/ws/`, wait for the greeting.
+
+        The tutorial's route greets nobody, and accepts before it joins the room. A socket
+        serves its frames one at a time, after its connection: the answer to a frame that it
+        refuses (without a query) shows that the joining is done.
+        """
+        connected, _ = await self.communicator.connect(timeout=TIMEOUT)
+        assert connected
+        if self.communicator.scope["path"] == "/ws/":
+            assert (await self.receive())["type"] == "hello"
+        else:
+            await self.communicator.send_to(text_data="{}")
+            assert (await self.receive())["error"] == "invalid_frame"
+        return self
+
+    async def receive(self) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(await self.communicator.receive_from(TIMEOUT))
+        return frame
+
+    async def request(self, **frame: Any) -> dict[str, Any]:
+        """Send a frame with a `ref`; the reply that carries it (frames before it are skipped)."""
+        frame.setdefault("ref", "r1")
+        await self.communicator.send_to(text_data=json.dumps(frame))
+        while True:
+            reply = await self.receive()
+            if reply.get("ref") == frame["ref"]:
+                return reply
+
+    async def close(self) -> None:
+        await self.communicator.disconnect(timeout=TIMEOUT)
+
+
+def token_header(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", f"Token {token}".encode())]
+
+
+def same_origin_browser(cookie: str) -> list[tuple[bytes, bytes]]:
+    """What a browser on this site sends: its Origin, the Host, the session cookie."""
+    return [
+        (b"host", b"testserver"),
+        (b"origin", b"http://testserver"),
+        (b"cookie", cookie.encode()),
+    ]
+
+
+def assert_count(statements: list[tuple[str, str]], expected: int) -> None:
+    assert len(statements) == expected, describe(statements)
+
+
+# ---------------------------------------------------------------- handshake and session
+
+
+async def test_connect_anonymous(queries):
+    with queries.capture() as statements:
+        socket = await Socket().open()
+
+    assert_count(statements, 0)
+    await socket.close()
+
+
+async def test_connect_with_a_token(queries):
+    _, token = await user_with_token()
+
+    with queries.capture() as statements:
+        socket = await Socket(headers=token_header(token)).open()
+
+    assert_count(statements, 1)  # the token with its user
+    await socket.close()
+
+
+async def test_connect_with_a_session_cookie(queries):
+    user, _ = await user_with_token()
+    cookie = await session_cookie(user)
+
+    with queries.capture() as statements:
+        socket = await Socket(headers=same_origin_browser(cookie)).open()
+
+    assert_count(statements, 2)  # the session, its user
+    await socket.close()
+
+
+async def test_ping(queries):
+    socket = await Socket().open()
+
+    with queries.capture() as statements:
+        reply = await socket.request(type="ping")
+
+    assert reply["type"] == "pong"
+    assert_count(statements, 0)
+    await socket.close()
+
+
+async def test_auth(queries):
+    _, token = await user_with_token()
+    socket = await Socket().open()
+
+    with queries.capture() as statements:
+        reply = await socket.request(type="auth", token=token)
+
+    assert reply["type"] == "authenticated"
+    assert_count(statements, 1)  # the token with its user
+    await socket.close()
+
+
+# ---------------------------------------------------------------- rooms
+
+
+async def test_subscribe_to_a_room(queries):
+    room = await room_with_messages(3)
+    socket = await Socket().open()
+
+    # the room; the first socket of the process in the room: its feed's last seq; the
+    # replay's last seq
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel=f"room:{room.slug}")
+
+    assert (reply["type"], reply["seq"]) == ("subscribed", 3)
+    assert_count(statements, 3)
+    await socket.close()
+
+
+async def test_subscribe_to_a_room_the_process_follows_already(queries):
+    room = await room_with_messages(3)
+    first, second = await Socket().open(), await Socket().open()
+    await first.request(type="subscribe", channel=f"room:{room.slug}")
+
+    # the room; the replay's last seq
+    with queries.capture() as statements:
+        reply = await second.request(type="subscribe", channel=f"room:{room.slug}")
+
+    assert reply["type"] == "subscribed"
+    assert_count(statements, 2)
+    await first.close()
+    await second.close()
+
+
+@pytest.mark.parametrize("messages", [3, 60])
+async def test_subscribe_to_a_room_since_a_seq(queries, messages):
+    room = await room_with_messages(messages)
+    socket = await Socket().open()
+
+    # as above, and the messages after `since`: one query however many
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel=f"room:{room.slug}", since=0)
+
+    assert (reply["type"], reply["seq"]) == ("subscribed", messages)
+    replayed = [await socket.receive() for _ in range(messages)]
+    assert [frame["seq"] for frame in replayed] == list(range(1, messages + 1))
+    assert_count(statements, 4)
+    await socket.close()
+
+
+async def test_subscribe_to_an_unknown_room(queries):
+    socket = await Socket().open()
+
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel="room:nowhere")
+
+    assert reply["code"] == "not_found"
+    assert_count(statements, 1)
+    await socket.close()
+
+
+async def test_unsubscribe_from_a_room(queries):
+    room = await room_with_messages(1)
+    socket = await Socket().open()
+    await socket.request(type="subscribe", channel=f"room:{room.slug}")
+
+    with queries.capture() as statements:
+        reply = await socket.request(type="unsubscribe", channel=f"room:{room.slug}")
+
+    assert reply["type"] == "unsubscribed"
+    assert_count(statements, 0)
+    await socket.close()
+
+
+async def test_chat_send(queries):
+    room = await room_with_messages(1)
+    socket = await Socket().open()
+
+    # the room; the post: (begin,) the locked room, its seq, the message
+    with queries.capture() as statements:
+        reply = await socket.request(type="chat.send", room=room.slug, body="hi")
+
+    assert (reply["type"], reply["seq"]) == ("chat.sent", 2)
+    assert_count(statements, 4 + BEGIN)
+    await socket.close()
+
+
+async def test_chat_send_with_a_client_id(queries):
+    room = await room_with_messages(1)
+    socket = await Socket().open()
+
+    # ...and the look-up of an earlier message with that client_id
+    with queries.capture() as statements:
+        reply = await socket.request(type="chat.send", room=room.slug, body="hi", client_id="c1")
+
+    assert reply["type"] == "chat.sent"
+    assert_count(statements, 5 + BEGIN)
+    await socket.close()
+
+
+async def test_chat_send_retried(queries):
+    room = await room_with_messages(0)
+    socket = await Socket().open()
+    await socket.request(type="chat.send", room=room.slug, body="hi", client_id="c1")
+
+    # the room; (begin,) the locked room, the earlier message
+    with queries.capture() as statements:
+        reply = await socket.request(
+            type="chat.send", room=room.slug, body="hi", client_id="c1", ref="r2"
+        )
+
+    assert (reply["type"], reply["duplicate"]) == ("chat.sent", True)
+    assert_count(statements, 3 + BEGIN)
+    await socket.close()
+
+
+# ---------------------------------------------------------------- jobs
+
+
+async def test_subscribe_to_a_job(queries):
+    owner, token = await user_with_token()
+    job = await waiting_job(owner)
+    socket = await Socket(headers=token_header(token)).open()
+
+    # the job, if the viewer may see it; its state once the feed is joined
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel=f"job:{job.pk}")
+
+    assert reply["type"] == "subscribed"
+    assert_count(statements, 2)
+    await socket.close()
+
+
+async def test_subscribe_to_someone_elses_job(queries):
+    owner, _ = await user_with_token()
+    _, token = await user_with_token()
+    job = await waiting_job(owner)
+    socket = await Socket(headers=token_header(token)).open()
+
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel=f"job:{job.pk}")
+
+    assert reply["code"] == "not_found"
+    assert_count(statements, 1)
+    await socket.close()
+
+
+async def test_subscribe_to_my_jobs(queries):
+    _, token = await user_with_token()
+    socket = await Socket(headers=token_header(token)).open()
+
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel="jobs:mine")
+
+    assert reply["type"] == "subscribed"
+    assert_count(statements, 0)
+    await socket.close()
+
+
+async def test_unsubscribe_from_a_job(queries):
+    owner, token = await user_with_token()
+    job = await waiting_job(owner)
+    socket = await Socket(headers=token_header(token)).open()
+    await socket.request(type="subscribe", channel=f"job:{job.pk}")
+
+    with queries.capture() as statements:
+        reply = await socket.request(type="unsubscribe", channel=f"job:{job.pk}")
+
+    assert reply["type"] == "unsubscribed"
+    assert_count(statements, 0)
+    await socket.close()
+
+
+# ---------------------------------------------------------------- the tutorial's route
+
+
+async def test_tutorial_connect_to_a_room(queries):
+    room = await room_with_messages(2)
+
+    # the room; its feed's last seq (first socket of the process); the last seq to go live at
+    with queries.capture() as statements:
+        socket = await Socket(f"/ws/chat/{room.slug}/").open()
+
+    assert_count(statements, 3)
+    await socket.close()
+
+
+async def test_tutorial_connect_creates_a_missing_room(queries):
+    # the room looked for; validation: the slug is free; (begin,) insert; the feed's last seq;
+    # the last seq to go live at
+    with queries.capture() as statements:
+        socket = await Socket("/ws/chat/brand-new/").open()
+
+    assert await database_sync_to_async(Room.objects.filter(slug="brand-new").exists)()
+    assert_count(statements, 5 + BEGIN)
+    await socket.close()
+
+
+async def test_tutorial_message(queries):
+    room = await room_with_messages(0)
+    socket = await Socket(f"/ws/chat/{room.slug}/").open()
+
+    # the post: (begin,) the locked room, its seq, the message; the socket hears its own
+    # message from the room's feed, in order, with no query
+    with queries.capture() as statements:
+        await socket.communicator.send_to(text_data=json.dumps({"message": "hello"}))
+        echoed = await socket.receive()
+
+    assert echoed == {"message": "hello"}
+    assert await database_sync_to_async(Message.objects.filter(room=room).count)() == 1
+    assert_count(statements, 3 + BEGIN)
+    await socket.close()
