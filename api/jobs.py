@@ -31,10 +31,9 @@ from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state
 from jobs.services import job_cancel, job_enqueue
 from realtime.kernel.names import job_channel
 
-from .errors import ErrorCode
 from .fields import StrictCharField, StrictFloatField, query_data
 from .pagination import PageNumberPagination
-from .schema import error_response
+from .schema import domain_errors
 from .throttling import EnqueueThrottle
 
 
@@ -251,11 +250,13 @@ class JobListView(ListAPIView):
         ],
         responses={
             202: EnqueuedSerializer,
-            400: error_response(
-                ErrorCode.UNKNOWN_KIND, ErrorCode.INVALID_PARAMS, ErrorCode.INVALID_SCHEDULE
+            **domain_errors(
+                JobErrorCode.UNKNOWN_KIND,
+                JobErrorCode.INVALID_PARAMS,
+                JobErrorCode.INVALID_SCHEDULE,
+                JobErrorCode.TOO_MANY_ACTIVE_JOBS,
+                JobErrorCode.BROKER_UNAVAILABLE,
             ),
-            429: error_response(ErrorCode.TOO_MANY_ACTIVE_JOBS),
-            503: error_response(ErrorCode.BROKER_UNAVAILABLE),
         },
         examples=[
             OpenApiExample(
@@ -349,7 +350,7 @@ class JobCancelView(APIView):
         summary="Cancel a job",
         tags=["jobs"],
         request=None,
-        responses={200: JobSerializer, 409: error_response(ErrorCode.NOT_CANCELLABLE)},
+        responses={200: JobSerializer, **domain_errors(JobErrorCode.NOT_CANCELLABLE)},
     )
     def post(self, request: Request, job_id: str) -> Response:
         job = job_cancel(job=_job_or_404(request, job_id))

@@ -23,10 +23,9 @@ from chat.selectors import HISTORY_MAX_LIMIT, message_history, room_get, room_li
 from chat.services import message_post, room_create
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
-from .errors import ErrorCode
 from .fields import StrictCharField, StrictRegexField, query_data
 from .pagination import PageNumberPagination
-from .schema import error_response
+from .schema import domain_errors
 from .throttling import ChatPostThrottle
 
 logger = logging.getLogger(__name__)
@@ -142,8 +141,7 @@ class RoomListView(ListCreateAPIView):
         request=RoomCreateSerializer,
         responses={
             201: RoomSerializer,
-            400: error_response(ErrorCode.INVALID_ROOM),
-            409: error_response(ErrorCode.ROOM_EXISTS),
+            **domain_errors(ChatErrorCode.INVALID_ROOM, ChatErrorCode.ROOM_EXISTS),
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -201,9 +199,11 @@ class RoomMessagesView(APIView):
         responses={
             201: MessageSerializer,
             200: MessageSerializer,
-            400: error_response(ErrorCode.INVALID_MESSAGE),
-            403: error_response(ErrorCode.POSTING_NOT_ALLOWED),
-            409: error_response(ErrorCode.CLIENT_ID_CONFLICT),
+            **domain_errors(
+                ChatErrorCode.INVALID_MESSAGE,
+                ChatErrorCode.POSTING_NOT_ALLOWED,
+                ChatErrorCode.CLIENT_ID_CONFLICT,
+            ),
         },
         examples=[
             OpenApiExample(

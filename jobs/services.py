@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 LOG_LINE_MAX = 1000
 # `error.type` of a job whose message the broker refused: it never ran.
 BROKER_UNAVAILABLE = "BrokerUnavailable"
+# Seconds a client is asked to wait when it has too many unfinished jobs.
+ACTIVE_JOBS_RETRY_AFTER = 10
 
 
 def sessions_clear_expired() -> None:
@@ -118,6 +120,7 @@ def _below_active_cap(owner: User) -> None:
         raise JobError(
             JobErrorCode.TOO_MANY_ACTIVE_JOBS,
             f"You have {active} unfinished jobs; at most {cap} may wait or run at once.",
+            retry_after=ACTIVE_JOBS_RETRY_AFTER,
         )
 
 

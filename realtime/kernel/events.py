@@ -8,8 +8,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
+from .errors import DomainErrorCode, domain_error_codes
 from .names import CHANNEL_PATTERN, ROOM_SLUG_PATTERN
 
 PROTOCOL_VERSION = 1
@@ -33,7 +43,7 @@ ChannelName = Annotated[
 
 
 class ErrorCode(StrEnum):
-    """Stable codes of `error` frames."""
+    """Codes of `error` frames about the socket itself; a domain's refusal carries its own code."""
 
     INVALID_JSON = "invalid_json"
     INVALID_FRAME = "invalid_frame"
@@ -45,12 +55,50 @@ class ErrorCode(StrEnum):
     ALREADY_SUBSCRIBED = "already_subscribed"
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
-    POSTING_NOT_ALLOWED = "posting_not_allowed"
-    INVALID_MESSAGE = "invalid_message"
-    CLIENT_ID_CONFLICT = "client_id_conflict"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
+
+
+def error_codes() -> list[str]:
+    """Every code an `error` frame may carry: the socket's own and every domain's."""
+    return sorted({code.value for code in [*ErrorCode, *domain_error_codes()]})
+
+
+class _KnownErrorCode:
+    """Validates a code against `error_codes()`, and documents them, when asked (not at import).
+
+    The kernel imports no domain, so the domains' codes are known only once they are loaded.
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            _known_error_code, core_schema.str_schema(), ref="ErrorCode"
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        reference = handler(schema)  # a `$ref` to the one `ErrorCode` definition
+        handler.resolve_ref_schema(reference).update(
+            description="Stable codes of `error` frames: the socket's own and every domain's.",
+            enum=error_codes(),
+            title="ErrorCode",
+        )
+        return reference
+
+
+def _known_error_code(value: str) -> str:
+    if value not in error_codes():
+        raise ValueError(f"{value!r} is not an error code")
+    return str(value)
+
+
+# What an `error` frame carries: the socket's `ErrorCode` or a domain's code, sent unchanged.
+AnyErrorCode = ErrorCode | DomainErrorCode
+ErrorCodeField = Annotated[str, _KnownErrorCode()]
 
 
 class CloseCode:
@@ -265,7 +313,7 @@ class ErrorFrame(Frame):
     """A request could not be served; the socket stays usable."""
 
     type: Literal["error"] = "error"
-    code: ErrorCode
+    code: ErrorCodeField
     detail: str
     ref: Ref | None = None
 
@@ -302,7 +350,7 @@ class TutorialErrorFrame(Frame):
     """
 
     message: str
-    error: ErrorCode
+    error: ErrorCodeField
 
 
 def dump(frame: Frame) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from chat import presence
 from chat.models import Room
 from chat.selectors import room_get
 from realtime.kernel import events
+from realtime.kernel.errors import DomainError
 from realtime.kernel.names import account_group
 
 from .accounts import fingerprint
@@ -51,7 +52,9 @@ UNAVAILABLE_ERRORS = (
 class NotParsed(Exception):
     """A client frame that cannot be served, with the error code to answer."""
 
-    def __init__(self, code: events.ErrorCode, detail: str, ref: str | int | None = None) -> None:
+    def __init__(
+        self, code: events.AnyErrorCode, detail: str, ref: str | int | None = None
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -237,6 +240,8 @@ class RoomSocket(AsyncWebsocketConsumer):
             await self.handle(data)
         except NotParsed as problem:
             await self.refuse(problem.code, problem.detail, problem.ref)
+        except DomainError as refusal:  # a domain rule said no: its code goes out unchanged
+            await self.refuse(refusal.code, refusal.detail, valid_ref(data.get("ref")))
         except UNAVAILABLE_ERRORS as exc:
             # Redis or the database is away: nothing was done, and the same request may
             # succeed in a moment.
@@ -271,7 +276,7 @@ class RoomSocket(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def refuse(
-        self, code: events.ErrorCode, detail: str, ref: str | int | None = None
+        self, code: events.AnyErrorCode, detail: str, ref: str | int | None = None
     ) -> None:
         await self.send_frame(events.ErrorFrame(code=code, detail=detail, ref=ref))
 

@@ -10,7 +10,6 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from pydantic import ValidationError
 
-from chat.errors import ChatError
 from chat.models import Room
 from chat.selectors import messages_between, room_get
 from chat.services import PostResult, message_frame, message_post
@@ -201,10 +200,7 @@ class GatewayConsumer(RoomSocket):
 
     async def on_chat_send(self, frame: events.ChatSendFrame) -> None:
         author = self.user if self.identity is not None else None
-        try:
-            result = await post_to_room(frame.room, author, frame.body, frame.client_id)
-        except ChatError as exc:
-            raise NotParsed(events.ErrorCode(exc.code.value), exc.detail, frame.ref) from exc
+        result = await post_to_room(frame.room, author, frame.body, frame.client_id)
         if result is None:
             raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
         message = result.message
