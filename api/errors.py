@@ -29,7 +29,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_ACCEPTABLE = "not_acceptable"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
-    THROTTLED = "throttled"
+    RATE_LIMITED = "rate_limited"
     SERVICE_UNAVAILABLE = "service_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     ERROR = "error"
@@ -68,7 +68,7 @@ _CODES: dict[type[exceptions.APIException], ErrorCode] = {
     exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
     exceptions.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
     exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-    exceptions.Throttled: ErrorCode.THROTTLED,
+    exceptions.Throttled: ErrorCode.RATE_LIMITED,
 }
 
 

@@ -34,7 +34,6 @@ from realtime.kernel.names import job_channel
 from .fields import StrictCharField, StrictFloatField, query_data
 from .pagination import PageNumberPagination
 from .schema import domain_errors
-from .throttling import EnqueueThrottle
 
 
 class JobProgressSerializer(serializers.Serializer):
@@ -204,9 +203,6 @@ class JobListView(ListAPIView):
     serializer_class = JobSerializer
     pagination_class = PageNumberPagination
 
-    def get_throttles(self) -> list[Any]:
-        return [EnqueueThrottle()] if self.request.method == "POST" else []
-
     def get_queryset(self) -> QuerySet[Job]:
         query = JobListQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
@@ -229,7 +225,7 @@ class JobListView(ListAPIView):
             "its socket `channel`. A retried POST with the same `Idempotency-Key` returns the "
             "same job; one the broker refused (503 `broker_unavailable`) is queued again, and "
             "then counts as a new job would. Enqueues are rate limited per user (429 "
-            "`throttled`), and a user may have at most `JOBS_MAX_ACTIVE_PER_USER` unfinished "
+            "`rate_limited`), and a user may have at most `JOBS_MAX_ACTIVE_PER_USER` unfinished "
             "jobs (429 `too_many_active_jobs`); both answer with `Retry-After`."
         ),
         request=EnqueueSerializer,
@@ -255,6 +251,7 @@ class JobListView(ListAPIView):
                 JobErrorCode.INVALID_PARAMS,
                 JobErrorCode.INVALID_SCHEDULE,
                 JobErrorCode.TOO_MANY_ACTIVE_JOBS,
+                JobErrorCode.RATE_LIMITED,
                 JobErrorCode.BROKER_UNAVAILABLE,
             ),
         },

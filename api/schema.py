@@ -12,6 +12,7 @@ from rest_framework.fields import Field
 from rest_framework.permissions import SAFE_METHODS
 
 from realtime.kernel.errors import DomainErrorCode
+from realtime.kernel.events import NO_NUL_PATTERN
 
 from .errors import AnyErrorCode, ErrorCode, ErrorSerializer
 
@@ -28,7 +29,6 @@ _TITLES = {
 }
 
 
-NO_NUL_PATTERN = "^[^\\x00]*$"
 # Operations that never open the database (readiness reports a database outage itself).
 NO_DATABASE = {"auth_csrf", "health_live", "health_ready"}
 
@@ -130,7 +130,7 @@ class AutoSchema(SpectacularAutoSchema):
         if any(p["name"] == "page" for p in queries):
             add(404, ErrorCode.NOT_FOUND)  # a page past the last one
         if self.view.get_throttles():
-            add(429, ErrorCode.THROTTLED)
+            add(429, ErrorCode.RATE_LIMITED)  # the login throttle
         if operation.get("operationId") not in NO_DATABASE:
             add(503, ErrorCode.DATABASE_UNAVAILABLE)  # reads sessions, tokens or rows
         return codes

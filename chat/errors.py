@@ -10,6 +10,7 @@ class ChatErrorCode(DomainErrorCode):
     INVALID_MESSAGE = "invalid_message", 400
     POSTING_NOT_ALLOWED = "posting_not_allowed", 403
     CLIENT_ID_CONFLICT = "client_id_conflict", 409
+    RATE_LIMITED = "rate_limited", 429
 
 
 class ChatError(DomainError):

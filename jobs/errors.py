@@ -11,6 +11,7 @@ class JobErrorCode(DomainErrorCode):
     BROKER_UNAVAILABLE = "broker_unavailable", 503
     NOT_CANCELLABLE = "not_cancellable", 409
     TOO_MANY_ACTIVE_JOBS = "too_many_active_jobs", 429
+    RATE_LIMITED = "rate_limited", 429
 
 
 class JobError(DomainError):

@@ -24,6 +24,12 @@ from .names import CHANNEL_PATTERN, ROOM_SLUG_PATTERN
 
 PROTOCOL_VERSION = 1
 
+# Bounds of a message, documented by both contracts; the chat domain enforces them
+# (`invalid_message`), so a post over REST and one over a socket are refused alike.
+MESSAGE_MAX_LENGTH = 4000
+CLIENT_ID_MAX_LENGTH = 64
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
 Ref = Annotated[
     Annotated[str, Field(max_length=64, strict=True)]
     | Annotated[int, Field(ge=-(2**53), le=2**53, strict=True)],
@@ -116,6 +122,11 @@ class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def bounded_string(max_length: int) -> dict[str, Any]:
+    """JSON Schema bounds of a string that the chat domain checks (the parsers do not)."""
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": NO_NUL_PATTERN}
+
+
 # ------------------------------------------------------------------ client → server
 class PingFrame(Frame):
     """Keep-alive; answered by `pong`."""
@@ -148,12 +159,18 @@ class UnsubscribeFrame(Frame):
 
 
 class ChatSendFrame(Frame):
-    """Post a message; a retry with the same `client_id` does not post twice."""
+    """Post a message; a retry with the same `client_id` does not post twice.
+
+    A `body` or `client_id` out of its bounds is refused with `invalid_message`, as over REST.
+    """
 
     type: Literal["chat.send"]
     room: RoomSlug
-    body: str = Field(strict=True)
-    client_id: str | None = Field(default=None, min_length=1, max_length=64, strict=True)
+    body: str = Field(strict=True, json_schema_extra=bounded_string(MESSAGE_MAX_LENGTH))
+    client_id: (
+        Annotated[str, Field(strict=True, json_schema_extra=bounded_string(CLIENT_ID_MAX_LENGTH))]
+        | None
+    ) = None
     ref: Ref | None = None
 
 
@@ -316,6 +333,11 @@ class ErrorFrame(Frame):
     code: ErrorCodeField
     detail: str
     ref: Ref | None = None
+    retry_after: int | None = Field(
+        default=None,
+        ge=1,
+        description="Whole seconds after which the same request may succeed (`rate_limited`)",
+    )
 
 
 ServerFrame = Annotated[

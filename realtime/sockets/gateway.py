@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from chat.models import Room
 from chat.selectors import messages_between, room_get
-from chat.services import PostResult, message_frame, message_post
+from chat.services import Poster, PostResult, message_frame, message_post
 from jobs.models import Job
 from jobs.selectors import job_get, job_state_model
 from realtime.kernel import events
@@ -45,12 +45,12 @@ def read_replay(room: Room, since: int | None) -> Replay:
 
 
 @database_sync_to_async
-def post_to_room(slug: str, author: Any, body: str, client_id: str | None) -> PostResult | None:
+def post_to_room(slug: str, poster: Poster, body: str, client_id: str | None) -> PostResult | None:
     """Post to the room named `slug` (None: no such room), in one trip to the database thread."""
     room = room_get(slug=slug)
     if room is None:
         return None
-    return message_post(room=room, author=author, body=body, client_id=client_id)
+    return message_post(room=room, poster=poster, body=body, client_id=client_id)
 
 
 @database_sync_to_async
@@ -199,8 +199,7 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
 
     async def on_chat_send(self, frame: events.ChatSendFrame) -> None:
-        author = self.user if self.identity is not None else None
-        result = await post_to_room(frame.room, author, frame.body, frame.client_id)
+        result = await post_to_room(frame.room, self.poster(), frame.body, frame.client_id)
         if result is None:
             raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
         message = result.message

@@ -45,13 +45,16 @@ class TutorialChatConsumer(RoomSocket):
             frame = events.TutorialMessageFrame.model_validate(data)
         except ValidationError as exc:
             raise NotParsed(events.ErrorCode.INVALID_FRAME, 'Send {"message": "<text>"}.') from exc
-        author = self.user if self.identity is not None else None
         await database_sync_to_async(message_post)(
-            room=self.room, author=author, body=frame.message
+            room=self.room, poster=self.poster(), body=frame.message
         )
 
     async def refuse(
-        self, code: events.AnyErrorCode, detail: str, ref: str | int | None = None
+        self,
+        code: events.AnyErrorCode,
+        detail: str,
+        ref: str | int | None = None,
+        retry_after: int | None = None,  # the detail says it too, which the page shows
     ) -> None:
         frame = events.TutorialErrorFrame(message=f"[not sent: {detail}]", error=code)
         await self.send_text(json.dumps(events.dump(frame)))
