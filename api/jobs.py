@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -16,6 +16,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
 )
+from pydantic import Field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
@@ -27,62 +28,45 @@ from jobs.errors import JobError, JobErrorCode
 from jobs.kinds import export_path
 from jobs.models import Job, JobStatus
 from jobs.registry import kinds_all
-from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state
+from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state_model
 from jobs.services import job_cancel, job_enqueue
+from realtime.kernel import events
 from realtime.kernel.names import job_channel
 
+from .declared import DeclaredSerializer
 from .fields import StrictCharField, StrictFloatField, query_data
 from .pagination import PageNumberPagination
 from .schema import domain_errors
 
 
-class JobProgressSerializer(serializers.Serializer):
-    current = serializers.IntegerField()
-    total = serializers.IntegerField()
-    message = serializers.CharField()
-
-
-class JobErrorSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    message = serializers.CharField()
-
-
-class JobSerializer(serializers.Serializer):
+class JobSerializer(DeclaredSerializer):
     """A job's full state (also what `job.update` frames carry)."""
 
-    id = serializers.UUIDField()
-    kind = serializers.CharField()
-    status = serializers.ChoiceField(choices=JobStatus.choices)
-    params = serializers.DictField()
-    progress = JobProgressSerializer()
-    result = serializers.DictField(allow_null=True)
-    error = JobErrorSerializer(allow_null=True)
-    created_at = serializers.DateTimeField()
-    run_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    attempts = serializers.IntegerField()
-    seq = serializers.IntegerField(
-        help_text="Counts the job's changes; a later state has a larger seq"
-    )
-    cancel_requested = serializers.BooleanField()
-    log_lines = serializers.IntegerField()
+    model: ClassVar[type[events.JobState]] = events.JobState
+    component = "Job"
 
-    def to_representation(self, instance: Job) -> dict[str, Any]:
-        return job_state(instance)
+    def declare(self, instance: Job) -> events.JobState:
+        return job_state_model(instance)
+
+
+class Enqueued(events.JobState):
+    """A job just enqueued, and where to follow it."""
+
+    status_url: str
+    channel: str = Field(description="Subscribe to it on /ws/ for live updates")
 
 
 class EnqueuedSerializer(JobSerializer):
-    status_url = serializers.CharField()
-    channel = serializers.CharField(help_text="Subscribe to it on /ws/ for live updates")
+    model = Enqueued
+    component = "Enqueued"
 
-    def to_representation(self, instance: Job) -> dict[str, Any]:
+    def declare(self, instance: Job) -> Enqueued:
         request = self.context["request"]
-        return {
-            **job_state(instance),
-            "status_url": request.build_absolute_uri(f"/api/jobs/{instance.pk}/"),
-            "channel": job_channel(str(instance.pk)),
-        }
+        return Enqueued(
+            **dict(job_state_model(instance)),
+            status_url=request.build_absolute_uri(f"/api/jobs/{instance.pk}/"),
+            channel=job_channel(str(instance.pk)),
+        )
 
 
 # The schema names the kinds and the longest countdown; the service checks them, so a refusal

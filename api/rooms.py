@@ -21,10 +21,12 @@ from chat.errors import ChatError, ChatErrorCode
 from chat.models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
 from chat.presence import online_counts
 from chat.selectors import HISTORY_MAX_LIMIT, message_history, room_get, room_list
-from chat.services import Poster, message_post, room_create
+from chat.services import Poster, message_model, message_post, room_create
+from realtime.kernel import events
 from realtime.kernel.events import bounded_string
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
+from .declared import DeclaredSerializer
 from .fields import StrictCharField, StrictRegexField, StringField, query_data
 from .pagination import PageNumberPagination
 from .schema import domain_errors
@@ -58,23 +60,16 @@ class RoomCreateSerializer(serializers.Serializer):
     title = StrictCharField(max_length=200, required=False, allow_blank=True)
 
 
-class AuthorSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    username = serializers.CharField()
+class MessageSerializer(DeclaredSerializer):
+    """A message in a room: what its `chat.message` frame carries."""
 
+    model = events.ChatMessageFrame
+    component = "Message"
+    exclude = events.FRAME_ENVELOPE
 
-class MessageSerializer(serializers.ModelSerializer):
-    room = serializers.CharField(source="room.slug", read_only=True)
-    author = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Message
-        fields = ["id", "room", "seq", "author", "author_name", "body", "created_at", "client_id"]
-
-    def get_author(self, message: Message) -> dict[str, Any] | None:
-        if message.author_id is None:
-            return None
-        return {"id": message.author_id, "username": message.author_name}
+    def declare(self, instance: Message) -> events.ChatMessageFrame:
+        # A view that knows the room passes its slug: no query per message of a page.
+        return message_model(instance, self.context.get("room") or instance.room.slug)
 
 
 # The schema documents the bounds; the chat domain checks them (`invalid_message`), as it does
@@ -202,9 +197,8 @@ class RoomMessagesView(APIView):
         query.is_valid(raise_exception=True)
         room = _room_or_404(slug)
         messages = message_history(room=room, **query.validated_data)
-        return Response(
-            {"results": MessageSerializer(messages, many=True).data, "last_seq": room.last_seq}
-        )
+        page = MessageSerializer(messages, many=True, context={"room": room.slug}).data
+        return Response({"results": page, "last_seq": room.last_seq})
 
     @extend_schema(
         operation_id="rooms_messages_create",
@@ -255,6 +249,6 @@ class RoomMessagesView(APIView):
         room = _room_or_404(slug)
         result = message_post(room=room, poster=_poster(request), **incoming.validated_data)
         return Response(
-            MessageSerializer(result.message).data,
+            MessageSerializer(result.message, context={"room": room.slug}).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )

@@ -132,23 +132,26 @@ def message_event(message: Message, slug: str) -> dict[str, object]:
 
 def message_frame(message: Message, slug: str) -> dict[str, object]:
     """The `chat.message` frame of a message, as sent to gateway clients."""
+    return events.dump(message_model(message, slug))
+
+
+def message_model(message: Message, slug: str) -> events.ChatMessageFrame:
+    """A message as declared once for both transports: its `chat.message` frame."""
     author = (
         events.UserRef(id=message.author_id, username=message.author_name)
         if message.author_id is not None
         else None
     )
-    return events.dump(
-        events.ChatMessageFrame(
-            channel=room_channel(slug),
-            room=slug,
-            seq=message.seq,
-            id=message.pk,
-            author=author,
-            author_name=message.author_name,
-            body=message.body,
-            created_at=message.created_at.isoformat(),
-            client_id=message.client_id,
-        )
+    return events.ChatMessageFrame(
+        channel=room_channel(slug),
+        room=slug,
+        seq=message.seq,
+        id=message.pk,
+        author=author,
+        author_name=message.author_name,
+        body=message.body,
+        created_at=message.created_at.isoformat(),
+        client_id=message.client_id,
     )
 
 

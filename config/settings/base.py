@@ -265,7 +265,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "jobs.models.JobStatus",
         "ReadinessStatusEnum": ["ok", "unavailable"],
     },
 }

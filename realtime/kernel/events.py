@@ -36,7 +36,10 @@ Ref = Annotated[
     Field(description="Any short client value; echoed back in the reply or error"),
 ]
 ref_adapter: TypeAdapter[str | int | None] = TypeAdapter(Ref | None)
-Seq = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True, json_schema_extra={"format": "int64"})]
+# ISO 8601 texts, as `datetime.isoformat()` writes them.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
 RoomSlug = Annotated[str, Field(pattern=ROOM_SLUG_PATTERN, strict=True)]
 ChannelName = Annotated[
     str,
@@ -235,7 +238,10 @@ class ResyncRequiredFrame(Frame):
 
 
 class ChatMessageFrame(Frame):
-    """A message in a room: replayed or live, in `seq` order, each exactly once."""
+    """A message in a room: replayed or live, in `seq` order, each exactly once.
+
+    Without its `type` and `channel`, it is also a message as REST returns it.
+    """
 
     type: Literal["chat.message"] = "chat.message"
     channel: ChannelName
@@ -244,9 +250,13 @@ class ChatMessageFrame(Frame):
     id: int
     author: UserRef | None
     author_name: str
-    body: str
-    created_at: str
-    client_id: str | None = None
+    body: str = Field(max_length=MESSAGE_MAX_LENGTH)
+    created_at: Timestamp
+    client_id: Annotated[str, Field(max_length=CLIENT_ID_MAX_LENGTH)] | None = None
+
+
+# The fields of a `chat.message` frame that are about the socket, not the message.
+FRAME_ENVELOPE = frozenset({"type", "channel"})
 
 
 class ChatSentFrame(Frame):
@@ -283,22 +293,33 @@ class JobError(Frame):
     message: str
 
 
+class JobStatus(StrEnum):
+    """Where a job is: scheduled → queued → running → succeeded | failed | cancelled."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class JobState(Frame):
     """A job's full state, as REST returns it and `job.update` carries it."""
 
-    id: str
+    id: Uuid
     kind: str
-    status: Literal["scheduled", "queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     params: dict[str, Any]
     progress: JobProgress
     result: dict[str, Any] | None
     error: JobError | None
-    created_at: str
-    run_at: str
-    started_at: str | None
-    finished_at: str | None
+    created_at: Timestamp
+    run_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     attempts: int
-    seq: int
+    seq: int = Field(description="Counts the job's changes; a later state has a larger seq")
     cancel_requested: bool
     log_lines: int
 
