@@ -14,12 +14,11 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from chat.errors import ChatError, ChatErrorCode
-from jobs.errors import JobError, JobErrorCode
+from realtime.kernel.errors import DomainError, DomainErrorCode, domain_error_codes
 
 
 class ErrorCode(StrEnum):
-    """Stable codes of REST errors."""
+    """Codes of REST errors that no domain raises; a domain's refusal carries its own code."""
 
     INVALID = "invalid"
     PARSE_ERROR = "parse_error"
@@ -30,57 +29,33 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_ACCEPTABLE = "not_acceptable"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
-    THROTTLED = "throttled"
+    RATE_LIMITED = "rate_limited"
     SERVICE_UNAVAILABLE = "service_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     ERROR = "error"
-    ROOM_EXISTS = ChatErrorCode.ROOM_EXISTS.value
-    INVALID_ROOM = ChatErrorCode.INVALID_ROOM.value
-    INVALID_MESSAGE = ChatErrorCode.INVALID_MESSAGE.value
-    POSTING_NOT_ALLOWED = ChatErrorCode.POSTING_NOT_ALLOWED.value
-    CLIENT_ID_CONFLICT = ChatErrorCode.CLIENT_ID_CONFLICT.value
-    UNKNOWN_KIND = JobErrorCode.UNKNOWN_KIND.value
-    INVALID_PARAMS = JobErrorCode.INVALID_PARAMS.value
-    INVALID_SCHEDULE = JobErrorCode.INVALID_SCHEDULE.value
-    BROKER_UNAVAILABLE = JobErrorCode.BROKER_UNAVAILABLE.value
-    NOT_CANCELLABLE = JobErrorCode.NOT_CANCELLABLE.value
-    TOO_MANY_ACTIVE_JOBS = JobErrorCode.TOO_MANY_ACTIVE_JOBS.value
     REQUEST_TOO_LARGE = "request_too_large"
     BAD_REQUEST = "bad_request"
     SERVER_ERROR = "server_error"
 
 
-_CHAT_STATUS = {
-    ChatErrorCode.ROOM_NOT_FOUND: 404,
-    ChatErrorCode.ROOM_EXISTS: 409,
-    ChatErrorCode.INVALID_ROOM: 400,
-    ChatErrorCode.INVALID_MESSAGE: 400,
-    ChatErrorCode.POSTING_NOT_ALLOWED: 403,
-    ChatErrorCode.CLIENT_ID_CONFLICT: 409,
-}
+# What a REST error may carry: its own `ErrorCode` or a domain's code, sent unchanged.
+AnyErrorCode = ErrorCode | DomainErrorCode
 
 
-_JOB_STATUS = {
-    JobErrorCode.NOT_FOUND: 404,
-    JobErrorCode.UNKNOWN_KIND: 400,
-    JobErrorCode.INVALID_PARAMS: 400,
-    JobErrorCode.INVALID_SCHEDULE: 400,
-    JobErrorCode.BROKER_UNAVAILABLE: 503,
-    JobErrorCode.NOT_CANCELLABLE: 409,
-    JobErrorCode.TOO_MANY_ACTIVE_JOBS: 429,
-}
+def error_codes() -> list[str]:
+    """Every code a REST error may carry: REST's own and every domain's."""
+    return sorted({code.value for code in [*ErrorCode, *domain_error_codes()]})
 
 
-class DomainError(exceptions.APIException):
-    """A domain rule's refusal, with the domain's own stable code."""
+class DomainRefusal(exceptions.APIException):
+    """A domain rule's refusal as DRF sees it: the code's own status, its code unchanged."""
 
-    def __init__(
-        self, status_code: int, code: str, detail: str, fields: dict[str, list[str]] | None = None
-    ) -> None:
-        super().__init__(detail=detail, code=code)
-        self.status_code = status_code
-        self.error_code = code
-        self.fields = fields or {}
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(detail=error.detail, code=error.code.value)
+        self.status_code = error.code.http_status
+        self.error_code = error.code.value
+        self.fields = error.fields
+        self.retry_after = error.retry_after
 
 
 _CODES: dict[type[exceptions.APIException], ErrorCode] = {
@@ -93,7 +68,7 @@ _CODES: dict[type[exceptions.APIException], ErrorCode] = {
     exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
     exceptions.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
     exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-    exceptions.Throttled: ErrorCode.THROTTLED,
+    exceptions.Throttled: ErrorCode.RATE_LIMITED,
 }
 
 
@@ -113,7 +88,7 @@ class DatabaseUnavailable(ServiceUnavailable):
 class ErrorSerializer(serializers.Serializer):
     """The body of every error response (documented in the OpenAPI schema)."""
 
-    code = serializers.ChoiceField(choices=[c.value for c in ErrorCode])
+    code = serializers.ChoiceField(choices=error_codes())
     detail = serializers.CharField()
     fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()), required=False
@@ -121,7 +96,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 def _code_for(exc: exceptions.APIException) -> str:
-    if isinstance(exc, DomainError):
+    if isinstance(exc, DomainRefusal):
         return exc.error_code
     for cls in type(exc).__mro__:
         if cls in _CODES:
@@ -148,10 +123,8 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, reshaped into the one error body; headers (Retry-After...) are kept."""
-    if isinstance(exc, ChatError):
-        exc = DomainError(_CHAT_STATUS[exc.code], exc.code.value, exc.detail)
-    elif isinstance(exc, JobError):
-        exc = DomainError(_JOB_STATUS[exc.code], exc.code.value, exc.detail, exc.fields)
+    if isinstance(exc, DomainError):
+        exc = DomainRefusal(exc)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -170,18 +143,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body["fields"] = _flatten(exc.detail)
     else:
         body["detail"] = str(exc.detail)
-        if isinstance(exc, DomainError) and exc.fields:
+        if isinstance(exc, DomainRefusal) and exc.fields:
             body["fields"] = exc.fields
-    if isinstance(exc, DomainError | ServiceUnavailable) and exc.status_code == 503:
+    if isinstance(exc, DomainRefusal) and exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, DomainRefusal | ServiceUnavailable) and exc.status_code == 503:
         response.headers.setdefault("Retry-After", "5")
     response.data = body
     return response
 
 
 logger = logging.getLogger("django.request")
-
-# Seconds a client is asked to wait when it has too many unfinished jobs.
-ACTIVE_JOBS_RETRY_AFTER = 10
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -215,8 +187,6 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             exc_info=(type(exc), exc, exc.__traceback__),
         )
         return Response(_server_error_body(), status=500)
-    if response.status_code == 429 and "Retry-After" not in response.headers:
-        response.headers["Retry-After"] = str(ACTIVE_JOBS_RETRY_AFTER)
     return response
 
 

@@ -12,6 +12,20 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 
+class StringField(serializers.Field):
+    """Any JSON string, exactly as sent: its length and content are a domain rule."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
 class StrictCharField(serializers.CharField):
     """A string, and only a string."""
 

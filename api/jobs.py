@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -16,6 +16,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
 )
+from pydantic import Field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
@@ -27,64 +28,45 @@ from jobs.errors import JobError, JobErrorCode
 from jobs.kinds import export_path
 from jobs.models import Job, JobStatus
 from jobs.registry import kinds_all
-from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state
+from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state_model
 from jobs.services import job_cancel, job_enqueue
+from realtime.kernel import events
 from realtime.kernel.names import job_channel
 
-from .errors import ErrorCode
+from .declared import DeclaredSerializer
 from .fields import StrictCharField, StrictFloatField, query_data
 from .pagination import PageNumberPagination
-from .schema import error_response
-from .throttling import EnqueueThrottle
+from .schema import domain_errors
 
 
-class JobProgressSerializer(serializers.Serializer):
-    current = serializers.IntegerField()
-    total = serializers.IntegerField()
-    message = serializers.CharField()
-
-
-class JobErrorSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    message = serializers.CharField()
-
-
-class JobSerializer(serializers.Serializer):
+class JobSerializer(DeclaredSerializer):
     """A job's full state (also what `job.update` frames carry)."""
 
-    id = serializers.UUIDField()
-    kind = serializers.CharField()
-    status = serializers.ChoiceField(choices=JobStatus.choices)
-    params = serializers.DictField()
-    progress = JobProgressSerializer()
-    result = serializers.DictField(allow_null=True)
-    error = JobErrorSerializer(allow_null=True)
-    created_at = serializers.DateTimeField()
-    run_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    attempts = serializers.IntegerField()
-    seq = serializers.IntegerField(
-        help_text="Counts the job's changes; a later state has a larger seq"
-    )
-    cancel_requested = serializers.BooleanField()
-    log_lines = serializers.IntegerField()
+    model: ClassVar[type[events.JobState]] = events.JobState
+    component = "Job"
 
-    def to_representation(self, instance: Job) -> dict[str, Any]:
-        return job_state(instance)
+    def declare(self, instance: Job) -> events.JobState:
+        return job_state_model(instance)
+
+
+class Enqueued(events.JobState):
+    """A job just enqueued, and where to follow it."""
+
+    status_url: str
+    channel: str = Field(description="Subscribe to it on /ws/ for live updates")
 
 
 class EnqueuedSerializer(JobSerializer):
-    status_url = serializers.CharField()
-    channel = serializers.CharField(help_text="Subscribe to it on /ws/ for live updates")
+    model = Enqueued
+    component = "Enqueued"
 
-    def to_representation(self, instance: Job) -> dict[str, Any]:
+    def declare(self, instance: Job) -> Enqueued:
         request = self.context["request"]
-        return {
-            **job_state(instance),
-            "status_url": request.build_absolute_uri(f"/api/jobs/{instance.pk}/"),
-            "channel": job_channel(str(instance.pk)),
-        }
+        return Enqueued(
+            **dict(job_state_model(instance)),
+            status_url=request.build_absolute_uri(f"/api/jobs/{instance.pk}/"),
+            channel=job_channel(str(instance.pk)),
+        )
 
 
 # The schema names the kinds and the longest countdown; the service checks them, so a refusal
@@ -205,9 +187,6 @@ class JobListView(ListAPIView):
     serializer_class = JobSerializer
     pagination_class = PageNumberPagination
 
-    def get_throttles(self) -> list[Any]:
-        return [EnqueueThrottle()] if self.request.method == "POST" else []
-
     def get_queryset(self) -> QuerySet[Job]:
         query = JobListQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
@@ -230,7 +209,7 @@ class JobListView(ListAPIView):
             "its socket `channel`. A retried POST with the same `Idempotency-Key` returns the "
             "same job; one the broker refused (503 `broker_unavailable`) is queued again, and "
             "then counts as a new job would. Enqueues are rate limited per user (429 "
-            "`throttled`), and a user may have at most `JOBS_MAX_ACTIVE_PER_USER` unfinished "
+            "`rate_limited`), and a user may have at most `JOBS_MAX_ACTIVE_PER_USER` unfinished "
             "jobs (429 `too_many_active_jobs`); both answer with `Retry-After`."
         ),
         request=EnqueueSerializer,
@@ -251,11 +230,14 @@ class JobListView(ListAPIView):
         ],
         responses={
             202: EnqueuedSerializer,
-            400: error_response(
-                ErrorCode.UNKNOWN_KIND, ErrorCode.INVALID_PARAMS, ErrorCode.INVALID_SCHEDULE
+            **domain_errors(
+                JobErrorCode.UNKNOWN_KIND,
+                JobErrorCode.INVALID_PARAMS,
+                JobErrorCode.INVALID_SCHEDULE,
+                JobErrorCode.TOO_MANY_ACTIVE_JOBS,
+                JobErrorCode.RATE_LIMITED,
+                JobErrorCode.BROKER_UNAVAILABLE,
             ),
-            429: error_response(ErrorCode.TOO_MANY_ACTIVE_JOBS),
-            503: error_response(ErrorCode.BROKER_UNAVAILABLE),
         },
         examples=[
             OpenApiExample(
@@ -349,7 +331,7 @@ class JobCancelView(APIView):
         summary="Cancel a job",
         tags=["jobs"],
         request=None,
-        responses={200: JobSerializer, 409: error_response(ErrorCode.NOT_CANCELLABLE)},
+        responses={200: JobSerializer, **domain_errors(JobErrorCode.NOT_CANCELLABLE)},
     )
     def post(self, request: Request, job_id: str) -> Response:
         job = job_cancel(job=_job_or_404(request, job_id))

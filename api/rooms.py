@@ -7,27 +7,29 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from redis.exceptions import RedisError
 from rest_framework import serializers, status
 from rest_framework.generics import ListCreateAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from chat.errors import ChatError, ChatErrorCode
 from chat.models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
 from chat.presence import online_counts
 from chat.selectors import HISTORY_MAX_LIMIT, message_history, room_get, room_list
-from chat.services import message_post, room_create
+from chat.services import Poster, message_model, message_post, room_create
+from realtime.kernel import events
+from realtime.kernel.events import bounded_string
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
-from .errors import ErrorCode
-from .fields import StrictCharField, StrictRegexField, query_data
+from .declared import DeclaredSerializer
+from .fields import StrictCharField, StrictRegexField, StringField, query_data
 from .pagination import PageNumberPagination
-from .schema import error_response
-from .throttling import ChatPostThrottle
+from .schema import domain_errors
 
 logger = logging.getLogger(__name__)
 
@@ -58,28 +60,33 @@ class RoomCreateSerializer(serializers.Serializer):
     title = StrictCharField(max_length=200, required=False, allow_blank=True)
 
 
-class AuthorSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    username = serializers.CharField()
+class MessageSerializer(DeclaredSerializer):
+    """A message in a room: what its `chat.message` frame carries."""
+
+    model = events.ChatMessageFrame
+    component = "Message"
+    exclude = events.FRAME_ENVELOPE
+
+    def declare(self, instance: Message) -> events.ChatMessageFrame:
+        # A view that knows the room passes its slug: no query per message of a page.
+        return message_model(instance, self.context.get("room") or instance.room.slug)
 
 
-class MessageSerializer(serializers.ModelSerializer):
-    room = serializers.CharField(source="room.slug", read_only=True)
-    author = serializers.SerializerMethodField()
+# The schema documents the bounds; the chat domain checks them (`invalid_message`), as it does
+# for a post over the socket, so both transports refuse a bad body with the same code.
+@extend_schema_field(bounded_string(MESSAGE_MAX_LENGTH))
+class MessageBodyField(StringField):
+    pass
 
-    class Meta:
-        model = Message
-        fields = ["id", "room", "seq", "author", "author_name", "body", "created_at", "client_id"]
 
-    def get_author(self, message: Message) -> dict[str, Any] | None:
-        if message.author_id is None:
-            return None
-        return {"id": message.author_id, "username": message.author_name}
+@extend_schema_field(bounded_string(CLIENT_ID_MAX_LENGTH))
+class ClientIdField(StringField):
+    pass
 
 
 class MessagePostSerializer(serializers.Serializer):
-    body = StrictCharField(max_length=MESSAGE_MAX_LENGTH, trim_whitespace=False)
-    client_id = StrictCharField(max_length=CLIENT_ID_MAX_LENGTH, required=False)
+    body = MessageBodyField()
+    client_id = ClientIdField(required=False)
 
 
 class MessagePageSerializer(serializers.Serializer):
@@ -101,6 +108,11 @@ class HistoryQuerySerializer(serializers.Serializer):
 
 def _user(request: Request) -> User | None:
     return request.user if isinstance(request.user, User) else None
+
+
+def _poster(request: Request) -> Poster:
+    """The user, or the client's address as DRF finds it (`NUM_PROXIES` trusted proxies)."""
+    return Poster(user=_user(request), address=BaseThrottle().get_ident(request))
 
 
 def _room_or_404(slug: str) -> Room:
@@ -142,8 +154,7 @@ class RoomListView(ListCreateAPIView):
         request=RoomCreateSerializer,
         responses={
             201: RoomSerializer,
-            400: error_response(ErrorCode.INVALID_ROOM),
-            409: error_response(ErrorCode.ROOM_EXISTS),
+            **domain_errors(ChatErrorCode.INVALID_ROOM, ChatErrorCode.ROOM_EXISTS),
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -172,10 +183,7 @@ class RoomDetailView(APIView):
 class RoomMessagesView(APIView):
     """A room's history by `seq`, and posting to it (also sent to the room's sockets)."""
 
-    permission_classes = [AllowAny]  # anonymous posting is a setting, checked by the service
-
-    def get_throttles(self) -> list[Any]:
-        return [ChatPostThrottle()] if self.request.method == "POST" else []
+    permission_classes = [AllowAny]  # who may post, and how often, the service decides
 
     @extend_schema(
         operation_id="rooms_messages_list",
@@ -189,9 +197,8 @@ class RoomMessagesView(APIView):
         query.is_valid(raise_exception=True)
         room = _room_or_404(slug)
         messages = message_history(room=room, **query.validated_data)
-        return Response(
-            {"results": MessageSerializer(messages, many=True).data, "last_seq": room.last_seq}
-        )
+        page = MessageSerializer(messages, many=True, context={"room": room.slug}).data
+        return Response({"results": page, "last_seq": room.last_seq})
 
     @extend_schema(
         operation_id="rooms_messages_create",
@@ -201,9 +208,12 @@ class RoomMessagesView(APIView):
         responses={
             201: MessageSerializer,
             200: MessageSerializer,
-            400: error_response(ErrorCode.INVALID_MESSAGE),
-            403: error_response(ErrorCode.POSTING_NOT_ALLOWED),
-            409: error_response(ErrorCode.CLIENT_ID_CONFLICT),
+            **domain_errors(
+                ChatErrorCode.INVALID_MESSAGE,
+                ChatErrorCode.POSTING_NOT_ALLOWED,
+                ChatErrorCode.CLIENT_ID_CONFLICT,
+                ChatErrorCode.RATE_LIMITED,
+            ),
         },
         examples=[
             OpenApiExample(
@@ -229,15 +239,16 @@ class RoomMessagesView(APIView):
         ],
         description=(
             "201 when posted; 200 with the earlier message when `client_id` was seen. Posts are "
-            "rate limited per user, or per address when anonymous (429 with `Retry-After`)."
+            "rate limited per user, or per address when anonymous, over REST and the sockets "
+            "together (429 `rate_limited` with `Retry-After`)."
         ),
     )
     def post(self, request: Request, slug: str) -> Response:
         incoming = MessagePostSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         room = _room_or_404(slug)
-        result = message_post(room=room, author=_user(request), **incoming.validated_data)
+        result = message_post(room=room, poster=_poster(request), **incoming.validated_data)
         return Response(
-            MessageSerializer(result.message).data,
+            MessageSerializer(result.message, context={"room": room.slug}).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )

@@ -11,7 +11,10 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.fields import Field
 from rest_framework.permissions import SAFE_METHODS
 
-from .errors import ErrorCode, ErrorSerializer
+from realtime.kernel.errors import DomainErrorCode
+from realtime.kernel.events import NO_NUL_PATTERN
+
+from .errors import AnyErrorCode, ErrorCode, ErrorSerializer
 
 _TITLES = {
     400: "The request is invalid",
@@ -26,7 +29,6 @@ _TITLES = {
 }
 
 
-NO_NUL_PATTERN = "^[^\\x00]*$"
 # Operations that never open the database (readiness reports a database outage itself).
 NO_DATABASE = {"auth_csrf", "health_live", "health_ready"}
 
@@ -34,20 +36,31 @@ NO_DATABASE = {"auth_csrf", "health_live", "health_ready"}
 class ErrorResponse(OpenApiResponse):
     """A documented error response: the one error shape, with the codes it may carry."""
 
-    def __init__(self, *codes: ErrorCode) -> None:
+    def __init__(self, *codes: AnyErrorCode) -> None:
         super().__init__(ErrorSerializer)
         self.codes = codes
 
 
 def error_response(*codes: ErrorCode) -> ErrorResponse:
-    """For `extend_schema(responses={409: error_response(ErrorCode.ROOM_EXISTS)})`."""
+    """For `extend_schema(responses={403: error_response(ErrorCode.PERMISSION_DENIED)})`."""
     return ErrorResponse(*codes)
+
+
+def domain_errors(*codes: DomainErrorCode) -> dict[int, ErrorResponse]:
+    """For `extend_schema(responses={201: ..., **domain_errors(ChatErrorCode.ROOM_EXISTS)})`.
+
+    Each code is listed under its own status, as the error handler answers it.
+    """
+    by_status: dict[int, list[DomainErrorCode]] = {}
+    for code in codes:
+        by_status.setdefault(code.http_status, []).append(code)
+    return {status: ErrorResponse(*listed) for status, listed in by_status.items()}
 
 
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's schema plus the error responses that DRF itself can produce.
 
-    Views declare their domain errors with `error_response(...)`; the errors any view of a
+    Views declare their domain errors with `domain_errors(...)`; the errors any view of a
     kind can answer (bad JSON, a bad token, a missing CSRF token, throttling, an unknown id
     in the path...) are added here from what the view is, so none is forgotten.
     """
@@ -84,10 +97,10 @@ class AutoSchema(SpectacularAutoSchema):
         if self._direction == "request" and refuses_nul and string:
             schema.setdefault("pattern", NO_NUL_PATTERN)
 
-    def _error_codes(self, operation: dict[str, Any]) -> dict[int, list[ErrorCode]]:
-        codes: dict[int, list[ErrorCode]] = {}
+    def _error_codes(self, operation: dict[str, Any]) -> dict[int, list[AnyErrorCode]]:
+        codes: dict[int, list[AnyErrorCode]] = {}
 
-        def add(status: int, *more: ErrorCode) -> None:
+        def add(status: int, *more: AnyErrorCode) -> None:
             listed = codes.setdefault(status, [])
             listed.extend(code for code in more if code not in listed)
 
@@ -117,7 +130,7 @@ class AutoSchema(SpectacularAutoSchema):
         if any(p["name"] == "page" for p in queries):
             add(404, ErrorCode.NOT_FOUND)  # a page past the last one
         if self.view.get_throttles():
-            add(429, ErrorCode.THROTTLED)
+            add(429, ErrorCode.RATE_LIMITED)  # the login throttle
         if operation.get("operationId") not in NO_DATABASE:
             add(503, ErrorCode.DATABASE_UNAVAILABLE)  # reads sessions, tokens or rows
         return codes

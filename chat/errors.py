@@ -1,21 +1,19 @@
-"""Error codes of the chat domain, shared by REST and the socket."""
+"""Error codes of the chat domain, each with its HTTP status; the socket sends them unchanged."""
 
-from enum import StrEnum
-
-
-class ChatErrorCode(StrEnum):
-    ROOM_NOT_FOUND = "not_found"
-    ROOM_EXISTS = "room_exists"
-    INVALID_ROOM = "invalid_room"
-    INVALID_MESSAGE = "invalid_message"
-    POSTING_NOT_ALLOWED = "posting_not_allowed"
-    CLIENT_ID_CONFLICT = "client_id_conflict"
+from realtime.kernel.errors import DomainError, DomainErrorCode
 
 
-class ChatError(Exception):
-    """A chat rule refused the request; `code` is stable, `detail` is for people."""
+class ChatErrorCode(DomainErrorCode):
+    ROOM_NOT_FOUND = "not_found", 404
+    ROOM_EXISTS = "room_exists", 409
+    INVALID_ROOM = "invalid_room", 400
+    INVALID_MESSAGE = "invalid_message", 400
+    POSTING_NOT_ALLOWED = "posting_not_allowed", 403
+    CLIENT_ID_CONFLICT = "client_id_conflict", 409
+    RATE_LIMITED = "rate_limited", 429
 
-    def __init__(self, code: ChatErrorCode, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
+
+class ChatError(DomainError):
+    """A chat rule refused the request."""
+
+    code: ChatErrorCode

@@ -6,10 +6,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from realtime.kernel.events import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
-MESSAGE_MAX_LENGTH = 4000
-CLIENT_ID_MAX_LENGTH = 64
+__all__ = ["CLIENT_ID_MAX_LENGTH", "MESSAGE_MAX_LENGTH", "Message", "Room"]
 
 
 class Room(models.Model):

@@ -13,9 +13,13 @@ from django.utils import timezone
 from realtime.kernel import events
 from realtime.kernel.broadcast import publish_on_commit
 from realtime.kernel.names import room_channel, room_group
+from realtime.kernel.ratelimit import SlidingWindowLimit
 
 from .errors import ChatError, ChatErrorCode
-from .models import MESSAGE_MAX_LENGTH, Message, Room
+from .models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
+
+# CHAT_POST_RATE: one budget per user (or anonymous address), whichever way the posts come.
+POST_LIMIT = SlidingWindowLimit("chat_post")
 
 
 def room_create(*, slug: str, title: str = "", created_by: User | None = None) -> Room:
@@ -49,22 +53,51 @@ def room_ensure(*, slug: str, title: str = "") -> Room:
 
 
 @dataclass(frozen=True)
+class Poster:
+    """Who posts: a signed-in user, or an anonymous client known by its address.
+
+    The interface that took the post says which address (REST: the peer, or the client that
+    `NUM_PROXIES` trusted proxies name; a socket: the ASGI scope's client).
+    """
+
+    user: User | None
+    address: str
+
+    @property
+    def rate_key(self) -> str:
+        """Whose posting budget a post spends: the user's, else the address's."""
+        return f"user:{self.user.pk}" if self.user is not None else f"addr:{self.address}"
+
+
+@dataclass(frozen=True)
 class PostResult:
     message: Message
     created: bool  # False when `client_id` named a message posted before
 
 
 def message_post(
-    *, room: Room, author: User | None, body: str, client_id: str | None = None
+    *, room: Room, poster: Poster, body: str, client_id: str | None = None
 ) -> PostResult:
     """Append a message with the room's next `seq` and broadcast it after commit.
 
-    The room row is locked for the whole transaction, so concurrent posts (any process)
-    commit in `seq` order with no gap; a `client_id` seen before returns that message.
+    Every rule of posting is checked here, whichever interface took the post: the body and
+    `client_id`, who may post, and the posting rate (CHAT_POST_RATE, one budget per user or
+    anonymous address). The room row is locked for the whole transaction, so concurrent posts
+    (any process) commit in `seq` order with no gap; a `client_id` seen before returns that
+    message.
     """
     _check_body(body)
+    _check_client_id(client_id)
+    author = poster.user
     if author is None and not settings.SWITCHBOARD_ANONYMOUS_POSTING:
         raise ChatError(ChatErrorCode.POSTING_NOT_ALLOWED, "Sign in to post in this room.")
+    wait = POST_LIMIT.take(who=poster.rate_key, rate=settings.CHAT_POST_RATE)
+    if wait is not None:
+        raise ChatError(
+            ChatErrorCode.RATE_LIMITED,
+            f"Too many messages; try again in {wait} s.",
+            retry_after=wait,
+        )
     with transaction.atomic():
         locked = Room.objects.select_for_update().only("pk", "slug", "last_seq").get(pk=room.pk)
         if client_id is not None:
@@ -99,24 +132,41 @@ def message_event(message: Message, slug: str) -> dict[str, object]:
 
 def message_frame(message: Message, slug: str) -> dict[str, object]:
     """The `chat.message` frame of a message, as sent to gateway clients."""
+    return events.dump(message_model(message, slug))
+
+
+def message_model(message: Message, slug: str) -> events.ChatMessageFrame:
+    """A message as declared once for both transports: its `chat.message` frame."""
     author = (
         events.UserRef(id=message.author_id, username=message.author_name)
         if message.author_id is not None
         else None
     )
-    return events.dump(
-        events.ChatMessageFrame(
-            channel=room_channel(slug),
-            room=slug,
-            seq=message.seq,
-            id=message.pk,
-            author=author,
-            author_name=message.author_name,
-            body=message.body,
-            created_at=message.created_at.isoformat(),
-            client_id=message.client_id,
-        )
+    return events.ChatMessageFrame(
+        channel=room_channel(slug),
+        room=slug,
+        seq=message.seq,
+        id=message.pk,
+        author=author,
+        author_name=message.author_name,
+        body=message.body,
+        created_at=message.created_at.isoformat(),
+        client_id=message.client_id,
     )
+
+
+def _check_client_id(client_id: object) -> None:
+    if client_id is None:
+        return
+    if not isinstance(client_id, str) or not client_id:
+        raise ChatError(ChatErrorCode.INVALID_MESSAGE, "client_id is empty.")
+    if len(client_id) > CLIENT_ID_MAX_LENGTH:
+        raise ChatError(
+            ChatErrorCode.INVALID_MESSAGE,
+            f"client_id is longer than {CLIENT_ID_MAX_LENGTH} characters.",
+        )
+    if "\x00" in client_id:
+        raise ChatError(ChatErrorCode.INVALID_MESSAGE, "client_id contains a NUL.")
 
 
 def _check_body(body: object) -> None:

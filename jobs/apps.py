@@ -6,6 +6,7 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import (
+            errors,  # noqa: F401 - its codes join both transports' error enums
             kinds,  # noqa: F401 - registers the shipped job kinds
             kombu_internals,
         )

@@ -1,25 +1,20 @@
-"""Error codes of the jobs domain, shared by REST and the socket."""
+"""Error codes of the jobs domain, each with its HTTP status; the socket sends them unchanged."""
 
-from enum import StrEnum
-
-
-class JobErrorCode(StrEnum):
-    NOT_FOUND = "not_found"
-    UNKNOWN_KIND = "unknown_kind"
-    INVALID_PARAMS = "invalid_params"
-    INVALID_SCHEDULE = "invalid_schedule"
-    BROKER_UNAVAILABLE = "broker_unavailable"
-    NOT_CANCELLABLE = "not_cancellable"
-    TOO_MANY_ACTIVE_JOBS = "too_many_active_jobs"
+from realtime.kernel.errors import DomainError, DomainErrorCode
 
 
-class JobError(Exception):
-    """A jobs rule refused the request; `code` is stable, `detail` is for people."""
+class JobErrorCode(DomainErrorCode):
+    NOT_FOUND = "not_found", 404
+    UNKNOWN_KIND = "unknown_kind", 400
+    INVALID_PARAMS = "invalid_params", 400
+    INVALID_SCHEDULE = "invalid_schedule", 400
+    BROKER_UNAVAILABLE = "broker_unavailable", 503
+    NOT_CANCELLABLE = "not_cancellable", 409
+    TOO_MANY_ACTIVE_JOBS = "too_many_active_jobs", 429
+    RATE_LIMITED = "rate_limited", 429
 
-    def __init__(
-        self, code: JobErrorCode, detail: str, fields: dict[str, list[str]] | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.fields = fields or {}
+
+class JobError(DomainError):
+    """A jobs rule refused the request."""
+
+    code: JobErrorCode

@@ -95,7 +95,7 @@ def job_state_model(job: Job) -> events.JobState:
     return events.JobState(
         id=str(job.id),
         kind=job.kind,
-        status=job.status,  # type: ignore[arg-type]
+        status=events.JobStatus(job.status),
         params=job.params,
         progress=events.JobProgress(
             current=job.progress_current,

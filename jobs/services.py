@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from realtime.kernel import events
 from realtime.kernel.broadcast import publish_on_commit
 from realtime.kernel.names import job_channel, job_group, owner_group
+from realtime.kernel.ratelimit import SlidingWindowLimit
 
 from .errors import JobError, JobErrorCode
 from .models import FINISHED, WAITING, Job, JobLogLine, JobStatus
@@ -28,6 +29,10 @@ logger = logging.getLogger(__name__)
 LOG_LINE_MAX = 1000
 # `error.type` of a job whose message the broker refused: it never ran.
 BROKER_UNAVAILABLE = "BrokerUnavailable"
+# Seconds a client is asked to wait when it has too many unfinished jobs.
+ACTIVE_JOBS_RETRY_AFTER = 10
+# JOBS_ENQUEUE_RATE: one budget per user, whichever way the jobs are enqueued.
+ENQUEUE_LIMIT = SlidingWindowLimit("jobs_enqueue")
 
 
 def job_enqueue(
@@ -41,10 +46,12 @@ def job_enqueue(
 ) -> tuple[Job, bool]:
     """Write the job, then (after commit) send its Celery message; (job, created).
 
-    A repeated `idempotency_key` returns the job it created first. If the broker refuses the
-    message the job is marked failed and `broker_unavailable` is raised: it will not run, and a
-    retry with the same key queues that same job again, within the active-jobs cap as a new
-    job would be.
+    Every rule of enqueueing is checked here, whichever interface asked: the kind and its
+    params, the countdown or eta, the owner's rate (JOBS_ENQUEUE_RATE) and the cap on the
+    owner's unfinished jobs. A repeated `idempotency_key` returns the job it created first. If
+    the broker refuses the message the job is marked failed and `broker_unavailable` is raised:
+    it will not run, and a retry with the same key queues that same job again, within the
+    active-jobs cap as a new job would be.
     """
     job_kind = kind_get(kind)
     if job_kind is None:
@@ -56,6 +63,11 @@ def job_enqueue(
         raise JobError(JobErrorCode.INVALID_PARAMS, "The params are invalid.", fields) from exc
     now = timezone.now()
     run_at = _run_at(now, countdown, eta)
+    wait = ENQUEUE_LIMIT.take(who=f"user:{owner.pk}", rate=settings.JOBS_ENQUEUE_RATE)
+    if wait is not None:
+        raise JobError(
+            JobErrorCode.RATE_LIMITED, f"Too many jobs; try again in {wait} s.", retry_after=wait
+        )
     if idempotency_key is not None:
         earlier = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if earlier is not None:
@@ -112,6 +124,7 @@ def _below_active_cap(owner: User) -> None:
         raise JobError(
             JobErrorCode.TOO_MANY_ACTIVE_JOBS,
             f"You have {active} unfinished jobs; at most {cap} may wait or run at once.",
+            retry_after=ACTIVE_JOBS_RETRY_AFTER,
         )
 
 

@@ -51,7 +51,10 @@ always `hello`.
 
 **Errors.** Bad input is answered with an `error` frame and the socket stays usable; `code`
 is one of the `ErrorCode` values. Frames above 64 KiB are refused before parsing
-(`frame_too_large`).
+(`frame_too_large`). A chat or jobs rule refuses with the same code as over REST: a message out
+of bounds is `invalid_message`, and a user (or an anonymous address) past `CHAT_POST_RATE`,
+which counts posts over REST and both socket routes together, gets `rate_limited` with
+`retry_after` (seconds).
 """
 
 TUTORIAL_DESCRIPTION = """\

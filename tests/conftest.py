@@ -8,6 +8,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.db import connection
 from rest_framework.authtoken.models import Token
@@ -97,3 +99,13 @@ def user(db: None) -> User:
 @pytest.fixture
 def token(user: User) -> str:
     return str(Token.objects.create(user=user).key)
+
+
+@pytest.fixture
+def fresh_rate_counters() -> None:
+    """Forget this run's rate-limit counters: user ids repeat between tests and databases."""
+    prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*:throttle:*", count=1000))
+    if keys:
+        client.delete(*keys)

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 
 from chat.models import Room
+from chat.services import Poster
 
 PASSWORD = "correct horse battery staple"
 
@@ -32,3 +33,8 @@ class RoomFactory(factory.django.DjangoModelFactory[Room]):
 
     slug = factory.Sequence(lambda n: f"room-{n}")
     title = factory.LazyAttribute(lambda room: room.slug.title())
+
+
+def poster(user: User | None = None) -> Poster:
+    """Who posts in a test that posts directly: the user, or an anonymous local client."""
+    return Poster(user=user, address="127.0.0.1")

@@ -230,8 +230,9 @@ REST_FRAMEWORK = {
     # client cannot pick its own address (and its own anonymous rate limit) with that header.
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
-# Rate limits of REST writes ("N/s", "N/min", "N/hour", "N/day"), per user or, anonymous,
-# per client address; counted atomically in Redis (api/throttling.py).
+# Rate limits of enqueues and posts ("N/s", "N/min", "N/hour", "N/day"), per user or,
+# anonymous, per client address, whatever the transport (REST or either socket route);
+# counted atomically in Redis by the domains (realtime/kernel/ratelimit.py).
 JOBS_ENQUEUE_RATE = env.str("JOBS_ENQUEUE_RATE", default="30/min")
 CHAT_POST_RATE = env.str("CHAT_POST_RATE", default="60/min")
 # Request bodies above this many bytes are refused with 413 before they are parsed.
@@ -264,7 +265,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "jobs.models.JobStatus",
         "ReadinessStatusEnum": ["ok", "unavailable"],
     },
 }

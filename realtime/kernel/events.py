@@ -8,11 +8,27 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
+from .errors import DomainErrorCode, domain_error_codes
 from .names import CHANNEL_PATTERN, ROOM_SLUG_PATTERN
 
 PROTOCOL_VERSION = 1
+
+# Bounds of a message, documented by both contracts; the chat domain enforces them
+# (`invalid_message`), so a post over REST and one over a socket are refused alike.
+MESSAGE_MAX_LENGTH = 4000
+CLIENT_ID_MAX_LENGTH = 64
+NO_NUL_PATTERN = "^[^\\x00]*$"
 
 Ref = Annotated[
     Annotated[str, Field(max_length=64, strict=True)]
@@ -20,7 +36,10 @@ Ref = Annotated[
     Field(description="Any short client value; echoed back in the reply or error"),
 ]
 ref_adapter: TypeAdapter[str | int | None] = TypeAdapter(Ref | None)
-Seq = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True, json_schema_extra={"format": "int64"})]
+# ISO 8601 texts, as `datetime.isoformat()` writes them.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
 RoomSlug = Annotated[str, Field(pattern=ROOM_SLUG_PATTERN, strict=True)]
 ChannelName = Annotated[
     str,
@@ -33,7 +52,7 @@ ChannelName = Annotated[
 
 
 class ErrorCode(StrEnum):
-    """Stable codes of `error` frames."""
+    """Codes of `error` frames about the socket itself; a domain's refusal carries its own code."""
 
     INVALID_JSON = "invalid_json"
     INVALID_FRAME = "invalid_frame"
@@ -45,12 +64,50 @@ class ErrorCode(StrEnum):
     ALREADY_SUBSCRIBED = "already_subscribed"
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
-    POSTING_NOT_ALLOWED = "posting_not_allowed"
-    INVALID_MESSAGE = "invalid_message"
-    CLIENT_ID_CONFLICT = "client_id_conflict"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
+
+
+def error_codes() -> list[str]:
+    """Every code an `error` frame may carry: the socket's own and every domain's."""
+    return sorted({code.value for code in [*ErrorCode, *domain_error_codes()]})
+
+
+class _KnownErrorCode:
+    """Validates a code against `error_codes()`, and documents them, when asked (not at import).
+
+    The kernel imports no domain, so the domains' codes are known only once they are loaded.
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            _known_error_code, core_schema.str_schema(), ref="ErrorCode"
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        reference = handler(schema)  # a `$ref` to the one `ErrorCode` definition
+        handler.resolve_ref_schema(reference).update(
+            description="Stable codes of `error` frames: the socket's own and every domain's.",
+            enum=error_codes(),
+            title="ErrorCode",
+        )
+        return reference
+
+
+def _known_error_code(value: str) -> str:
+    if value not in error_codes():
+        raise ValueError(f"{value!r} is not an error code")
+    return str(value)
+
+
+# What an `error` frame carries: the socket's `ErrorCode` or a domain's code, sent unchanged.
+AnyErrorCode = ErrorCode | DomainErrorCode
+ErrorCodeField = Annotated[str, _KnownErrorCode()]
 
 
 class CloseCode:
@@ -66,6 +123,11 @@ class CloseCode:
 
 class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def bounded_string(max_length: int) -> dict[str, Any]:
+    """JSON Schema bounds of a string that the chat domain checks (the parsers do not)."""
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": NO_NUL_PATTERN}
 
 
 # ------------------------------------------------------------------ client → server
@@ -100,12 +162,18 @@ class UnsubscribeFrame(Frame):
 
 
 class ChatSendFrame(Frame):
-    """Post a message; a retry with the same `client_id` does not post twice."""
+    """Post a message; a retry with the same `client_id` does not post twice.
+
+    A `body` or `client_id` out of its bounds is refused with `invalid_message`, as over REST.
+    """
 
     type: Literal["chat.send"]
     room: RoomSlug
-    body: str = Field(strict=True)
-    client_id: str | None = Field(default=None, min_length=1, max_length=64, strict=True)
+    body: str = Field(strict=True, json_schema_extra=bounded_string(MESSAGE_MAX_LENGTH))
+    client_id: (
+        Annotated[str, Field(strict=True, json_schema_extra=bounded_string(CLIENT_ID_MAX_LENGTH))]
+        | None
+    ) = None
     ref: Ref | None = None
 
 
@@ -170,7 +238,10 @@ class ResyncRequiredFrame(Frame):
 
 
 class ChatMessageFrame(Frame):
-    """A message in a room: replayed or live, in `seq` order, each exactly once."""
+    """A message in a room: replayed or live, in `seq` order, each exactly once.
+
+    Without its `type` and `channel`, it is also a message as REST returns it.
+    """
 
     type: Literal["chat.message"] = "chat.message"
     channel: ChannelName
@@ -179,9 +250,13 @@ class ChatMessageFrame(Frame):
     id: int
     author: UserRef | None
     author_name: str
-    body: str
-    created_at: str
-    client_id: str | None = None
+    body: str = Field(max_length=MESSAGE_MAX_LENGTH)
+    created_at: Timestamp
+    client_id: Annotated[str, Field(max_length=CLIENT_ID_MAX_LENGTH)] | None = None
+
+
+# The fields of a `chat.message` frame that are about the socket, not the message.
+FRAME_ENVELOPE = frozenset({"type", "channel"})
 
 
 class ChatSentFrame(Frame):
@@ -218,22 +293,33 @@ class JobError(Frame):
     message: str
 
 
+class JobStatus(StrEnum):
+    """Where a job is: scheduled → queued → running → succeeded | failed | cancelled."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class JobState(Frame):
     """A job's full state, as REST returns it and `job.update` carries it."""
 
-    id: str
+    id: Uuid
     kind: str
-    status: Literal["scheduled", "queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     params: dict[str, Any]
     progress: JobProgress
     result: dict[str, Any] | None
     error: JobError | None
-    created_at: str
-    run_at: str
-    started_at: str | None
-    finished_at: str | None
+    created_at: Timestamp
+    run_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     attempts: int
-    seq: int
+    seq: int = Field(description="Counts the job's changes; a later state has a larger seq")
     cancel_requested: bool
     log_lines: int
 
@@ -265,9 +351,14 @@ class ErrorFrame(Frame):
     """A request could not be served; the socket stays usable."""
 
     type: Literal["error"] = "error"
-    code: ErrorCode
+    code: ErrorCodeField
     detail: str
     ref: Ref | None = None
+    retry_after: int | None = Field(
+        default=None,
+        ge=1,
+        description="Whole seconds after which the same request may succeed (`rate_limited`)",
+    )
 
 
 ServerFrame = Annotated[
@@ -302,7 +393,7 @@ class TutorialErrorFrame(Frame):
     """
 
     message: str
-    error: ErrorCode
+    error: ErrorCodeField
 
 
 def dump(frame: Frame) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chat.services import Poster
 from realtime.kernel import events
+from realtime.kernel.errors import DomainError
 from realtime.kernel.names import account_group, room_group
 
 from . import presence
@@ -49,7 +51,9 @@ UNAVAILABLE_ERRORS = (
 class NotParsed(Exception):
     """A client frame that cannot be served, with the error code to answer."""
 
-    def __init__(self, code: events.ErrorCode, detail: str, ref: str | int | None = None) -> None:
+    def __init__(
+        self, code: events.AnyErrorCode, detail: str, ref: str | int | None = None
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -84,12 +88,17 @@ def valid_ref(value: Any) -> str | int | None:
         return None
 
 
+def client_address(scope: dict[str, Any]) -> str:
+    """The client's address (behind a proxy, the one uvicorn's `--proxy-headers` reads)."""
+    client = scope.get("client") or ("unknown", 0)
+    return str(client[0])
+
+
 def account_of(scope: dict[str, Any], identity: events.UserRef | None) -> str:
     """Whose socket this is for the connection cap: the user, else the client's address."""
     if identity is not None:
         return f"user:{identity.id}"
-    client = scope.get("client") or ("unknown", 0)
-    return f"ip:{client[0]}"
+    return f"ip:{client_address(scope)}"
 
 
 def credential_of(scope: dict[str, Any]) -> str | None:
@@ -206,6 +215,9 @@ class RoomSocket(LayerlessWebsocketConsumer):
             await self.handle(data)
         except NotParsed as problem:
             await self.refuse(problem.code, problem.detail, problem.ref)
+        except DomainError as refusal:  # a domain rule said no: its code goes out unchanged
+            ref = valid_ref(data.get("ref"))
+            await self.refuse(refusal.code, refusal.detail, ref, refusal.retry_after)
         except UNAVAILABLE_ERRORS as exc:
             # Redis or the database is away: nothing was done, and the same request may
             # succeed in a moment.
@@ -240,9 +252,19 @@ class RoomSocket(LayerlessWebsocketConsumer):
         raise NotImplementedError
 
     async def refuse(
-        self, code: events.ErrorCode, detail: str, ref: str | int | None = None
+        self,
+        code: events.AnyErrorCode,
+        detail: str,
+        ref: str | int | None = None,
+        retry_after: int | None = None,
     ) -> None:
-        await self.send_frame(events.ErrorFrame(code=code, detail=detail, ref=ref))
+        frame = events.ErrorFrame(code=code, detail=detail, ref=ref, retry_after=retry_after)
+        await self.send_frame(frame)
+
+    def poster(self) -> Poster:
+        """Who posts from this socket: its user, or (anonymous) its client's address."""
+        user = self.user if self.identity is not None else None
+        return Poster(user=user, address=client_address(self.scope))
 
     async def join_room(self, slug: str, room_id: int, fmt: str) -> Subscription:
         """Subscribe to a room's live feed; messages wait in the subscription until `go_live`."""

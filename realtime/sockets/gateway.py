@@ -9,9 +9,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from pydantic import ValidationError
 
-from chat.errors import ChatError
 from chat.selectors import room_get, room_id_get, room_replay
-from chat.services import PostResult, message_post
+from chat.services import Poster, PostResult, message_post
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
 from realtime.kernel.names import job_group, owner_group
@@ -32,12 +31,12 @@ read_job_state = database_sync_to_async(job_state_get)
 
 
 @database_sync_to_async
-def post_to_room(slug: str, author: Any, body: str, client_id: str | None) -> PostResult | None:
+def post_to_room(slug: str, poster: Poster, body: str, client_id: str | None) -> PostResult | None:
     """Post to the room named `slug` (None: no such room), in one trip to the database thread."""
     room = room_get(slug=slug)
     if room is None:
         return None
-    return message_post(room=room, author=author, body=body, client_id=client_id)
+    return message_post(room=room, poster=poster, body=body, client_id=client_id)
 
 
 class GatewayConsumer(RoomSocket):
@@ -181,11 +180,7 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
 
     async def on_chat_send(self, frame: events.ChatSendFrame) -> None:
-        author = self.user if self.identity is not None else None
-        try:
-            result = await post_to_room(frame.room, author, frame.body, frame.client_id)
-        except ChatError as exc:
-            raise NotParsed(events.ErrorCode(exc.code.value), exc.detail, frame.ref) from exc
+        result = await post_to_room(frame.room, self.poster(), frame.body, frame.client_id)
         if result is None:
             raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
         message = result.message

@@ -12,7 +12,6 @@ from typing import Any
 from channels.db import database_sync_to_async
 from pydantic import ValidationError
 
-from chat.errors import ChatError
 from chat.selectors import room_last_seq
 from chat.services import message_post, room_ensure
 from realtime.kernel import events
@@ -46,16 +45,16 @@ class TutorialChatConsumer(RoomSocket):
             frame = events.TutorialMessageFrame.model_validate(data)
         except ValidationError as exc:
             raise NotParsed(events.ErrorCode.INVALID_FRAME, 'Send {"message": "<text>"}.') from exc
-        author = self.user if self.identity is not None else None
-        try:
-            await database_sync_to_async(message_post)(
-                room=self.room, author=author, body=frame.message
-            )
-        except ChatError as exc:
-            raise NotParsed(events.ErrorCode(exc.code.value), exc.detail) from exc
+        await database_sync_to_async(message_post)(
+            room=self.room, poster=self.poster(), body=frame.message
+        )
 
     async def refuse(
-        self, code: events.ErrorCode, detail: str, ref: str | int | None = None
+        self,
+        code: events.AnyErrorCode,
+        detail: str,
+        ref: str | int | None = None,
+        retry_after: int | None = None,  # the detail says it too, which the page shows
     ) -> None:
         frame = events.TutorialErrorFrame(message=f"[not sent: {detail}]", error=code)
         await self.send_text(json.dumps(events.dump(frame)))

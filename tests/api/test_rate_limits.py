@@ -18,17 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from api import throttling
 from chat.models import Message
+from jobs import services as job_services
 from jobs.models import Job
 from tests.factories import RoomFactory, UserFactory
 from tests.support.databases import SqlRunner, postgres_database, sql_runner
@@ -37,14 +34,7 @@ from tests.support.processes import BASE_DIR, child_env, daphne, http_json
 LATER = {"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 3600}
 
 
-@pytest.fixture(autouse=True)
-def fresh_counters() -> None:
-    """Forget this run's rate-limit counters: user ids repeat between tests and databases."""
-    prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*:throttle:*", count=1000))
-    if keys:
-        client.delete(*keys)
+pytestmark = pytest.mark.usefixtures("fresh_rate_counters")
 
 
 def signed_in(user: Any) -> APIClient:
@@ -75,7 +65,7 @@ def test_enqueue_is_rate_limited_per_user(settings):
 
     # then
     assert statuses == [202, 202, 202]
-    assert_throttled(refused, "throttled", 3600)
+    assert_throttled(refused, "rate_limited", 3600)
     assert Job.objects.count() == 3
     assert bob.post("/api/jobs/", LATER, format="json").status_code == 202
     assert alice.get("/api/jobs/").status_code == 200  # reading is not limited
@@ -92,7 +82,7 @@ def test_posting_is_rate_limited_per_user(settings):
     refused = alice.post(url, {"body": "hi"}, format="json")
 
     assert statuses == [201, 201]
-    assert_throttled(refused, "throttled", 60)
+    assert_throttled(refused, "rate_limited", 60)
     assert bob.post(url, {"body": "hi"}, format="json").status_code == 201
     assert Message.objects.count() == 3
 
@@ -103,7 +93,7 @@ def test_the_window_slides_so_a_period_boundary_lets_no_second_burst_through(set
     settings.JOBS_ENQUEUE_RATE = "10/min"
     start = 60.0 * 29_000_000
     now = [start - 1.0]
-    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(job_services.ENQUEUE_LIMIT, "clock", lambda: now[0])
     alice = signed_in(UserFactory.create())
 
     def enqueue(count: int) -> list[int]:
@@ -117,7 +107,7 @@ def test_the_window_slides_so_a_period_boundary_lets_no_second_burst_through(set
     # then: aligned windows would take 10 more at once; the sliding one takes one
     assert after_boundary == [202, 429]
     refused = alice.post("/api/jobs/", LATER, format="json")
-    assert_throttled(refused, "throttled", 60)
+    assert_throttled(refused, "rate_limited", 60)
 
     # when: the client waits as told, then half the previous minute has faded out
     now[0] = start + 0.5 + int(refused["Retry-After"])
@@ -150,8 +140,8 @@ def test_anonymous_posting_is_limited_per_address_whatever_x_forwarded_for_says(
 
     # then
     assert accepted == [201, 201]
-    assert_throttled(refused, "throttled", 3600)
-    assert_throttled(spoofed, "throttled", 3600)
+    assert_throttled(refused, "rate_limited", 3600)
+    assert_throttled(spoofed, "rate_limited", 3600)
     assert post(there).status_code == 201
 
 
@@ -389,5 +379,5 @@ def test_forty_simultaneous_posts_get_exactly_the_rate(limited: Limited):
     assert posted == 10
     for status, body, headers in results:
         if status == 429:
-            assert body["code"] == "throttled"
+            assert body["code"] == "rate_limited"
             assert 1 <= int(headers["Retry-After"]) <= 3600

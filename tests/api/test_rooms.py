@@ -8,7 +8,7 @@ from chat import presence
 from chat.models import Message
 from chat.services import message_post
 from realtime.kernel.events import UserRef
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, poster
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ def signed_in(user) -> APIClient:
 def test_rooms_list_newest_activity_first_with_online_counts(api):
     # given
     quiet, busy = RoomFactory.create(slug="quiet"), RoomFactory.create(slug="busy")
-    message_post(room=busy, author=None, body="hi")
+    message_post(room=busy, poster=poster(), body="hi")
     alice = UserRef(id=1, username="alice")
     for conn in ("tab1", "tab2"):  # one user, two tabs: counted once
         async_to_sync(presence.enter)("busy", conn, alice)
@@ -77,7 +77,7 @@ def test_unknown_room_is_404_in_the_error_shape(api):
 def test_history_by_seq_after_before_and_limit(api):
     room = RoomFactory.create()
     for n in range(1, 11):
-        message_post(room=room, author=None, body=f"m{n}")
+        message_post(room=room, poster=poster(), body=f"m{n}")
 
     def seqs(query: str) -> list[int]:
         body = api.get(f"/api/rooms/{room.slug}/messages/?{query}").json()
@@ -124,7 +124,7 @@ def test_posting_stores_the_body_exactly_and_a_retry_returns_the_same_message(si
 def test_a_client_id_of_another_author_is_a_conflict(signed_in):
     room = RoomFactory.create()
     other = UserFactory.create()
-    message_post(room=room, author=other, body="mine", client_id="k1")
+    message_post(room=room, poster=poster(other), body="mine", client_id="k1")
 
     response = signed_in.post(
         f"/api/rooms/{room.slug}/messages/", {"body": "x", "client_id": "k1"}, format="json"
@@ -137,20 +137,42 @@ def test_a_client_id_of_another_author_is_a_conflict(signed_in):
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
-        ({"body": ""}, "body"),
-        ({"body": "x" * 4001}, "body"),
         ({}, "body"),
         ({"body": 5}, "body"),  # the schema says string: a number is not taken as its text
         ({"body": "hi", "client_id": 7}, "client_id"),
     ],
 )
-def test_bad_message_bodies_are_refused(api, payload, field):
+def test_messages_of_the_wrong_shape_are_refused(api, payload, field):
     room = RoomFactory.create()
 
     response = api.post(f"/api/rooms/{room.slug}/messages/", payload, format="json")
 
     assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
     assert field in response.json()["fields"]
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"body": ""},
+        {"body": "x" * 4001},
+        {"body": "a\x00b"},
+        {"body": "hi", "client_id": ""},
+        {"body": "hi", "client_id": "k" * 65},
+    ],
+)
+def test_messages_out_of_bounds_are_refused_by_the_chat_rules(api, payload):
+    # given: strings the schema bounds, which the domain checks (as for a socket post)
+    room = RoomFactory.create()
+
+    # when
+    response = api.post(f"/api/rooms/{room.slug}/messages/", payload, format="json")
+
+    # then
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_message"
     assert not Message.objects.exists()
 
 

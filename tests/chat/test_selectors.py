@@ -14,7 +14,7 @@ from chat.selectors import (
     room_list,
 )
 from chat.services import message_post
-from tests.factories import RoomFactory
+from tests.factories import RoomFactory, poster
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ def room() -> Room:
     """A room with ten messages, seq 1 to 10."""
     room = RoomFactory.create()
     for n in range(1, 11):
-        message_post(room=room, author=None, body=f"m{n}")
+        message_post(room=room, poster=poster(None), body=f"m{n}")
     return room
 
 
@@ -61,7 +61,7 @@ def test_history_never_returns_more_than_its_maximum():
     # given: more messages than one page may hold
     room = RoomFactory.create()
     for n in range(HISTORY_MAX_LIMIT + 5):
-        message_post(room=room, author=None, body=f"m{n}")
+        message_post(room=room, poster=poster(None), body=f"m{n}")
 
     # when
     page = message_history(room=room, limit=HISTORY_MAX_LIMIT + 5)
@@ -72,7 +72,7 @@ def test_history_never_returns_more_than_its_maximum():
 
 def test_history_is_one_room_only(room):
     other = RoomFactory.create()
-    message_post(room=other, author=None, body="elsewhere")
+    message_post(room=other, poster=poster(None), body="elsewhere")
 
     assert seqs(message_history(room=other)) == [1]
     assert seqs(message_history(room=room)) == list(range(1, 11))
@@ -112,11 +112,11 @@ def test_room_list_most_recently_active_first_then_by_slug():
 
 def test_a_post_moves_its_room_to_the_top():
     first, second = RoomFactory.create(slug="first"), RoomFactory.create(slug="second")
-    message_post(room=first, author=None, body="early")
-    message_post(room=second, author=None, body="later")
+    message_post(room=first, poster=poster(None), body="early")
+    message_post(room=second, poster=poster(None), body="later")
     assert [room.slug for room in room_list()][:2] == ["second", "first"]
 
-    message_post(room=first, author=None, body="latest")
+    message_post(room=first, poster=poster(None), body="latest")
 
     assert [room.slug for room in room_list()][:2] == ["first", "second"]
 

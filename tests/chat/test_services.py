@@ -11,7 +11,7 @@ from chat.errors import ChatError, ChatErrorCode
 from chat.models import MESSAGE_MAX_LENGTH, Message, Room
 from chat.services import message_event, message_post, room_create, room_ensure
 from realtime.kernel.names import room_channel
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, poster
 
 pytestmark = pytest.mark.django_db
 
@@ -82,8 +82,10 @@ def test_posts_are_numbered_one_by_one_per_room():
     lobby, other = RoomFactory.create(), RoomFactory.create()
 
     # when
-    seqs = [message_post(room=lobby, author=None, body=f"m{n}").message.seq for n in range(5)]
-    elsewhere = message_post(room=other, author=None, body="first there").message.seq
+    seqs = [
+        message_post(room=lobby, poster=poster(None), body=f"m{n}").message.seq for n in range(5)
+    ]
+    elsewhere = message_post(room=other, poster=poster(None), body="first there").message.seq
 
     # then
     assert seqs == [1, 2, 3, 4, 5]
@@ -97,10 +99,14 @@ def test_posts_are_numbered_one_by_one_per_room():
 def test_a_post_numbers_from_the_database_not_from_a_stale_room_object():
     # given: a room object read before someone else posted
     stale = RoomFactory.create()
-    message_post(room=Room.objects.get(pk=stale.pk), author=None, body="someone else")
+    message_post(
+        room=Room.objects.get(pk=stale.pk),
+        poster=poster(None),
+        body="someone else",
+    )
 
     # when
-    message = message_post(room=stale, author=None, body="mine").message
+    message = message_post(room=stale, poster=poster(None), body="mine").message
 
     # then
     assert message.seq == 2
@@ -110,7 +116,7 @@ def test_a_post_keeps_its_author_and_body_exactly():
     user = UserFactory.create(username="alice")
     body = "  <b>bold</b>\n\ttabbed  "
 
-    message = message_post(room=RoomFactory.create(), author=user, body=body).message
+    message = message_post(room=RoomFactory.create(), poster=poster(user), body=body).message
 
     stored = Message.objects.get(pk=message.pk)
     assert (stored.author, stored.author_name, stored.body) == (user, "alice", body)
@@ -119,7 +125,7 @@ def test_a_post_keeps_its_author_and_body_exactly():
 def test_an_anonymous_post_is_by_anonymous_when_the_setting_allows(settings):
     settings.SWITCHBOARD_ANONYMOUS_POSTING = True
 
-    message = message_post(room=RoomFactory.create(), author=None, body="hi").message
+    message = message_post(room=RoomFactory.create(), poster=poster(None), body="hi").message
 
     assert (message.author, message.author_name) == (None, "anonymous")
 
@@ -130,12 +136,12 @@ def test_anonymous_posting_is_refused_when_the_setting_forbids_it(settings):
     room = RoomFactory.create()
 
     # when
-    code = refused(message_post, room=room, author=None, body="hi")
+    code = refused(message_post, room=room, poster=poster(None), body="hi")
 
     # then: refused, and a signed-in user may still post
     assert code == ChatErrorCode.POSTING_NOT_ALLOWED
     assert not Message.objects.exists()
-    assert message_post(room=room, author=UserFactory.create(), body="hi").message.seq == 1
+    assert message_post(room=room, poster=poster(UserFactory.create()), body="hi").message.seq == 1
 
 
 @pytest.mark.parametrize(
@@ -146,17 +152,17 @@ def test_anonymous_posting_is_refused_when_the_setting_forbids_it(settings):
 def test_bodies_outside_the_rules_are_refused_and_take_no_seq(body):
     room = RoomFactory.create()
 
-    assert refused(message_post, room=room, author=None, body=body) == (
+    assert refused(message_post, room=room, poster=poster(None), body=body) == (
         ChatErrorCode.INVALID_MESSAGE
     )
     assert not Message.objects.exists()
-    assert message_post(room=room, author=None, body="next").message.seq == 1
+    assert message_post(room=room, poster=poster(None), body="next").message.seq == 1
 
 
 def test_a_body_of_the_maximum_length_is_taken():
     body = "x" * MESSAGE_MAX_LENGTH
 
-    message = message_post(room=RoomFactory.create(), author=None, body=body).message
+    message = message_post(room=RoomFactory.create(), poster=poster(None), body=body).message
 
     assert Message.objects.get(pk=message.pk).body == body
 
@@ -164,10 +170,10 @@ def test_a_body_of_the_maximum_length_is_taken():
 def test_a_retry_with_the_same_client_id_returns_the_first_message():
     # given
     user, room = UserFactory.create(), RoomFactory.create()
-    first = message_post(room=room, author=user, body="hello", client_id="k1")
+    first = message_post(room=room, poster=poster(user), body="hello", client_id="k1")
 
     # when: the client did not hear back and sends it again
-    retry = message_post(room=room, author=user, body="hello", client_id="k1")
+    retry = message_post(room=room, poster=poster(user), body="hello", client_id="k1")
 
     # then
     assert first.created is True
@@ -180,9 +186,9 @@ def test_a_retry_with_the_same_client_id_returns_the_first_message():
 
 def test_a_retry_returns_the_first_message_even_with_another_body():
     user, room = UserFactory.create(), RoomFactory.create()
-    message_post(room=room, author=user, body="first", client_id="k1")
+    message_post(room=room, poster=poster(user), body="first", client_id="k1")
 
-    retry = message_post(room=room, author=user, body="edited", client_id="k1")
+    retry = message_post(room=room, poster=poster(user), body="edited", client_id="k1")
 
     assert (retry.created, retry.message.body) == (False, "first")
 
@@ -190,9 +196,9 @@ def test_a_retry_returns_the_first_message_even_with_another_body():
 def test_a_client_id_is_per_room():
     user = UserFactory.create()
     lobby, other = RoomFactory.create(), RoomFactory.create()
-    message_post(room=lobby, author=user, body="here", client_id="k1")
+    message_post(room=lobby, poster=poster(user), body="here", client_id="k1")
 
-    elsewhere = message_post(room=other, author=user, body="there", client_id="k1")
+    elsewhere = message_post(room=other, poster=poster(user), body="there", client_id="k1")
 
     assert elsewhere.created is True
 
@@ -201,11 +207,17 @@ def test_a_client_id_is_per_room():
 def test_a_client_id_of_another_author_is_a_conflict(second):
     # given
     room, owner = RoomFactory.create(), UserFactory.create()
-    message_post(room=room, author=owner, body="mine", client_id="k1")
+    message_post(room=room, poster=poster(owner), body="mine", client_id="k1")
     author = UserFactory.create() if second == "another user" else None
 
     # when
-    code = refused(message_post, room=room, author=author, body="theirs", client_id="k1")
+    code = refused(
+        message_post,
+        room=room,
+        poster=poster(author),
+        body="theirs",
+        client_id="k1",
+    )
 
     # then
     assert code == ChatErrorCode.CLIENT_ID_CONFLICT
@@ -218,11 +230,11 @@ def test_a_post_is_announced_once_after_commit_and_a_retry_or_refusal_not_at_all
     room, user = RoomFactory.create(), UserFactory.create()
 
     with django_capture_on_commit_callbacks() as posted:
-        message_post(room=room, author=user, body="hello", client_id="k1")
+        message_post(room=room, poster=poster(user), body="hello", client_id="k1")
     with django_capture_on_commit_callbacks() as retried:
-        message_post(room=room, author=user, body="hello", client_id="k1")
+        message_post(room=room, poster=poster(user), body="hello", client_id="k1")
     with django_capture_on_commit_callbacks() as refusal, pytest.raises(ChatError):
-        message_post(room=room, author=user, body="")
+        message_post(room=room, poster=poster(user), body="")
 
     assert (len(posted), len(retried), len(refusal)) == (1, 0, 0)
 
@@ -230,7 +242,7 @@ def test_a_post_is_announced_once_after_commit_and_a_retry_or_refusal_not_at_all
 def test_the_event_of_a_message_carries_its_seq_and_its_frame():
     user = UserFactory.create(username="alice")
     room = RoomFactory.create(slug="lobby")
-    message = message_post(room=room, author=user, body="hi", client_id="c1").message
+    message = message_post(room=room, poster=poster(user), body="hi", client_id="c1").message
 
     event = message_event(message, room.slug)
 
@@ -265,7 +277,11 @@ def test_simultaneous_posts_from_many_threads_leave_no_gap_and_no_repeat():
         try:
             start.wait()
             for i in range(posts_each):
-                message_post(room=room, author=None, body=f"writer {n} post {i}")
+                message_post(
+                    room=room,
+                    poster=poster(None),
+                    body=f"writer {n} post {i}",
+                )
         except BaseException as exc:  # reported by the test below
             errors.append(exc)
         finally:

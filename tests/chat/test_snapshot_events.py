@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from chat.models import Room
 from chat.services import message_post
 from realtime.kernel.names import room_group
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, poster
 from tests.support.layer import Event, LayerListener
 
 pytestmark = pytest.mark.django_db
@@ -78,7 +78,7 @@ def room(listener: LayerListener) -> Room:
     """A room with some history, whose group the listener is in."""
     room = RoomFactory.create(slug="lobby")
     for n in range(3):
-        message_post(room=room, author=None, body=f"before {n}")
+        message_post(room=room, poster=poster(None), body=f"before {n}")
     listener.join(room_group(room.slug))
     return room
 
@@ -102,7 +102,10 @@ def test_each_posts_events_applied_to_the_page_before_give_the_page_after(
         ("alice posts over REST", post(signed_in(alice), "hello", client_id="a1")),
         ("anonymous posts over REST", post(APIClient(), "hi <b>all</b>")),
         ("alice's retry of a1: no new message", post(signed_in(alice), "hello", client_id="a1")),
-        ("bob posts through the service", lambda: message_post(room=room, author=bob, body="yo")),
+        (
+            "bob posts through the service",
+            lambda: message_post(room=room, poster=poster(bob), body="yo"),
+        ),
         ("a refused post: no event", post(signed_in(bob), "")),
         ("bob posts a long one", post(signed_in(bob), "x" * 4000)),
         ("alice posts again", post(signed_in(alice), "  spaced\n\ttext  ", client_id="a2")),
@@ -144,7 +147,11 @@ def test_a_page_long_behind_catches_up_from_all_the_events_since(
     # when
     with django_capture_on_commit_callbacks(execute=True):
         for n in range(12):
-            message_post(room=room, author=author if n % 3 else None, body=f"burst {n}")
+            message_post(
+                room=room,
+                poster=poster(author if n % 3 else None),
+                body=f"burst {n}",
+            )
     after = APIClient().get(path).json()
     events = listener.wait_for(lambda got: any(e["seq"] == after["last_seq"] for e in got))
 

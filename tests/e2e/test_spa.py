@@ -24,7 +24,7 @@ from rest_framework.authtoken.models import Token
 from chat.services import message_post, room_ensure
 from config.redis_server import free_port
 from jobs.models import Job
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, UserFactory, poster
 from tests.support.browser import SCREENSHOT_DIR, OpenPage, browser, chromium_path, open_page
 from tests.support.processes import BASE_DIR, Service, child_env, daphne, wait_until
 
@@ -136,7 +136,7 @@ def post_messages(slug: str, bodies: list[str]) -> None:
     """A room with these messages from an anonymous poster (seq 1, 2, ...)."""
     room = room_ensure(slug=slug)
     for body in bodies:
-        message_post(room=room, author=None, body=body)
+        message_post(room=room, poster=poster(), body=body)
 
 
 def new_slug(prefix: str = "spa") -> str:

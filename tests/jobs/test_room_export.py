@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from chat.services import message_post
 from jobs.models import Job
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, poster
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,7 +37,7 @@ def test_export_writes_every_message_in_order_for_its_owner_only(worker):
     # given: a room with more messages than one batch
     room = RoomFactory.create(slug="history")
     for n in range(1, 1203):
-        message_post(room=room, author=None, body=f'line {n} \u00e9 "quoted"')
+        message_post(room=room, poster=poster(), body=f'line {n} \u00e9 "quoted"')
     owner, other = UserFactory.create(), UserFactory.create()
 
     # when
@@ -62,7 +62,7 @@ def test_export_writes_every_message_in_order_for_its_owner_only(worker):
 
 def test_export_as_csv(worker):
     room = RoomFactory.create(slug="small")
-    message_post(room=room, author=None, body="a,b")
+    message_post(room=room, poster=poster(), body="a,b")
     owner = UserFactory.create()
 
     done = export(client_for(owner), room="small", format="csv")

@@ -22,7 +22,7 @@ from jobs.selectors import (
     job_states,
     job_states_changed_since,
 )
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, poster
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,10 @@ def room_with_three_messages():
     room = RoomFactory.create(slug="lobby")
     author = UserFactory.create()
     frames = [
-        message_frame(message_post(room=room, author=author, body=f"m{n}").message, room.slug)
+        message_frame(
+            message_post(room=room, poster=poster(author), body=f"m{n}").message,
+            room.slug,
+        )
         for n in range(1, 4)
     ]
     return room, frames

@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 
 from chat.models import Message
 from chat.services import message_post
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, poster
 from tests.support.processes import http_json
 from tests.support.ws import WsClient
 
@@ -32,7 +32,7 @@ def _has_seq(seq: int, frame: dict[str, Any]) -> bool:
 
 
 def post(room, body: str, author=None):
-    return message_post(room=room, author=author, body=body).message
+    return message_post(room=room, poster=poster(author), body=body).message
 
 
 async def test_subscribe_to_an_unknown_room_is_not_found(live_server_url):

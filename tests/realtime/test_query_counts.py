@@ -26,7 +26,7 @@ from chat.services import message_post
 from config.asgi import application
 from jobs.models import Job
 from jobs.services import job_enqueue
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, poster
 from tests.support.queries import QueryLog, describe
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,7 +63,7 @@ def user_with_token() -> tuple[User, str]:
 def room_with_messages(count: int) -> Room:
     room = RoomFactory.create()
     for n in range(count):
-        message_post(room=room, author=None, body=f"m{n}")
+        message_post(room=room, poster=poster(None), body=f"m{n}")
     return room
 
 

@@ -20,7 +20,7 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from chat.services import message_post
-from tests.factories import RoomFactory
+from tests.factories import RoomFactory, poster
 from tests.support.processes import Service, child_env, uvicorn
 from tests.support.ws import WsClient
 
@@ -78,7 +78,7 @@ async def test_a_client_that_never_reads_is_dropped_and_the_others_get_everythin
 
     def post_all() -> None:
         for _ in range(MESSAGES):
-            message_post(room=room, author=None, body=BODY)
+            message_post(room=room, poster=poster(), body=BODY)
 
     async def read_all() -> list[int]:
         return [(await reader.expect("chat.message", timeout=30))["seq"] for _ in range(MESSAGES)]

@@ -1,8 +1,9 @@
-"""Rate limits of REST writes, counted atomically in Redis so they hold under concurrency.
+"""Rate limits of the domains' writes, counted atomically in Redis so they hold under concurrency.
 
-DRF's own throttles read a request history, decide, then write it back: simultaneous
-requests all read the same history and all pass. Here each request increments one counter
-per client and window (Redis INCR), so exactly the allowed number get through.
+Each hit increments one counter per client and window (Redis INCR), so exactly the allowed
+number get through, whichever process or transport (REST, either socket route) they come from.
+(DRF's own throttles read a request history, decide, then write it back: simultaneous requests
+all read the same history and all pass.)
 
 The window slides: a request counts in full in its own period and fades out over the next,
 weighed by how much of the previous period still lies within the last one (whole requests
@@ -18,13 +19,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Callable
 
-from django.conf import settings
 from django.core.cache import cache
 from redis.exceptions import RedisError
-from rest_framework.request import Request
-from rest_framework.throttling import BaseThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -40,25 +38,24 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(number), seconds
 
 
-class WindowRateThrottle(BaseThrottle):
-    """At most N requests a period per user, or per client address for anonymous callers."""
+class SlidingWindowLimit:
+    """At most N hits a period per client, for one kind of write (`scope`).
 
-    scope: str = ""
-    rate_setting: str = ""
+    `clock` gives the time in seconds since the epoch; tests move it instead of sleeping.
+    """
 
-    def __init__(self) -> None:
-        self._wait: float | None = None
+    def __init__(self, scope: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.scope = scope
+        self.clock = clock
 
-    def allow_request(self, request: Request, view: Any) -> bool:
-        allowed, period = parse_rate(getattr(settings, self.rate_setting))
-        user = request.user
-        who = (
-            f"user:{user.pk}"
-            if user and user.is_authenticated
-            else f"addr:{self.get_ident(request)}"
-        )
-        now = time.time()
-        window, into = divmod(now, period)
+    def take(self, *, who: str, rate: str) -> int | None:
+        """Count one hit by `who` (`"user:<id>"`, `"addr:<address>"`) within `rate`.
+
+        None when it is allowed; else the whole seconds until one more would be, if no other
+        comes meanwhile.
+        """
+        allowed, period = parse_rate(rate)
+        window, into = divmod(self.clock(), period)
         key = f"throttle:{self.scope}:{who}:{int(window)}"
         try:
             cache.add(key, 0, timeout=2 * period + 1)
@@ -68,21 +65,17 @@ class WindowRateThrottle(BaseThrottle):
             # Limits protect the service; when Redis is down, the database's own limits
             # (the active jobs cap) still hold, and refusing every write would be worse.
             logger.warning("rate limit %s not counted: cache unavailable", self.scope)
-            return True
+            return None
         fading = math.floor(earlier * (1 - into / period))  # the previous period's weight
         if fading + count <= allowed:
-            return True
+            return None
         try:
             cache.decr(key)
         except (RedisError, ValueError):
             logger.warning("rate limit %s: a refused request stays counted", self.scope)
         # Simultaneous refused requests are still counted until each takes itself back out:
         # no more than `allowed` were let through.
-        self._wait = retry_after(allowed, period, into, earlier, min(count - 1, allowed))
-        return False
-
-    def wait(self) -> float | None:
-        return self._wait
+        return math.ceil(retry_after(allowed, period, into, earlier, min(count - 1, allowed)))
 
 
 def retry_after(allowed: int, period: int, into: float, earlier: int, counted: int) -> float:
@@ -99,17 +92,3 @@ def retry_after(allowed: int, period: int, into: float, earlier: int, counted: i
         # in the next period, this one then being the one that fades out
         wait = (period - into) + max(0.0, 1 - allowed / counted) * period
     return max(1.0, wait)
-
-
-class EnqueueThrottle(WindowRateThrottle):
-    """`POST /api/jobs/`: JOBS_ENQUEUE_RATE."""
-
-    scope = "jobs_enqueue"
-    rate_setting = "JOBS_ENQUEUE_RATE"
-
-
-class ChatPostThrottle(WindowRateThrottle):
-    """`POST /api/rooms/{slug}/messages/`: CHAT_POST_RATE."""
-
-    scope = "chat_post"
-    rate_setting = "CHAT_POST_RATE"
