@@ -1047,8 +1047,9 @@ def main(argv: list[str] | None = None) -> int:
             env = environment.env
             overrides = {
                 # Every client comes from 127.0.0.1: the per-address socket cap (200) would
-                # refuse most of them.
+                # refuse most of them, and the anonymous ones would share one posting budget.
                 "SWITCHBOARD_WS_MAX_PER_ADDRESS": str(10 * plan.clients + 100),
+                "CHAT_POST_RATE": "100000/min",
                 "SWITCHBOARD_REPLAY_LIMIT": str(args.replay_limit),
             }
             env.update(overrides)
