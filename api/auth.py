@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from .drf_internals import http_request
 from .errors import ErrorCode
 from .schema import error_response
 
@@ -85,7 +86,7 @@ class LoginView(APIView):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         user = serializer.validated_data["user"]
-        login(request._request, user)
+        login(http_request(request), user)
         return Response(me_payload(user))
 
 
@@ -138,5 +139,5 @@ class LogoutView(APIView):
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, Token):
             request.auth.delete()
-        logout(request._request)
+        logout(http_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import ProhibitNullCharactersValidator
-from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.fields import Field
@@ -15,6 +14,7 @@ from realtime.kernel.errors import DomainErrorCode
 from realtime.kernel.events import NO_NUL_PATTERN
 
 from .errors import AnyErrorCode, ErrorCode, ErrorSerializer
+from .spectacular_internals import SpectacularHooks
 
 _TITLES = {
     400: "The request is invalid",
@@ -57,7 +57,7 @@ def domain_errors(*codes: DomainErrorCode) -> dict[int, ErrorResponse]:
     return {status: ErrorResponse(*listed) for status, listed in by_status.items()}
 
 
-class AutoSchema(SpectacularAutoSchema):
+class AutoSchema(SpectacularHooks):
     """drf-spectacular's schema plus the error responses that DRF itself can produce.
 
     Views declare their domain errors with `domain_errors(...)`; the errors any view of a
@@ -74,27 +74,17 @@ class AutoSchema(SpectacularAutoSchema):
         for status in sorted(codes):
             listed = ", ".join(f"`{code.value}`" for code in codes[status])
             description = f"{_TITLES[status]}. Codes: {listed}."
-            responses[str(status)] = self._get_response_for_code(
+            responses[str(status)] = self.response_for_code(
                 OpenApiResponse(ErrorSerializer, description=description), str(status)
             )
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
-    _direction = "response"
-
-    def _map_serializer_field(
-        self, field: Field, direction: str, bypass_extensions: bool = False
-    ) -> dict[str, Any]:
-        self._direction = direction
-        schema: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
-        return schema
-
-    def _insert_field_validators(self, field: Field, schema: dict[str, Any]) -> None:
-        super()._insert_field_validators(field, schema)
+    def add_field_constraints(self, field: Field, direction: str, schema: dict[str, Any]) -> None:
         # DRF refuses NUL in every CharField; say so, or a valid-looking string gets a 400.
         refuses_nul = any(isinstance(v, ProhibitNullCharactersValidator) for v in field.validators)
         string = schema.get("type") == "string" and "enum" not in schema
-        if self._direction == "request" and refuses_nul and string:
+        if direction == "request" and refuses_nul and string:
             schema.setdefault("pattern", NO_NUL_PATTERN)
 
     def _error_codes(self, operation: dict[str, Any]) -> dict[int, list[AnyErrorCode]]:
