@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from realtime.kernel import events
+from realtime.kernel.codes import CloseCode
 
 SCHEMA_REF = "#/components/schemas/{model}"
 
@@ -65,15 +66,13 @@ A frame that cannot be posted is answered with `{"message": <explanation>, "erro
 
 
 def _close_codes() -> list[dict[str, Any]]:
-    """`CloseCode`'s values, each described by the comment beside it in `events.py`."""
+    """`CloseCode`'s values, each described by the comment beside it in `codes.py`."""
     comments = dict(
-        re.findall(
-            r"^\s*([A-Z_]+)\s*=\s*\d+\s*#\s*(.+)$", inspect.getsource(events.CloseCode), re.M
-        )
+        re.findall(r"^\s*([A-Z_]+)\s*=\s*\d+\s*#\s*(.+)$", inspect.getsource(CloseCode), re.M)
     )
     codes = [
         (value, name)
-        for name, value in vars(events.CloseCode).items()
+        for name, value in vars(CloseCode).items()
         if name.isupper() and isinstance(value, int)
     ]
     return [

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.services import Poster
 from realtime.kernel import events
+from realtime.kernel.codes import AnyErrorCode, CloseCode, ErrorCode
 from realtime.kernel.errors import DomainError
 from realtime.kernel.names import account_group, room_group
 
@@ -51,9 +52,7 @@ UNAVAILABLE_ERRORS = (
 class NotParsed(Exception):
     """A client frame that cannot be served, with the error code to answer."""
 
-    def __init__(
-        self, code: events.AnyErrorCode, detail: str, ref: str | int | None = None
-    ) -> None:
+    def __init__(self, code: AnyErrorCode, detail: str, ref: str | int | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -133,7 +132,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
         self.account: str | None = None
         if not await self.open_account(account_of(self.scope, self.identity)):
             await self.accept()
-            await self.close(events.CloseCode.TOO_MANY_CONNECTIONS)
+            await self.close(CloseCode.TOO_MANY_CONNECTIONS)
             return
         await super().websocket_connect(message)
 
@@ -164,7 +163,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
     def revoked(self) -> None:
         """The session or token this socket was opened with has ended (signed out)."""
         logger.info("closing %s: its credentials were revoked", self.conn_id)
-        self.closing = asyncio.ensure_future(self._leave_and_close(events.CloseCode.SIGNED_OUT))
+        self.closing = asyncio.ensure_future(self._leave_and_close(CloseCode.SIGNED_OUT))
 
     def _write(self, text: str) -> Coroutine[Any, Any, None]:
         # Straight to the server's ASGI `send`: this runs once per recipient of every message.
@@ -187,7 +186,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
     def _too_slow(self) -> None:
         """The client stopped reading while frames piled up: leave every feed, then close."""
         logger.info("closing %s: it does not read fast enough", self.conn_id)
-        self.closing = asyncio.ensure_future(self._leave_and_close(events.CloseCode.TOO_SLOW))
+        self.closing = asyncio.ensure_future(self._leave_and_close(CloseCode.TOO_SLOW))
 
     async def _leave_and_close(self, code: int) -> None:
         await self.leave_everything()
@@ -201,13 +200,13 @@ class RoomSocket(LayerlessWebsocketConsumer):
             self.last_refusal = now
             self.refused += 1
             if self.refused >= FLOOD_REFUSALS:
-                await self.close(events.CloseCode.FLOODING)
+                await self.close(CloseCode.FLOODING)
                 return
             # A request with a `ref` is told it was refused, so its sender can retry it;
             # other refused frames get one error per streak (no amplification of a flood).
             ref = _ref_of_small_frame(text_data)
             if ref is not None or self.refused == 1:
-                await self.refuse(events.ErrorCode.RATE_LIMITED, "Too many frames; slow down.", ref)
+                await self.refuse(ErrorCode.RATE_LIMITED, "Too many frames; slow down.", ref)
             return
         data: dict[str, Any] = {}
         try:
@@ -223,7 +222,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
             # succeed in a moment.
             logger.warning("socket frame failed, a service is unavailable: %r", exc)
             await self.refuse(
-                events.ErrorCode.UNAVAILABLE,
+                ErrorCode.UNAVAILABLE,
                 "A service the server needs is unavailable; try again shortly.",
                 valid_ref(data.get("ref")),
             )
@@ -231,7 +230,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
             # A bug costs one request, not the connection; the traceback stays in the log.
             logger.exception("socket frame failed")
             await self.refuse(
-                events.ErrorCode.INTERNAL_ERROR,
+                ErrorCode.INTERNAL_ERROR,
                 "The server failed this frame.",
                 valid_ref(data.get("ref")),
             )
@@ -239,13 +238,13 @@ class RoomSocket(LayerlessWebsocketConsumer):
     def parse(self, raw: str | bytes | None) -> dict[str, Any]:
         # The size is checked before parsing; nesting and huge numbers fail inside `loads`.
         if raw is None or len(raw) > MAX_FRAME_BYTES:
-            raise NotParsed(events.ErrorCode.FRAME_TOO_LARGE, "Frame exceeds 64 KiB.")
+            raise NotParsed(ErrorCode.FRAME_TOO_LARGE, "Frame exceeds 64 KiB.")
         try:
             data = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
-            raise NotParsed(events.ErrorCode.INVALID_JSON, "Frame is not valid JSON.") from exc
+            raise NotParsed(ErrorCode.INVALID_JSON, "Frame is not valid JSON.") from exc
         if not isinstance(data, dict):
-            raise NotParsed(events.ErrorCode.INVALID_FRAME, "Frame must be a JSON object.")
+            raise NotParsed(ErrorCode.INVALID_FRAME, "Frame must be a JSON object.")
         return data
 
     async def handle(self, data: dict[str, Any]) -> None:
@@ -253,7 +252,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
 
     async def refuse(
         self,
-        code: events.AnyErrorCode,
+        code: AnyErrorCode,
         detail: str,
         ref: str | int | None = None,
         retry_after: int | None = None,

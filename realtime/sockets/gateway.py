@@ -13,6 +13,7 @@ from chat.selectors import room_get, room_id_get, room_replay
 from chat.services import Poster, PostResult, message_post
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
+from realtime.kernel.codes import CloseCode, ErrorCode
 from realtime.kernel.names import job_group, owner_group
 
 from .accounts import fingerprint
@@ -51,11 +52,11 @@ class GatewayConsumer(RoomSocket):
         kind = data.get("type")
         handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            raise NotParsed(events.ErrorCode.UNKNOWN_TYPE, "Unknown frame type.", ref)
+            raise NotParsed(ErrorCode.UNKNOWN_TYPE, "Unknown frame type.", ref)
         try:
             frame = events.client_frame_adapter.validate_python(data)
         except ValidationError as exc:
-            raise NotParsed(events.ErrorCode.INVALID_FRAME, _describe(exc), ref) from exc
+            raise NotParsed(ErrorCode.INVALID_FRAME, _describe(exc), ref) from exc
         await handler(self, frame)
 
     async def on_ping(self, frame: events.PingFrame) -> None:
@@ -64,7 +65,7 @@ class GatewayConsumer(RoomSocket):
     async def on_auth(self, frame: events.AuthFrame) -> None:
         user = await user_for_token(frame.token)
         if user is None:
-            raise NotParsed(events.ErrorCode.AUTH_FAILED, "Invalid token.", frame.ref)
+            raise NotParsed(ErrorCode.AUTH_FAILED, "Invalid token.", frame.ref)
         # From now on the socket counts as this user's and closes when the token is revoked.
         await self.close_account()
         self.scope["user"] = self.user = user
@@ -72,7 +73,7 @@ class GatewayConsumer(RoomSocket):
         assert self.identity is not None
         self.credential = fingerprint(frame.token)
         if not await self.open_account(f"user:{user.pk}"):
-            await self._leave_and_close(events.CloseCode.TOO_MANY_CONNECTIONS)
+            await self._leave_and_close(CloseCode.TOO_MANY_CONNECTIONS)
             return
         await self.send_frame(events.AuthenticatedFrame(user=self.identity, ref=frame.ref))
 
@@ -82,16 +83,16 @@ class GatewayConsumer(RoomSocket):
             return
         slug = frame.channel.removeprefix("room:")
         if slug in self.subscriptions:
-            raise NotParsed(events.ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
+            raise NotParsed(ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             raise NotParsed(
-                events.ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
                 f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.",
                 frame.ref,
             )
         room_id = await read_room_id(slug=slug)
         if room_id is None:
-            raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {slug!r}.", frame.ref)
+            raise NotParsed(ErrorCode.NOT_FOUND, f"No room {slug!r}.", frame.ref)
         # Join the live feed first, then read: a message committed in between is both
         # replayed and held by the subscription, and `go_live` sends it once.
         subscription = await self.join_room(slug, room_id, GATEWAY)
@@ -126,10 +127,10 @@ class GatewayConsumer(RoomSocket):
     async def subscribe_jobs(self, frame: events.SubscribeFrame) -> None:
         """`job:<id>`: the job's snapshot, then its updates; `jobs:mine`: all my jobs' updates."""
         if frame.channel in self.group_subscriptions:
-            raise NotParsed(events.ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
+            raise NotParsed(ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
         if len(self.subscriptions) + len(self.group_subscriptions) >= MAX_SUBSCRIPTIONS:
             raise NotParsed(
-                events.ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
                 f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.",
                 frame.ref,
             )
@@ -137,9 +138,7 @@ class GatewayConsumer(RoomSocket):
         subscription = Subscription(self.push_text, GATEWAY, self.conn_id, self.identity)
         if frame.channel == "jobs:mine":
             if viewer is None:
-                raise NotParsed(
-                    events.ErrorCode.NOT_FOUND, "Sign in to follow your jobs.", frame.ref
-                )
+                raise NotParsed(ErrorCode.NOT_FOUND, "Sign in to follow your jobs.", frame.ref)
             group = owner_group(viewer.pk)
             await self.hub.join(group, subscription, JobFeed.open, job_id=None, owner_id=viewer.pk)
             self.group_subscriptions[frame.channel] = (group, subscription)
@@ -151,7 +150,7 @@ class GatewayConsumer(RoomSocket):
         job_id = frame.channel.removeprefix("job:")
         # Another user's job answers exactly like a job that does not exist.
         if viewer is None or not await read_job_is_visible(job_id=job_id, viewer=viewer):
-            raise NotParsed(events.ErrorCode.NOT_FOUND, "No such job.", frame.ref)
+            raise NotParsed(ErrorCode.NOT_FOUND, "No such job.", frame.ref)
         group = job_group(job_id)
         # Join first, then read: an update committed in between is in the snapshot or after it.
         await self.hub.join(group, subscription, JobFeed.open, job_id=job_id)
@@ -175,14 +174,14 @@ class GatewayConsumer(RoomSocket):
             return
         slug = frame.channel.removeprefix("room:")
         if not frame.channel.startswith("room:") or slug not in self.subscriptions:
-            raise NotParsed(events.ErrorCode.NOT_SUBSCRIBED, "Not subscribed.", frame.ref)
+            raise NotParsed(ErrorCode.NOT_SUBSCRIBED, "Not subscribed.", frame.ref)
         await self.leave_room(slug)
         await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
 
     async def on_chat_send(self, frame: events.ChatSendFrame) -> None:
         result = await post_to_room(frame.room, self.poster(), frame.body, frame.client_id)
         if result is None:
-            raise NotParsed(events.ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
+            raise NotParsed(ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
         message = result.message
         await self.send_frame(
             events.ChatSentFrame(

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from chat.selectors import room_last_seq
 from chat.services import message_post, room_ensure
 from realtime.kernel import events
+from realtime.kernel.codes import AnyErrorCode, CloseCode, ErrorCode
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .consumers import NotParsed, RoomSocket
@@ -31,7 +32,7 @@ class TutorialChatConsumer(RoomSocket):
         if not SLUG.fullmatch(slug):
             # The tutorial's `\w+` admits names no room can have; say so with a close code.
             await self.accept()
-            await self.close(events.CloseCode.INVALID_ROOM)
+            await self.close(CloseCode.INVALID_ROOM)
             return
         room = await database_sync_to_async(room_ensure)(slug=slug)
         await self.accept()
@@ -44,14 +45,14 @@ class TutorialChatConsumer(RoomSocket):
         try:
             frame = events.TutorialMessageFrame.model_validate(data)
         except ValidationError as exc:
-            raise NotParsed(events.ErrorCode.INVALID_FRAME, 'Send {"message": "<text>"}.') from exc
+            raise NotParsed(ErrorCode.INVALID_FRAME, 'Send {"message": "<text>"}.') from exc
         await database_sync_to_async(message_post)(
             room=self.room, poster=self.poster(), body=frame.message
         )
 
     async def refuse(
         self,
-        code: events.AnyErrorCode,
+        code: AnyErrorCode,
         detail: str,
         ref: str | int | None = None,
         retry_after: int | None = None,  # the detail says it too, which the page shows

@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from rest_framework.authtoken.models import Token
 
-from realtime.kernel.events import CloseCode
+from realtime.kernel.codes import CloseCode
 from tests.factories import PASSWORD, UserFactory
 from tests.support.processes import Service, child_env, daphne
 from tests.support.ws import WsClient

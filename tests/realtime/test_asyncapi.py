@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from rest_framework.authtoken.models import Token
 
 from jobs.services import job_enqueue
-from realtime.kernel.events import CloseCode, error_codes
+from realtime.kernel.codes import CloseCode, error_codes
 from tests.factories import RoomFactory, UserFactory
 from tests.support.asyncapi import document, server_messages
 from tests.support.ws import WsClient
