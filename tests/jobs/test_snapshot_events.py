@@ -143,6 +143,28 @@ def run_steps(
     return after
 
 
+def list_heard_up_to(
+    before: list[State], after: list[State], owner_id: int
+) -> Callable[[list[Event]], bool]:
+    """Whether the owner's group has carried each job's update from `before` to `after`.
+
+    A job's update goes to its own group, then to its owner's: hearing the first does not
+    mean the second has arrived.
+    """
+    group = owner_group(owner_id)
+    known = {job["id"]: job["seq"] for job in before}
+    changed = {job["id"]: job["seq"] for job in after if job["seq"] > known.get(job["id"], 0)}
+
+    def done(events: list[Event]) -> bool:
+        latest: dict[str, int] = {}
+        for event in events:
+            if event["group"] == group and event["type"] == "job.update":
+                latest[event["job"]] = max(latest.get(event["job"], 0), event["seq"])
+        return all(latest.get(job_id, 0) >= seq for job_id, seq in changed.items())
+
+    return done
+
+
 def test_a_job_that_runs_to_success(api, owner, listener, django_capture_on_commit_callbacks):
     # given: the owner's list as a client read it, then an enqueue over REST
     jobs_before, heard = read_list(api), len(listener.received())
@@ -181,7 +203,9 @@ def test_a_job_that_runs_to_success(api, owner, listener, django_capture_on_comm
     assert final["job"]["log_lines"] == 4
 
     # and the owner's list, from what was read at the start, follows all of it
-    assert apply_list_events(jobs_before, listener.received(), owner.pk) == read_list(api)
+    jobs_after = read_list(api)
+    events = listener.wait_for(list_heard_up_to(jobs_before, jobs_after, owner.pk))
+    assert apply_list_events(jobs_before, events, owner.pk) == jobs_after
 
 
 def test_a_running_job_cancelled_then_stopped(
@@ -236,5 +260,7 @@ def test_a_waiting_job_cancelled_and_a_failing_one(
 
     assert cancelled["job"]["status"] == "cancelled"
     assert failed["job"]["error"] == {"type": "ValueError", "message": "no"}
-    assert apply_list_events(jobs_before, listener.received(heard), owner.pk) == read_list(api)
+    jobs_after = read_list(api)
+    events = listener.wait_for(list_heard_up_to(jobs_before, jobs_after, owner.pk), since=heard)
+    assert apply_list_events(jobs_before, events, owner.pk) == jobs_after
     assert Job.objects.filter(owner=owner).count() == 2
