@@ -156,29 +156,24 @@ def message_model(message: Message, slug: str) -> events.ChatMessageFrame:
 
 
 def _check_client_id(client_id: object) -> None:
-    if client_id is None:
-        return
-    if not isinstance(client_id, str) or not client_id:
-        raise ChatError(ChatErrorCode.INVALID_MESSAGE, "client_id is empty.")
-    if len(client_id) > CLIENT_ID_MAX_LENGTH:
-        raise ChatError(
-            ChatErrorCode.INVALID_MESSAGE,
-            f"client_id is longer than {CLIENT_ID_MAX_LENGTH} characters.",
-        )
-    if "\x00" in client_id:
-        raise ChatError(ChatErrorCode.INVALID_MESSAGE, "client_id contains a NUL.")
+    if client_id is not None:
+        _check_text(client_id, "client_id", CLIENT_ID_MAX_LENGTH)
 
 
 def _check_body(body: object) -> None:
-    if not isinstance(body, str) or not body:
-        raise ChatError(ChatErrorCode.INVALID_MESSAGE, "The message body is empty.")
-    if len(body) > MESSAGE_MAX_LENGTH:
+    _check_text(body, "The message body", MESSAGE_MAX_LENGTH)
+
+
+def _check_text(text: object, name: str, max_length: int) -> None:
+    """Refuse an empty or over-long text, or one with a NUL, as `invalid_message`."""
+    if not isinstance(text, str) or not text:
+        raise ChatError(ChatErrorCode.INVALID_MESSAGE, f"{name} is empty.")
+    if len(text) > max_length:
         raise ChatError(
-            ChatErrorCode.INVALID_MESSAGE,
-            f"The message body is longer than {MESSAGE_MAX_LENGTH} characters.",
+            ChatErrorCode.INVALID_MESSAGE, f"{name} is longer than {max_length} characters."
         )
-    if "\x00" in body:
-        raise ChatError(ChatErrorCode.INVALID_MESSAGE, "The message body contains a NUL.")
+    if "\x00" in text:
+        raise ChatError(ChatErrorCode.INVALID_MESSAGE, f"{name} contains a NUL.")
 
 
 def _first_error(exc: ValidationError) -> str:
