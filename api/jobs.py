@@ -25,10 +25,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.errors import JobError, JobErrorCode
+from jobs.frames import job_state_model
 from jobs.kinds import export_path
 from jobs.models import Job, JobStatus
 from jobs.registry import kinds_all
-from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, job_state_model
+from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log
 from jobs.services import job_cancel, job_enqueue
 from realtime.kernel import events
 from realtime.kernel.names import job_channel

@@ -18,10 +18,11 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from chat.errors import ChatError, ChatErrorCode
+from chat.frames import message_model
 from chat.models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
 from chat.presence import online_counts
 from chat.selectors import HISTORY_MAX_LIMIT, message_history, room_get, room_list
-from chat.services import Poster, message_model, message_post, room_create
+from chat.services import Poster, message_post, room_create
 from realtime.kernel import events
 from realtime.kernel.events import bounded_string
 from realtime.kernel.names import ROOM_SLUG_PATTERN

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db.models import F, QuerySet
 
+from .frames import message_frame
 from .models import Message, Room
-from .services import message_frame
 
 HISTORY_MAX_LIMIT = 200
 

@@ -10,12 +10,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from realtime.kernel import events
 from realtime.kernel.broadcast import publish_on_commit
-from realtime.kernel.names import room_channel, room_group
+from realtime.kernel.names import room_group
 from realtime.kernel.ratelimit import SlidingWindowLimit
 
 from .errors import ChatError, ChatErrorCode
+from .frames import message_event
 from .models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
 
 # CHAT_POST_RATE: one budget per user (or anonymous address), whichever way the posts come.
@@ -122,37 +122,6 @@ def message_post(
         )
         publish_on_commit(room_group(locked.slug), message_event(message, locked.slug))
     return PostResult(message, created=True)
-
-
-def message_event(message: Message, slug: str) -> dict[str, object]:
-    """The channel-layer event announcing a message: its `seq` and its ready-made frame."""
-    frame = message_frame(message, slug)
-    return {"type": "room.message", "room": slug, "seq": message.seq, "frame": frame}
-
-
-def message_frame(message: Message, slug: str) -> dict[str, object]:
-    """The `chat.message` frame of a message, as sent to gateway clients."""
-    return events.dump(message_model(message, slug))
-
-
-def message_model(message: Message, slug: str) -> events.ChatMessageFrame:
-    """A message as declared once for both transports: its `chat.message` frame."""
-    author = (
-        events.UserRef(id=message.author_id, username=message.author_name)
-        if message.author_id is not None
-        else None
-    )
-    return events.ChatMessageFrame(
-        channel=room_channel(slug),
-        room=slug,
-        seq=message.seq,
-        id=message.pk,
-        author=author,
-        author_name=message.author_name,
-        body=message.body,
-        created_at=message.created_at.isoformat(),
-        client_id=message.client_id,
-    )
 
 
 def _check_client_id(client_id: object) -> None:

@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 
 from realtime.kernel import events
 
+from .frames import job_state_model
 from .models import WAITING, Job, JobLogLine
 
 LOG_PAGE_MAX = 500
@@ -79,37 +80,3 @@ def job_states_changed_since(
 def job_log(*, job: Job, after: int = 0, limit: int = 100) -> list[JobLogLine]:
     limit = max(1, min(limit, LOG_PAGE_MAX))
     return list(JobLogLine.objects.filter(job=job, number__gt=after).order_by("number")[:limit])
-
-
-def job_state(job: Job) -> dict[str, Any]:
-    """The job's full state as JSON: the REST body."""
-    return events.dump(job_state_model(job))
-
-
-def job_state_model(job: Job) -> events.JobState:
-    """The job's full state: what REST returns and `job.update` carries."""
-
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return events.JobState(
-        id=str(job.id),
-        kind=job.kind,
-        status=events.JobStatus(job.status),
-        params=job.params,
-        progress=events.JobProgress(
-            current=job.progress_current,
-            total=job.progress_total,
-            message=job.progress_message,
-        ),
-        result=job.result,
-        error=events.JobError(**job.error) if job.error else None,
-        created_at=job.created_at.isoformat(),
-        run_at=job.run_at.isoformat(),
-        started_at=iso(job.started_at),
-        finished_at=iso(job.finished_at),
-        attempts=job.attempts,
-        seq=job.seq,
-        cancel_requested=job.cancel_requested,
-        log_lines=job.log_lines,
-    )

@@ -20,9 +20,9 @@ from realtime.kernel.names import job_channel, job_group, owner_group
 from realtime.kernel.ratelimit import SlidingWindowLimit
 
 from .errors import JobError, JobErrorCode
+from .frames import job_update_event
 from .models import FINISHED, WAITING, Job, JobLogLine, JobStatus
 from .registry import kind_get
-from .selectors import job_state_model
 
 logger = logging.getLogger(__name__)
 
@@ -388,13 +388,6 @@ def _finish(
         if changed:
             _publish_update(Job.objects.get(pk=job_id))
     return changed
-
-
-def job_update_event(job: Job) -> dict[str, Any]:
-    """The channel-layer event announcing the job's current state."""
-    channel = job_channel(str(job.id))
-    frame = events.dump(events.JobUpdateFrame(channel=channel, job=job_state_model(job)))
-    return {"type": "job.update", "job": str(job.id), "seq": job.seq, "frame": frame}
 
 
 def _publish_update(job: Job) -> None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from chat.selectors import room_get, room_id_get, room_replay
 from chat.services import Poster, PostResult, message_post
+from jobs.frames import job_update_frame
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
 from realtime.kernel.codes import CloseCode, ErrorCode
@@ -164,7 +165,7 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(
             events.SubscribedFrame(channel=frame.channel, seq=state.seq, ref=frame.ref)
         )
-        await self.send_frame(events.JobUpdateFrame(channel=frame.channel, job=state))
+        await self.send_frame(job_update_frame(state))
         subscription.go_live(state.seq)
 
     async def on_unsubscribe(self, frame: events.UnsubscribeFrame) -> None:

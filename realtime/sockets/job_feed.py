@@ -12,9 +12,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from jobs.frames import job_update_frame
 from jobs.selectors import job_states, job_states_changed_since
 from realtime.kernel import events
-from realtime.kernel.names import JOB_LOG, JOB_UPDATE, job_channel
+from realtime.kernel.names import JOB_LOG, JOB_UPDATE
 
 from .feed import CHECK, Feed
 from .subscription import Subscription, deliver
@@ -91,8 +92,7 @@ class JobFeed(Feed[Subscription]):
                     "%s: catch-up stopped at the newest %d jobs", self.group, len(states)
                 )
         for state in reversed(states):  # oldest job first
-            frame = events.JobUpdateFrame(channel=job_channel(state.id), job=state)
-            self._update(state.id, state.seq, events.dump(frame))
+            self._update(state.id, state.seq, events.dump(job_update_frame(state)))
 
     def _heard(self, now: datetime) -> None:
         """Note that the layer delivered to this feed at `now`."""

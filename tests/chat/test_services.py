@@ -8,8 +8,9 @@ import pytest
 from django.db import connection
 
 from chat.errors import ChatError, ChatErrorCode
+from chat.frames import message_event
 from chat.models import MESSAGE_MAX_LENGTH, Message, Room
-from chat.services import message_event, message_post, room_create, room_ensure
+from chat.services import message_post, room_create, room_ensure
 from realtime.kernel.names import room_channel
 from tests.factories import RoomFactory, UserFactory, poster
 

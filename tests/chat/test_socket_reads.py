@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from chat.frames import message_frame
 from chat.selectors import (
     message_frames_between,
     room_id_get,
     room_last_seq,
     room_replay,
 )
-from chat.services import message_frame, message_post
+from chat.services import message_post
 from tests.factories import RoomFactory, UserFactory, poster
 
 pytestmark = pytest.mark.django_db
