@@ -82,9 +82,9 @@ def message_post(
 
     Every rule of posting is checked here, whichever interface took the post: the body and
     `client_id`, who may post, and the posting rate (CHAT_POST_RATE, one budget per user or
-    anonymous address). The room row is locked for the whole transaction, so concurrent posts
-    (any process) commit in `seq` order with no gap; a `client_id` seen before returns that
-    message.
+    anonymous address; a retry that names an earlier post spends none). The room row is locked
+    for the whole transaction, so concurrent posts (any process) commit in `seq` order with no
+    gap; a `client_id` seen before returns that message.
     """
     _check_body(body)
     _check_client_id(client_id)
@@ -93,21 +93,34 @@ def message_post(
         raise ChatError(ChatErrorCode.POSTING_NOT_ALLOWED, "Sign in to post in this room.")
     wait = POST_LIMIT.take(who=poster.rate_key, rate=settings.CHAT_POST_RATE)
     if wait is not None:
+        # A retry of a post that was taken is answered with it, whatever the budget says.
+        earlier = _earlier_post(room.pk, author, client_id) if client_id is not None else None
+        if earlier is not None:
+            return PostResult(earlier, created=False)
         raise ChatError(
             ChatErrorCode.RATE_LIMITED,
             f"Too many messages; try again in {wait} s.",
             retry_after=wait,
         )
+    try:
+        result = _message_append(room=room, author=author, body=body, client_id=client_id)
+    except BaseException:  # nothing was posted: no budget spent
+        POST_LIMIT.give_back(who=poster.rate_key, rate=settings.CHAT_POST_RATE)
+        raise
+    if not result.created:  # a retry, answered with the earlier post: no budget spent
+        POST_LIMIT.give_back(who=poster.rate_key, rate=settings.CHAT_POST_RATE)
+    return result
+
+
+def _message_append(
+    *, room: Room, author: User | None, body: str, client_id: str | None
+) -> PostResult:
+    """Write the message under the room's lock; a known `client_id` returns its message."""
     with transaction.atomic():
         locked = Room.objects.select_for_update().only("pk", "slug", "last_seq").get(pk=room.pk)
-        if client_id is not None:
-            earlier = Message.objects.filter(room=locked, client_id=client_id).first()
-            if earlier is not None:
-                if earlier.author_id != (author.pk if author else None):
-                    raise ChatError(
-                        ChatErrorCode.CLIENT_ID_CONFLICT, "client_id was used by another author."
-                    )
-                return PostResult(earlier, created=False)
+        earlier = _earlier_post(locked.pk, author, client_id) if client_id is not None else None
+        if earlier is not None:
+            return PostResult(earlier, created=False)
         now = timezone.now()
         seq = locked.last_seq + 1
         Room.objects.filter(pk=locked.pk).update(last_seq=seq, last_message_at=now)
@@ -122,6 +135,17 @@ def message_post(
         )
         publish_on_commit(room_group(locked.slug), message_event(message, locked.slug))
     return PostResult(message, created=True)
+
+
+def _earlier_post(room_id: int, author: User | None, client_id: str) -> Message | None:
+    """The author's post in the room with this `client_id`, if any (one query).
+
+    Another author's post with it is a conflict: a client_id names one author's post.
+    """
+    earlier = Message.objects.filter(room_id=room_id, client_id=client_id).first()
+    if earlier is not None and earlier.author_id != (author.pk if author else None):
+        raise ChatError(ChatErrorCode.CLIENT_ID_CONFLICT, "client_id was used by another author.")
+    return earlier
 
 
 def _check_client_id(client_id: object) -> None:

@@ -86,6 +86,20 @@ class SlidingWindowLimit:
         # no more than `allowed` were let through.
         return math.ceil(retry_after(allowed, period, into, earlier, min(count - 1, allowed)))
 
+    def give_back(self, *, who: str, rate: str) -> None:
+        """Uncount a hit that `take` let through but that did not happen after all.
+
+        A retried write that names one already done (a `client_id` seen before) is answered
+        with it, and spends no budget. The current window's count never goes below zero.
+        """
+        _, period = parse_rate(rate)
+        window = int(self.clock() // period)
+        key = cache.make_key(f"throttle:{self.scope}:{who}:{window}")
+        try:
+            counters().eval(_GIVE_BACK, 1, key)
+        except RedisError:
+            logger.warning("rate limit %s: a write not done stays counted", self.scope)
+
 
 def retry_after(allowed: int, period: int, into: float, earlier: int, counted: int) -> float:
     """Seconds until one more request fits, if no other comes meanwhile.
@@ -102,6 +116,13 @@ def retry_after(allowed: int, period: int, into: float, earlier: int, counted: i
         wait = (period - into) + max(0.0, 1 - allowed / counted) * period
     return max(1.0, wait)
 
+
+_GIVE_BACK = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
 
 _clients: dict[str, Redis] = {}
 _clients_lock = threading.Lock()

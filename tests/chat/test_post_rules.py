@@ -271,3 +271,26 @@ def test_a_refused_post_spends_nothing(settings):
     assert not_allowed.value.code == ChatErrorCode.POSTING_NOT_ALLOWED
     assert bad_body.value.code == ChatErrorCode.INVALID_MESSAGE
     assert message_post(room=room, poster=anonymous, body="now").created
+
+
+def test_a_retry_of_an_earlier_post_spends_nothing(settings):
+    # given: one post an hour, spent on a post with a client_id
+    settings.CHAT_POST_RATE = "1/hour"
+    room = RoomFactory.create()
+    alice = Poster(user=UserFactory.create(), address="192.0.2.8")
+    first = message_post(room=room, poster=alice, body="hello", client_id="c1")
+
+    # when: the client, not having heard back, sends it again (twice), and someone else tries
+    # the same client_id
+    retries = [message_post(room=room, poster=alice, body="hello", client_id="c1") for _ in "ab"]
+    with pytest.raises(ChatError) as conflict:
+        message_post(room=room, poster=poster(), body="mine", client_id="c1")
+
+    # then: each retry is answered with the first post, not refused; a new post still is
+    assert [(r.created, r.message.pk) for r in retries] == [(False, first.message.pk)] * 2
+    assert conflict.value.code == ChatErrorCode.CLIENT_ID_CONFLICT
+    with pytest.raises(ChatError) as new_post:
+        message_post(room=room, poster=alice, body="another", client_id="c2")
+    assert new_post.value.code == ChatErrorCode.RATE_LIMITED
+    # and the anonymous address's budget was not spent by its conflicting attempt
+    assert message_post(room=room, poster=poster(), body="mine", client_id="c3").created

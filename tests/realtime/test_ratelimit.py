@@ -81,3 +81,22 @@ def test_a_refused_request_is_not_counted(limit: SlidingWindowLimit, clock: Cloc
     assert limit.take(who="user:1", rate="1/min") == 1
     clock.now = START + 61.0
     assert limit.take(who="user:1", rate="1/min") is None
+
+
+def test_a_hit_given_back_frees_its_place_and_never_goes_below_zero(
+    limit: SlidingWindowLimit, clock: Clock
+):
+    # given: the rate spent
+    assert limit.take(who="user:1", rate="1/min") is None
+    assert limit.take(who="user:1", rate="1/min") == 60
+
+    # when: the write it allowed did not happen after all; then more given back than taken
+    limit.give_back(who="user:1", rate="1/min")
+    for _ in range(3):
+        limit.give_back(who="user:2", rate="1/min")
+
+    # then: one more fits, then none; the other client's budget is as it was
+    assert limit.take(who="user:1", rate="1/min") is None
+    assert limit.take(who="user:1", rate="1/min") == 60
+    assert limit.take(who="user:2", rate="1/min") is None
+    assert limit.take(who="user:2", rate="1/min") == 60
