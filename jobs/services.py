@@ -48,7 +48,8 @@ def job_enqueue(
 
     Every rule of enqueueing is checked here, whichever interface asked: the kind and its
     params, the countdown or eta, the owner's rate (JOBS_ENQUEUE_RATE) and the cap on the
-    owner's unfinished jobs. A repeated `idempotency_key` returns the job it created first. If
+    owner's unfinished jobs. A repeated `idempotency_key` returns the job it created first
+    (and spends no budget). If
     the broker refuses the message the job is marked failed and `broker_unavailable` is raised:
     it will not run, and a retry with the same key queues that same job again, within the
     active-jobs cap as a new job would be.
@@ -63,15 +64,16 @@ def job_enqueue(
         raise JobError(JobErrorCode.INVALID_PARAMS, "The params are invalid.", fields) from exc
     now = timezone.now()
     run_at = _run_at(now, countdown, eta)
+    if idempotency_key is not None:
+        # A replay of a request already taken is answered with its job, and spends no budget.
+        earlier = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if earlier is not None:
+            return _job_resend_unqueued(earlier, owner=owner, now=now, run_at=run_at), False
     wait = ENQUEUE_LIMIT.take(who=f"user:{owner.pk}", rate=settings.JOBS_ENQUEUE_RATE)
     if wait is not None:
         raise JobError(
             JobErrorCode.RATE_LIMITED, f"Too many jobs; try again in {wait} s.", retry_after=wait
         )
-    if idempotency_key is not None:
-        earlier = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
-        if earlier is not None:
-            return _job_resend_unqueued(earlier, owner=owner, now=now, run_at=run_at), False
     try:
         with transaction.atomic():
             _owner_lock_below_active_cap(owner)

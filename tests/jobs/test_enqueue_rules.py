@@ -72,3 +72,22 @@ def test_the_rate_is_checked_after_the_request_itself(settings):
     assert refused.value.code == JobErrorCode.RATE_LIMITED
     assert refused.value.retry_after is not None
     assert Job.objects.filter(owner=owner).count() == 1
+
+
+def test_a_replay_with_the_same_idempotency_key_spends_no_budget(settings):
+    # given: one enqueue an hour, spent on a keyed request
+    settings.JOBS_ENQUEUE_RATE = "1/hour"
+    owner = UserFactory.create()
+    sleep = {"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 3600}
+    first, created = job_enqueue(owner=owner, idempotency_key="k1", **sleep)
+
+    # when: the client, not having heard back, sends it again twice; then a new request
+    replays = [job_enqueue(owner=owner, idempotency_key="k1", **sleep) for _ in "ab"]
+    with pytest.raises(JobError) as new_request:
+        job_enqueue(owner=owner, idempotency_key="k2", **sleep)
+
+    # then: each replay is answered with the first job, not refused; the new one is over the rate
+    assert created
+    assert [(job.pk, again) for job, again in replays] == [(first.pk, False)] * 2
+    assert new_request.value.code == JobErrorCode.RATE_LIMITED
+    assert Job.objects.filter(owner=owner).count() == 1
