@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -78,7 +79,7 @@ def test_a_replay_with_the_same_idempotency_key_spends_no_budget(settings):
     # given: one enqueue an hour, spent on a keyed request
     settings.JOBS_ENQUEUE_RATE = "1/hour"
     owner = UserFactory.create()
-    sleep = {"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 3600}
+    sleep: dict[str, Any] = {"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 3600}
     first, created = job_enqueue(owner=owner, idempotency_key="k1", **sleep)
 
     # when: the client, not having heard back, sends it again twice; then a new request
