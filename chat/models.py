@@ -59,3 +59,19 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq}"
+
+
+class PostingBudget(models.Model):
+    """A poster's count of posts in the current rate period and the one before (CHAT_POST_RATE).
+
+    Kept in the database, in the posting transaction: spending and giving back commit or roll
+    back with the post itself, with no round trip beyond the post's own.
+    """
+
+    who = models.CharField(max_length=200, primary_key=True)  # Poster.rate_key
+    period_no = models.BigIntegerField()  # unix time // the rate's period
+    hits = models.PositiveIntegerField()
+    earlier_hits = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.who}: {self.hits} in period {self.period_no}"

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from realtime.kernel.broadcast import publish_on_commit
 from realtime.kernel.names import room_group
-from realtime.kernel.ratelimit import SlidingWindowLimit
+from realtime.kernel.ratelimit import parse_rate, retry_after
 
+from . import store
 from .errors import ChatError, ChatErrorCode
 from .frames import message_event
 from .models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
-
-# CHAT_POST_RATE: one budget per user (or anonymous address), whichever way the posts come.
-POST_LIMIT = SlidingWindowLimit("chat_post")
 
 
 def room_create(*, slug: str, title: str = "", created_by: User | None = None) -> Room:
@@ -75,77 +77,236 @@ class PostResult:
     created: bool  # False when `client_id` named a message posted before
 
 
+@dataclass(frozen=True)
+class Post:
+    """One post asked for: to the room with this slug, by this poster."""
+
+    room: str
+    poster: Poster
+    body: str
+    client_id: str | None = None
+
+
 def message_post(
     *, room: Room, poster: Poster, body: str, client_id: str | None = None
 ) -> PostResult:
     """Append a message with the room's next `seq` and broadcast it after commit.
 
+    The rules are `messages_post`'s; a refusal is raised as a `ChatError`.
+    """
+    outcome = messages_post([Post(room.slug, poster, body, client_id)])[0]
+    if isinstance(outcome, ChatError):
+        raise outcome
+    return outcome
+
+
+# Attempts of a batch that lost a race for a client_id to a concurrent transaction (PostgreSQL).
+APPEND_ATTEMPTS = 3
+
+
+def messages_post(posts: Sequence[Post]) -> list[PostResult | ChatError]:
+    """Append several posts in one transaction: each one's result, or the rule that refused it.
+
     Every rule of posting is checked here, whichever interface took the post: the body and
-    `client_id`, who may post, and the posting rate (CHAT_POST_RATE, one budget per user or
-    anonymous address; a retry that names an earlier post spends none). The room row is locked
-    for the whole transaction, so concurrent posts (any process) commit in `seq` order with no
-    gap; a `client_id` seen before returns that message.
+    `client_id`, who may post, that the room exists, and the posting rate (CHAT_POST_RATE, one
+    budget per user or anonymous address, spent in the same transaction). A `client_id` seen
+    before in the room is answered with that message and spends nothing, even past the rate;
+    used by another author, it is a conflict. Each room's row is locked while its posts take
+    the next `seq`s, so concurrent posts (any process) commit in `seq` order with no gap; each
+    message is broadcast once the transaction commits.
+
+    Posts that arrive together (a socket server's concurrent `chat.send`s) share one commit:
+    a handful of statements for the whole batch instead of per post. Locks are taken in one
+    order (budgets by key, then rooms by slug), so concurrent batches never deadlock.
     """
-    _check_body(body)
-    _check_client_id(client_id)
-    author = poster.user
-    if author is None and not settings.SWITCHBOARD_ANONYMOUS_POSTING:
-        raise ChatError(ChatErrorCode.POSTING_NOT_ALLOWED, "Sign in to post in this room.")
-    wait = POST_LIMIT.take(who=poster.rate_key, rate=settings.CHAT_POST_RATE)
-    if wait is not None:
-        # A retry of a post that was taken is answered with it, whatever the budget says.
-        earlier = _earlier_post(room.pk, author, client_id) if client_id is not None else None
-        if earlier is not None:
-            return PostResult(earlier, created=False)
-        raise ChatError(
-            ChatErrorCode.RATE_LIMITED,
-            f"Too many messages; try again in {wait} s.",
-            retry_after=wait,
-        )
+    outcomes: list[PostResult | ChatError | None] = [_refusal(post) for post in posts]
+    attempts = 0
+    while True:
+        todo = [n for n, outcome in enumerate(outcomes) if outcome is None]
+        if not todo:
+            appended = {}
+            break
+        try:
+            with transaction.atomic():
+                appended = _append(posts, todo)
+            break
+        except _NoSuchRooms as missing:
+            # Rolled back, budgets included: those posts are refused, the others go again.
+            for n in todo:
+                if posts[n].room in missing.slugs:
+                    outcomes[n] = ChatError(
+                        ChatErrorCode.ROOM_NOT_FOUND, f"No room {posts[n].room!r}."
+                    )
+        except IntegrityError:
+            # Another transaction committed one of these client_ids after this one looked
+            # (PostgreSQL, posts in parallel): look again, and answer with that post.
+            attempts += 1
+            if attempts == APPEND_ATTEMPTS:
+                raise
+    for n, outcome in appended.items():
+        outcomes[n] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+class _NoSuchRooms(Exception):
+    def __init__(self, slugs: set[str]) -> None:
+        super().__init__(f"no rooms {sorted(slugs)}")
+        self.slugs = slugs
+
+
+def _refusal(post: Post) -> ChatError | None:
+    """What refuses a post before the database is asked: its text, or who posts."""
     try:
-        result = _message_append(room=room, author=author, body=body, client_id=client_id)
-    except BaseException:  # nothing was posted: no budget spent
-        POST_LIMIT.give_back(who=poster.rate_key, rate=settings.CHAT_POST_RATE)
-        raise
-    if not result.created:  # a retry, answered with the earlier post: no budget spent
-        POST_LIMIT.give_back(who=poster.rate_key, rate=settings.CHAT_POST_RATE)
-    return result
+        _check_body(post.body)
+        _check_client_id(post.client_id)
+    except ChatError as refused:
+        return refused
+    if post.poster.user is None and not settings.SWITCHBOARD_ANONYMOUS_POSTING:
+        return ChatError(ChatErrorCode.POSTING_NOT_ALLOWED, "Sign in to post in this room.")
+    return None
 
 
-def _message_append(
-    *, room: Room, author: User | None, body: str, client_id: str | None
-) -> PostResult:
-    """Write the message under the room's lock; a known `client_id` returns its message."""
-    with transaction.atomic():
-        locked = Room.objects.select_for_update().only("pk", "slug", "last_seq").get(pk=room.pk)
-        earlier = _earlier_post(locked.pk, author, client_id) if client_id is not None else None
-        if earlier is not None:
-            return PostResult(earlier, created=False)
-        now = timezone.now()
-        seq = locked.last_seq + 1
-        Room.objects.filter(pk=locked.pk).update(last_seq=seq, last_message_at=now)
-        message = Message.objects.create(
-            room=locked,
-            seq=seq,
-            author=author,
-            author_name=author.get_username() if author else "anonymous",
-            body=body,
-            created_at=now,
-            client_id=client_id,
+def _append(posts: Sequence[Post], todo: list[int]) -> dict[int, PostResult | ChatError]:
+    """Inside the transaction: retries answered, budgets spent, rooms locked, rows written."""
+    outcomes: dict[int, PostResult | ChatError] = {}
+    keyed: dict[int, tuple[str, str]] = {}  # post -> (room, client_id), when it has one
+    for n in todo:
+        client_id = posts[n].client_id
+        if client_id is not None:
+            keyed[n] = (posts[n].room, client_id)
+    wanted: dict[str, set[str]] = {}
+    for slug, client_id in keyed.values():
+        wanted.setdefault(slug, set()).add(client_id)
+    earlier = {
+        (slug, client_id): found
+        for slug in sorted(wanted)
+        for client_id, found in store.earlier_posts(slug, sorted(wanted[slug])).items()
+    }
+    retries: dict[int, int] = {}  # post -> the earlier message's id
+    repeats: dict[int, int] = {}  # post -> the post of this batch it repeats
+    first_of: dict[tuple[str, str], int] = {}
+    fresh: list[int] = []
+    for n in todo:
+        author_id = _author_id(posts[n].poster)
+        key = keyed.get(n)
+        if key is None:
+            fresh.append(n)
+        elif key in earlier:
+            pk, earlier_author = earlier[key]
+            if earlier_author == author_id:
+                retries[n] = pk
+            else:
+                outcomes[n] = _conflict()
+        elif key in first_of:
+            if _author_id(posts[first_of[key]].poster) == author_id:
+                repeats[n] = first_of[key]
+            else:
+                outcomes[n] = _conflict()
+        else:
+            first_of[key] = n
+            fresh.append(n)
+    now = timezone.now()
+    allowed = _spend_budgets(posts, fresh, now, outcomes)
+    _write(posts, allowed, now, outcomes)
+    if retries:
+        found = Message.objects.in_bulk(list(retries.values()))
+        for n, pk in retries.items():
+            outcomes[n] = PostResult(found[pk], created=False)
+    for n, first in repeats.items():
+        result = outcomes[first]
+        outcomes[n] = (
+            PostResult(result.message, created=False) if isinstance(result, PostResult) else result
         )
-        publish_on_commit(room_group(locked.slug), message_event(message, locked.slug))
-    return PostResult(message, created=True)
+    return outcomes
 
 
-def _earlier_post(room_id: int, author: User | None, client_id: str) -> Message | None:
-    """The author's post in the room with this `client_id`, if any (one query).
+def _spend_budgets(
+    posts: Sequence[Post], fresh: list[int], now: datetime, outcomes: dict[int, Any]
+) -> list[int]:
+    """Spend each poster's budget on their new posts, in order: the posts it allows."""
+    allowed_count, period = parse_rate(settings.CHAT_POST_RATE)
+    period_no, into = divmod(now.timestamp(), period)
+    by_poster: dict[str, list[int]] = {}
+    for n in fresh:
+        by_poster.setdefault(posts[n].poster.rate_key, []).append(n)
+    allowed: list[int] = []
+    for who in sorted(by_poster):
+        wanting = by_poster[who]
+        hits, earlier = store.spend(who, int(period_no), len(wanting))
+        before = hits - len(wanting)  # spent earlier in this period
+        fading = math.floor(earlier * (1 - into / period))  # the previous period's weight
+        room = max(0, min(len(wanting), allowed_count - fading - before))
+        allowed += wanting[:room]
+        refused = wanting[room:]
+        if refused:
+            store.give_back(who, int(period_no), len(refused))
+            wait = math.ceil(
+                retry_after(allowed_count, period, into, earlier, min(before + room, allowed_count))
+            )
+            for n in refused:
+                outcomes[n] = ChatError(
+                    ChatErrorCode.RATE_LIMITED,
+                    f"Too many messages; try again in {wait} s.",
+                    retry_after=wait,
+                )
+    return sorted(allowed)
 
-    Another author's post with it is a conflict: a client_id names one author's post.
-    """
-    earlier = Message.objects.filter(room_id=room_id, client_id=client_id).first()
-    if earlier is not None and earlier.author_id != (author.pk if author else None):
-        raise ChatError(ChatErrorCode.CLIENT_ID_CONFLICT, "client_id was used by another author.")
-    return earlier
+
+def _write(
+    posts: Sequence[Post], allowed: list[int], now: datetime, outcomes: dict[int, Any]
+) -> None:
+    """Lock each room, take its next `seq`s and write its messages, announced after commit."""
+    by_room: dict[str, list[int]] = {}
+    for n in allowed:
+        by_room.setdefault(posts[n].room, []).append(n)
+    missing: set[str] = set()
+    for slug in sorted(by_room):
+        ordered = by_room[slug]
+        locked = store.lock_room(slug, len(ordered), now)
+        if locked is None:
+            missing.add(slug)
+            continue
+        if missing:
+            continue  # all of it is rolled back
+        room_id, last_seq = locked
+        messages = [
+            Message(
+                room_id=room_id,
+                seq=last_seq - len(ordered) + 1 + offset,
+                author=posts[n].poster.user,
+                author_name=_author_name(posts[n].poster),
+                body=posts[n].body,
+                created_at=now,
+                client_id=posts[n].client_id,
+            )
+            for offset, n in enumerate(ordered)
+        ]
+        ids = store.insert(
+            [
+                (m.room_id, m.seq, m.author_id, m.author_name, m.body, m.created_at, m.client_id)
+                for m in messages
+            ]
+        )
+        for n, message, pk in zip(ordered, messages, ids, strict=True):
+            message.pk = pk
+            message._state.adding = False
+            message._state.db = DEFAULT_DB_ALIAS
+            outcomes[n] = PostResult(message, created=True)
+            publish_on_commit(room_group(slug), message_event(message, slug))
+    if missing:  # a post to no room spends no budget: roll back, then go again without it
+        raise _NoSuchRooms(missing)
+
+
+def _author_id(poster: Poster) -> int | None:
+    return poster.user.pk if poster.user is not None else None
+
+
+def _author_name(poster: Poster) -> str:
+    return poster.user.get_username() if poster.user is not None else "anonymous"
+
+
+def _conflict() -> ChatError:
+    return ChatError(ChatErrorCode.CLIENT_ID_CONFLICT, "client_id was used by another author.")
 
 
 def _check_client_id(client_id: object) -> None:

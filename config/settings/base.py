@@ -232,7 +232,8 @@ REST_FRAMEWORK = {
 }
 # Rate limits of enqueues and posts ("N/s", "N/min", "N/hour", "N/day"), per user or,
 # anonymous, per client address, whatever the transport (REST or either socket route);
-# counted atomically in Redis by the domains (realtime/kernel/ratelimit.py).
+# counted by the domains: enqueues atomically in Redis (realtime/kernel/ratelimit.py), posts
+# in the posting transaction itself (chat/store.py).
 JOBS_ENQUEUE_RATE = env.str("JOBS_ENQUEUE_RATE", default="30/min")
 CHAT_POST_RATE = env.str("CHAT_POST_RATE", default="60/min")
 # Request bodies above this many bytes are refused with 413 before they are parsed.
@@ -287,6 +288,9 @@ SWITCHBOARD_WS_BACKLOG = env.int("SWITCHBOARD_WS_BACKLOG", default=4 * 1024 * 10
 # (uvicorn --proxy-headers) or every anonymous socket shares the proxy's.
 SWITCHBOARD_WS_MAX_PER_USER = env.int("SWITCHBOARD_WS_MAX_PER_USER", default=20)
 SWITCHBOARD_WS_MAX_PER_ADDRESS = env.int("SWITCHBOARD_WS_MAX_PER_ADDRESS", default=200)
+# Threads writing the sockets' posts in batches on PostgreSQL, each with its own connection:
+# posts to different rooms commit in parallel. SQLite has one writer, so it always gets one.
+SWITCHBOARD_POST_LANES = env.int("SWITCHBOARD_POST_LANES", default=4)
 # A `subscribe` whose `since` is further back than this gets `resync_required` (use REST).
 SWITCHBOARD_REPLAY_LIMIT = env.int("SWITCHBOARD_REPLAY_LIMIT", default=500)
 

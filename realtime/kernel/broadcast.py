@@ -7,11 +7,13 @@ a receiver that notices a gap fetches what it missed from the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 import weakref
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -43,6 +45,10 @@ def publish_now(group: str, event: dict[str, Any], *, wait: bool = False) -> Non
     returns once it is sent: an event that another process may follow with a newer one of the
     same stream (a job's update before its worker's) must not be overtaken by it.
     """
+    held: list[tuple[str, dict[str, Any]]] | None = getattr(_holding, "events", None)
+    if held is not None and not wait:
+        held.append((group, event))
+        return
     layer = get_channel_layer()
     if layer is None:
         return
@@ -58,6 +64,35 @@ def publish_now(group: str, event: dict[str, Any], *, wait: bool = False) -> Non
         future.result(PUBLISH_TIMEOUT)
     except Exception:
         logger.exception("broadcast to %s failed", group)
+
+
+_holding = threading.local()
+
+
+@contextlib.contextmanager
+def held() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Keep what this thread commits meanwhile, (group, event) each, instead of sending it.
+
+    For a thread that an event loop hands work to and waits for anyway: the loop sends the
+    events itself (`publish_from_loop`) when the work comes back, rather than being woken
+    once more for them.
+    """
+    events: list[tuple[str, dict[str, Any]]] = []
+    _holding.events = events
+    try:
+        yield events
+    finally:
+        _holding.events = None
+
+
+def publish_from_loop(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send events that `held` kept, in order, from the running event loop; returns at once."""
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    publisher = _publisher(asyncio.get_running_loop())
+    for group, event in events:
+        publisher.put(layer, group, event)
 
 
 # Events a loop may hold while Redis is slow or away. Past that the oldest are dropped: each

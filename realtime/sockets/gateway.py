@@ -9,8 +9,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from pydantic import ValidationError
 
-from chat.selectors import room_get, room_id_get, room_replay
-from chat.services import Poster, PostResult, message_post
+from chat.errors import ChatError
+from chat.selectors import room_id_get, room_replay
+from chat.services import Post
 from jobs.frames import job_update_frame
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
@@ -21,6 +22,7 @@ from .accounts import fingerprint
 from .consumers import NotParsed, RoomSocket, user_ref, valid_ref
 from .job_feed import JobFeed
 from .middleware import user_for_token
+from .posting import post_queue
 from .subscription import GATEWAY, Subscription
 
 MAX_SUBSCRIPTIONS = 100
@@ -30,15 +32,6 @@ read_room_id = database_sync_to_async(room_id_get)
 read_room_replay = database_sync_to_async(room_replay)
 read_job_is_visible = database_sync_to_async(job_is_visible)
 read_job_state = database_sync_to_async(job_state_get)
-
-
-@database_sync_to_async
-def post_to_room(slug: str, poster: Poster, body: str, client_id: str | None) -> PostResult | None:
-    """Post to the room named `slug` (None: no such room), in one trip to the database thread."""
-    room = room_get(slug=slug)
-    if room is None:
-        return None
-    return message_post(room=room, poster=poster, body=body, client_id=client_id)
 
 
 class GatewayConsumer(RoomSocket):
@@ -180,9 +173,10 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
 
     async def on_chat_send(self, frame: events.ChatSendFrame) -> None:
-        result = await post_to_room(frame.room, self.poster(), frame.body, frame.client_id)
-        if result is None:
-            raise NotParsed(ErrorCode.NOT_FOUND, f"No room {frame.room!r}.", frame.ref)
+        post = Post(frame.room, self.poster(), frame.body, frame.client_id)
+        result = await post_queue().post(post)
+        if isinstance(result, ChatError):
+            raise result
         message = result.message
         await self.send_frame(
             events.ChatSentFrame(

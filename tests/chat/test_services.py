@@ -10,7 +10,7 @@ from django.db import connection
 from chat.errors import ChatError, ChatErrorCode
 from chat.frames import message_event
 from chat.models import MESSAGE_MAX_LENGTH, Message, Room
-from chat.services import message_post, room_create, room_ensure
+from chat.services import Post, PostResult, message_post, messages_post, room_create, room_ensure
 from realtime.kernel.names import room_channel
 from tests.factories import RoomFactory, UserFactory, poster
 
@@ -304,3 +304,66 @@ def test_simultaneous_posts_from_many_threads_leave_no_gap_and_no_repeat():
         assert mine == [f"writer {n} post {i}" for i in range(posts_each)]
     room.refresh_from_db()
     assert room.last_seq == writers * posts_each
+
+
+# ---------------------------------------------------------------- posts in one batch
+
+
+def codes(outcomes: list[PostResult | ChatError]) -> list[str | int]:
+    """Each outcome: the message's seq, or the refusal's code."""
+    return [o.code.value if isinstance(o, ChatError) else o.message.seq for o in outcomes]
+
+
+def test_a_batch_writes_each_room_in_order_and_answers_each_post():
+    # given
+    north, south = RoomFactory.create(), RoomFactory.create()
+    alice, bob = poster(UserFactory.create()), poster(UserFactory.create())
+
+    # when: one batch with posts to two rooms, one to no room, a bad body, a repeat of a
+    # client_id by its author, and the same client_id by someone else
+    outcomes = messages_post(
+        [
+            Post(north.slug, alice, "n1", "a1"),
+            Post(south.slug, alice, "s1"),
+            Post("nowhere", alice, "lost"),
+            Post(north.slug, bob, "n2"),
+            Post(north.slug, alice, ""),
+            Post(north.slug, alice, "n1 again", "a1"),
+            Post(north.slug, bob, "mine", "a1"),
+        ]
+    )
+
+    # then
+    assert codes(outcomes) == [1, 1, "not_found", 2, "invalid_message", 1, "client_id_conflict"]
+    assert [o.created for o in outcomes if isinstance(o, PostResult)] == [True, True, True, False]
+    assert outcomes[5].message.pk == outcomes[0].message.pk  # type: ignore[union-attr]
+    assert list(north.messages.values_list("seq", "body")) == [(1, "n1"), (2, "n2")]
+    north.refresh_from_db()
+    assert north.last_seq == 2
+
+
+def test_a_batch_spends_each_posters_budget_in_order(settings):
+    # given: two posts an hour
+    settings.CHAT_POST_RATE = "2/hour"
+    room = RoomFactory.create()
+    alice, bob = poster(UserFactory.create()), poster(UserFactory.create())
+
+    # when: alice sends four in one batch, one of them to a room that does not exist
+    outcomes = messages_post(
+        [
+            Post("nowhere", alice, "lost"),
+            Post(room.slug, alice, "one"),
+            Post(room.slug, bob, "bob's"),
+            Post(room.slug, alice, "two"),
+            Post(room.slug, alice, "three"),
+        ]
+    )
+
+    # then: the post to no room spent nothing; her first two were taken, the third refused
+    assert codes(outcomes) == ["not_found", 1, 2, 3, "rate_limited"]
+    refusal = outcomes[4]
+    assert isinstance(refusal, ChatError)
+    assert refusal.retry_after is not None
+    assert 1 <= refusal.retry_after <= 3600
+    # ...and the refused one was not counted either: still refused, not further behind
+    assert codes(messages_post([Post(room.slug, alice, "four")])) == ["rate_limited"]

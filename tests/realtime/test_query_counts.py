@@ -22,10 +22,11 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from chat.models import Message, Room
-from chat.services import message_post
+from chat.services import Post, PostResult, message_post
 from config.asgi import application
 from jobs.models import Job
 from jobs.services import job_enqueue
+from realtime.sockets.posting import post_queue
 from tests.factories import RoomFactory, UserFactory, poster
 from tests.support.queries import QueryLog, describe
 
@@ -266,12 +267,12 @@ async def test_chat_send(queries):
     room = await room_with_messages(1)
     socket = await Socket().open()
 
-    # the room; the post: (begin,) the locked room, its seq, the message
+    # (begin,) the poster's budget, the room (locked, its seq taken), the message
     with queries.capture() as statements:
         reply = await socket.request(type="chat.send", room=room.slug, body="hi")
 
     assert (reply["type"], reply["seq"]) == ("chat.sent", 2)
-    assert_count(statements, 4 + BEGIN)
+    assert_count(statements, 3 + BEGIN)
     await socket.close()
 
 
@@ -284,7 +285,7 @@ async def test_chat_send_with_a_client_id(queries):
         reply = await socket.request(type="chat.send", room=room.slug, body="hi", client_id="c1")
 
     assert reply["type"] == "chat.sent"
-    assert_count(statements, 5 + BEGIN)
+    assert_count(statements, 4 + BEGIN)
     await socket.close()
 
 
@@ -293,15 +294,30 @@ async def test_chat_send_retried(queries):
     socket = await Socket().open()
     await socket.request(type="chat.send", room=room.slug, body="hi", client_id="c1")
 
-    # the room; (begin,) the locked room, the earlier message
+    # (begin,) the look-up that finds the earlier message, then that message; no budget
     with queries.capture() as statements:
         reply = await socket.request(
             type="chat.send", room=room.slug, body="hi", client_id="c1", ref="r2"
         )
 
     assert (reply["type"], reply["duplicate"]) == ("chat.sent", True)
-    assert_count(statements, 3 + BEGIN)
+    assert_count(statements, 2 + BEGIN)
     await socket.close()
+
+
+async def test_posts_sent_together_share_a_transaction(queries):
+    # given: a room, and ten posts handed to this process's post queue at the same moment
+    room = await room_with_messages(0)
+    posts = [Post(room.slug, poster(None), f"m{n}", f"c{n}") for n in range(10)]
+
+    # when
+    with queries.capture() as statements:
+        outcomes = await asyncio.gather(*(post_queue().post(post) for post in posts))
+
+    # then: the first goes alone (nothing else was waiting), the other nine in one batch,
+    # that is two transactions with one look-up, budget, room and insert each
+    assert [o.message.seq for o in outcomes if isinstance(o, PostResult)] == list(range(1, 11))
+    assert_count(statements, 2 * (4 + BEGIN))
 
 
 # ---------------------------------------------------------------- jobs

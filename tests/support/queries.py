@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,8 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
+
+from realtime.sockets.posting import post_lanes
 
 
 class QueryLog:
@@ -48,8 +51,13 @@ class QueryLog:
             self.watch(wrapper)
 
     async def watch_database_thread(self) -> None:
-        """Watch the connection of the thread that `database_sync_to_async` calls run on."""
+        """Watch the connections of the threads socket requests query on.
+
+        `database_sync_to_async` calls run on asgiref's database thread; `chat.send` is written
+        on the post lane (`realtime.sockets.posting`; one lane on SQLite).
+        """
         await sync_to_async(self.watch_this_thread, thread_sensitive=True)()
+        await asyncio.get_running_loop().run_in_executor(post_lanes(), self.watch_this_thread)
 
     def _connected(self, sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
         self.watch(connection)

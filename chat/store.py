@@ -1,0 +1,126 @@
+"""The posting transaction's statements, written as SQL once instead of compiled per call.
+
+Posting is the hottest write: every chat message takes it, over REST and both sockets. The
+ORM compiles each query from scratch every time, which measured about 0.6 ms of CPU per
+statement on the project's 2-core test machine (SQLite executed it in 0.04 ms), four times
+per post. These statements are built once per database vendor from the models' own table and
+column names and run on Django's cursor, in Django's transaction; every one is plain SQL that
+SQLite (3.35+, for RETURNING) and PostgreSQL both run unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from .models import Message, PostingBudget, Room
+
+
+@dataclass(frozen=True)
+class Statements:
+    spend: str
+    give_back: str
+    lock_room: str
+    insert_into: str  # `insert` appends a VALUES tuple per row
+    earlier: str  # posts in a room with these client_ids; `{client_ids}` is filled per call
+
+
+@functools.cache
+def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_name reads it
+    del vendor
+    q = connection.ops.quote_name
+    budget, room, message = (q(model._meta.db_table) for model in (PostingBudget, Room, Message))
+    return Statements(
+        # Count `hits` more posts for `who` in period `period_no`: the row rolls over to the
+        # new period (the one before becomes `earlier_hits`, or 0 if it was longer ago).
+        spend=(
+            f"INSERT INTO {budget} (who, period_no, hits, earlier_hits) VALUES (%s, %s, %s, 0) "
+            f"ON CONFLICT (who) DO UPDATE SET "
+            f"earlier_hits = CASE WHEN {budget}.period_no = excluded.period_no "
+            f"THEN {budget}.earlier_hits "
+            f"WHEN {budget}.period_no = excluded.period_no - 1 THEN {budget}.hits ELSE 0 END, "
+            f"hits = CASE WHEN {budget}.period_no = excluded.period_no "
+            f"THEN {budget}.hits + excluded.hits ELSE excluded.hits END, "
+            f"period_no = excluded.period_no "
+            f"RETURNING hits, earlier_hits"
+        ),
+        give_back=(
+            f"UPDATE {budget} SET hits = CASE WHEN hits > %s THEN hits - %s ELSE 0 END "
+            f"WHERE who = %s AND period_no = %s"
+        ),
+        # Takes the room row's lock (PostgreSQL; SQLite's transactions take the database's)
+        # and advances its `seq` by the posts about to be written, in one statement.
+        lock_room=(
+            f"UPDATE {room} SET last_seq = last_seq + %s, last_message_at = %s "
+            f"WHERE slug = %s RETURNING id, last_seq"
+        ),
+        insert_into=(
+            f"INSERT INTO {message} "
+            f"(room_id, seq, author_id, author_name, body, created_at, client_id) VALUES "
+        ),
+        earlier=(
+            f"SELECT m.client_id, m.id, m.author_id FROM {message} m "
+            f"JOIN {room} r ON r.id = m.room_id "
+            f"WHERE r.slug = %s AND m.client_id IN ({{client_ids}})"
+        ),
+    )
+
+
+def statements() -> Statements:
+    return _statements(connection.vendor)
+
+
+def spend(who: str, period_no: int, hits: int) -> tuple[int, int]:
+    """Count `hits` posts by `who` now: (hits in this period, hits in the one before)."""
+    with connection.cursor() as cursor:
+        cursor.execute(statements().spend, [who, period_no, hits])
+        counted, earlier = cursor.fetchone()
+    return int(counted), int(earlier)
+
+
+def give_back(who: str, period_no: int, hits: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statements().give_back, [hits, hits, who, period_no])
+
+
+def lock_room(slug: str, posts: int, now: datetime) -> tuple[int, int] | None:
+    """Lock the room and advance its `seq` by `posts`: (its id, its new last seq); None: no room."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            statements().lock_room, [posts, connection.ops.adapt_datetimefield_value(now), slug]
+        )
+        row = cursor.fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def insert(rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Insert messages, (room_id, seq, author_id, author_name, body, created_at, client_id)
+    each, in one statement: their ids, in order."""
+    adapt = connection.ops.adapt_datetimefield_value
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    params: list[Any] = []
+    for room_id, seq, author_id, author_name, body, created_at, client_id in rows:
+        params += [room_id, seq, author_id, author_name, body, adapt(created_at), client_id]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{statements().insert_into}{values} RETURNING id", params)
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
+def earlier_posts(slug: str, client_ids: Sequence[str]) -> dict[str, tuple[int, int | None]]:
+    """Posts already made in the room with these client_ids: their (id, author id) by client_id.
+
+    One room per statement, its client_ids in one IN list: what the unique index on
+    (room, client_id) answers directly (an OR of (room, client_id) pairs made SQLite plan a
+    scan per pair, 25 ms for 16 of them).
+    """
+    if not client_ids:
+        return {}
+    placeholders = ", ".join(["%s"] * len(client_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(statements().earlier.format(client_ids=placeholders), [slug, *client_ids])
+        return {client_id: (pk, author) for client_id, pk, author in cursor}
