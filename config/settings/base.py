@@ -174,6 +174,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "clear-expired-sessions": {"task": "auth.sessions_clear_expired", "schedule": 60 * 60 * 6},
+    "clear-expired-budgets": {"task": "chat.budgets_clear_expired", "schedule": 60 * 60},
     "reap-expired-jobs": {"task": "jobs.reap_expired", "schedule": 30},
     "dispatch-due-jobs": {"task": "jobs.dispatch_due", "schedule": 30},
 }

@@ -9,8 +9,9 @@ from django.db import connection
 
 from chat.errors import ChatError, ChatErrorCode
 from chat.frames import message_event
-from chat.models import MESSAGE_MAX_LENGTH, Message, Room
+from chat.models import MESSAGE_MAX_LENGTH, Message, PostingBudget, Room
 from chat.services import Post, PostResult, message_post, messages_post, room_create, room_ensure
+from chat.tasks import clear_expired_budgets
 from realtime.kernel.names import room_channel
 from tests.factories import RoomFactory, UserFactory, poster
 
@@ -367,3 +368,18 @@ def test_a_batch_spends_each_posters_budget_in_order(settings):
     assert 1 <= refusal.retry_after <= 3600
     # ...and the refused one was not counted either: still refused, not further behind
     assert codes(messages_post([Post(room.slug, alice, "four")])) == ["rate_limited"]
+
+
+def test_budgets_no_longer_counting_are_cleared(settings):
+    # given: a budget spent now, and one last spent three periods ago
+    settings.CHAT_POST_RATE = "5/min"
+    room = RoomFactory.create()
+    message_post(room=room, poster=poster(None), body="now")
+    PostingBudget.objects.create(who="addr:192.0.2.9", period_no=1, hits=3, earlier_hits=0)
+
+    # when
+    deleted = clear_expired_budgets()
+
+    # then
+    assert deleted == 1
+    assert list(PostingBudget.objects.values_list("who", flat=True)) == ["addr:127.0.0.1"]
