@@ -119,15 +119,49 @@ class _Publisher:
     async def _send_all(self) -> None:
         try:
             while self.queue:
-                layer, group, event = self.queue.popleft()
-                try:
-                    async with asyncio.timeout(PUBLISH_TIMEOUT):
-                        await layer.group_send(group, event)
-                except Exception:
-                    logger.exception("broadcast to %s failed", group)
+                for layer, group, event in self._take_batches():
+                    try:
+                        async with asyncio.timeout(PUBLISH_TIMEOUT):
+                            await layer.group_send(group, event)
+                    except Exception:
+                        logger.exception("broadcast to %s failed", group)
         finally:
             self.task = None
             self.dropping = False
+
+    def _take_batches(self) -> list[tuple[Any, str, dict[str, Any]]]:
+        """Everything waiting, one send per group: a group's events in order, in one batch
+        when there are several (a batch of posts commits several messages of one room)."""
+        by_group: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
+        while self.queue and len(by_group) < MAX_GROUPS_PER_ROUND:
+            layer, group, event = self.queue.popleft()
+            events = by_group.setdefault(group, (layer, []))[1]
+            events.append(event)
+            if len(events) == MAX_BATCH:
+                break
+        return [
+            (layer, group, events[0] if len(events) == 1 else batch(group, events))
+            for group, (layer, events) in by_group.items()
+        ]
+
+
+# Events of one group sent as one at most, and groups gathered before sending.
+MAX_BATCH = 100
+MAX_GROUPS_PER_ROUND = 100
+BATCH = "broadcast.batch"
+
+
+def batch(group: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several events of one group, in order, as one channel-layer message."""
+    return {"type": BATCH, "group": group, "events": events}
+
+
+def unbatched(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events a received channel-layer message carries, in order."""
+    if event.get("type") == BATCH:
+        events: list[dict[str, Any]] = event["events"]
+        return events
+    return [event]
 
 
 _publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Publisher] = (

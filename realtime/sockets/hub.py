@@ -17,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from realtime.kernel.broadcast import unbatched
 from realtime.kernel.names import room_group
 
 from . import accounts
@@ -153,7 +154,8 @@ class Hub:
             group = event.get("group") or room_group(event.get("room", ""))
             feed = self.feeds.get(group)
             if feed is not None:
-                feed.put(event)
+                for one in unbatched(event):
+                    feed.put(one)
 
     async def _heartbeat(self) -> None:
         """Notice when the layer stops delivering to this process, and repair what it lost.

@@ -12,13 +12,15 @@ from typing import Any
 from channels.db import database_sync_to_async
 from pydantic import ValidationError
 
+from chat.errors import ChatError
 from chat.selectors import room_last_seq
-from chat.services import message_post, room_ensure
+from chat.services import Post, room_ensure
 from realtime.kernel import events
 from realtime.kernel.codes import AnyErrorCode, CloseCode, ErrorCode
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .consumers import NotParsed, RoomSocket
+from .posting import post_queue
 from .subscription import TUTORIAL
 
 SLUG = re.compile(ROOM_SLUG_PATTERN)
@@ -46,9 +48,9 @@ class TutorialChatConsumer(RoomSocket):
             frame = events.TutorialMessageFrame.model_validate(data)
         except ValidationError as exc:
             raise NotParsed(ErrorCode.INVALID_FRAME, 'Send {"message": "<text>"}.') from exc
-        await database_sync_to_async(message_post)(
-            room=self.room, poster=self.poster(), body=frame.message
-        )
+        outcome = await post_queue().post(Post(self.room.slug, self.poster(), frame.message))
+        if isinstance(outcome, ChatError):
+            raise outcome
 
     async def refuse(
         self,

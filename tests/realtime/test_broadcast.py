@@ -20,12 +20,15 @@ class StalledLayer:
         self.asked: list[int] = []
         self.sent: list[int] = []
         self.loops: set[asyncio.AbstractEventLoop] = set()  # where the sends ran
+        self.sends = 0
 
     async def group_send(self, group: str, event: dict[str, Any]) -> None:
         self.loops.add(asyncio.get_running_loop())
-        self.asked.append(event["n"])
+        self.sends += 1
+        numbers = [one["n"] for one in broadcast.unbatched(event)]
+        self.asked += numbers
         await self.answering.wait()
-        self.sent.append(event["n"])
+        self.sent += numbers
 
 
 @pytest.fixture
@@ -62,6 +65,23 @@ async def test_database_thread_goes_on_while_redis_is_slow_and_events_keep_their
     await until(lambda: layer.sent == [1, 2, 3])
     assert layer.loops == {asyncio.get_running_loop()}
     assert "broadcast to" not in caplog.text
+
+
+async def test_events_that_wait_for_redis_go_out_together(layer):
+    def commit(numbers: range) -> None:
+        for n in numbers:
+            broadcast.publish_now("room.lobby", {"type": "room.message", "n": n})
+
+    # when: three more events are committed while the first is stuck with Redis
+    await sync_to_async(commit, thread_sensitive=True)(range(1, 2))
+    await until(lambda: layer.asked == [1])
+    await sync_to_async(commit, thread_sensitive=True)(range(2, 5))
+    await asyncio.sleep(0.05)
+    layer.answering.set()
+
+    # then: those three go out in one message of the channel layer, in order
+    await until(lambda: layer.sent == [1, 2, 3, 4])
+    assert layer.sends == 2
 
 
 async def test_a_full_backlog_drops_the_oldest_events(layer, monkeypatch, caplog):

@@ -9,6 +9,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from realtime.kernel.broadcast import unbatched
 from tests.support.processes import wait_until
 
 Event = dict[str, Any]
@@ -39,7 +40,7 @@ class LayerListener:
         while True:
             event = await self._layer.receive(self._channel)
             with self._lock:
-                self.events.append(event)
+                self.events.extend(unbatched(event))
 
     def join(self, group: str) -> None:
         """Receive what is sent to `group` from now on."""
