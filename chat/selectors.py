@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import F, QuerySet
 
+from . import store
 from .frames import message_frame
 from .models import Message, Room
 
@@ -19,12 +20,15 @@ def room_get(*, slug: str) -> Room | None:
 
 def room_id_get(*, slug: str) -> int | None:
     """The id of the room with this slug, None if there is none (one query)."""
-    return Room.objects.filter(slug=slug).values_list("pk", flat=True).first()
+    return store.room_id(slug)
 
 
 def room_last_seq(*, room_id: int) -> int:
     """The `seq` of the room's latest message, 0 before its first (one query)."""
-    return int(Room.objects.values_list("last_seq", flat=True).get(pk=room_id))
+    last = store.last_seq(room_id)
+    if last is None:
+        raise Room.DoesNotExist(f"No room with id {room_id}.")
+    return last
 
 
 def room_list() -> QuerySet[Room]:

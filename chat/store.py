@@ -1,11 +1,12 @@
-"""The posting transaction's statements, written as SQL once instead of compiled per call.
+"""The hottest statements of the chat domain, written as SQL once instead of compiled per call.
 
 Posting is the hottest write: every chat message takes it, over REST and both sockets. The
 ORM compiles each query from scratch every time, which measured about 0.6 ms of CPU per
 statement on the project's 2-core test machine (SQLite executed it in 0.04 ms), four times
 per post. These statements are built once per database vendor from the models' own table and
 column names and run on Django's cursor, in Django's transaction; every one is plain SQL that
-SQLite (3.35+, for RETURNING) and PostgreSQL both run unchanged.
+SQLite (3.35+, for RETURNING) and PostgreSQL both run unchanged. Two reads that every
+socket subscription makes (a room's id, its last `seq`) are here for the same reason.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Statements:
     lock_room: str
     insert_into: str  # `insert` appends a VALUES tuple per row
     earlier: str  # posts in a room with these client_ids; `{client_ids}` is filled per call
+    room_id: str
+    last_seq: str
 
 
 @functools.cache
@@ -68,6 +71,8 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
             f"JOIN {room} r ON r.id = m.room_id "
             f"WHERE r.slug = %s AND m.client_id IN ({{client_ids}})"
         ),
+        room_id=f"SELECT id FROM {room} WHERE slug = %s",
+        last_seq=f"SELECT last_seq FROM {room} WHERE id = %s",
     )
 
 
@@ -124,3 +129,17 @@ def earlier_posts(slug: str, client_ids: Sequence[str]) -> dict[str, tuple[int, 
     with connection.cursor() as cursor:
         cursor.execute(statements().earlier.format(client_ids=placeholders), [slug, *client_ids])
         return {client_id: (pk, author) for client_id, pk, author in cursor}
+
+
+def room_id(slug: str) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute(statements().room_id, [slug])
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def last_seq(room_id: int) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute(statements().last_seq, [room_id])
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])

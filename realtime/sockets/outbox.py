@@ -8,7 +8,9 @@ when that finishes without suspending (the normal case, and always on Daphne), t
 When it suspends, the rest of that send and every later frame move to a backlog drained by a
 task of the socket's own; a backlog above its byte limit means the client cannot keep up and
 `on_overflow` is called once (the socket is then closed and leaves its rooms; it can
-reconnect and catch up by `seq`).
+reconnect and catch up by `seq`). A server whose `send` answers with a future instead of a
+coroutine (granian) is served the same way: a future already done was written; a pending one
+is waited for by the backlog's task.
 
 Python 3.12's eager tasks do the first part for any coroutine; this is the same idea for the
 one coroutine on the hot path, on 3.11.
@@ -17,16 +19,18 @@ one coroutine on the hot path, on 3.11.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from .asyncio_internals import release_yielded_future
 
 logger = logging.getLogger(__name__)
 
-Send = Callable[[str], Coroutine[Any, Any, None]]
+# The ASGI server's `send`: a coroutine (uvicorn, Daphne) or a future (granian).
+Send = Callable[[str], Awaitable[None]]
 
 
 class Outbox:
@@ -55,16 +59,26 @@ class Outbox:
             if self._backlog_bytes > self.limit:
                 self._overflow()
             return
-        send = self._send(text)
-        try:
-            waiting = send.send(None)
-        except StopIteration:
-            return  # written without waiting
-        except Exception:
-            self._fail()
-            return
+        sending = self._send(text)
+        if asyncio.isfuture(sending):  # a server whose `send` answers with a future (granian)
+            if sending.done():
+                if sending.cancelled() or sending.exception() is not None:
+                    self._fail()
+                return  # written without waiting
+            rest: Callable[[], Awaitable[None]] = functools.partial(_settled, sending)
+        elif not asyncio.iscoroutine(sending):
+            rest = functools.partial(_awaited, sending)
+        else:
+            try:
+                waiting = sending.send(None)
+            except StopIteration:
+                return  # written without waiting
+            except Exception:
+                self._fail()
+                return
+            rest = functools.partial(_finish, sending, waiting)
         self._backlog = deque()
-        self._drainer = asyncio.ensure_future(self._drain(send, waiting))
+        self._drainer = asyncio.ensure_future(self._drain(rest))
 
     async def flush(self) -> None:
         """Wait until every pushed frame has been handed to the server (or dropped)."""
@@ -79,9 +93,9 @@ class Outbox:
         if self._drainer is not None:
             self._drainer.cancel()
 
-    async def _drain(self, started: Coroutine[Any, Any, None], waiting: Any) -> None:
+    async def _drain(self, rest: Callable[[], Awaitable[None]]) -> None:
         try:
-            await _finish(started, waiting)
+            await rest()  # the send that had to wait
             while self._backlog:
                 text = self._backlog.popleft()
                 self._backlog_bytes -= len(text)
@@ -106,6 +120,35 @@ class Outbox:
         self.close()
 
 
+async def _done(future: Any) -> None:
+    """Wait for a future-like object a coroutine yielded, as a Task does: by its done callback.
+
+    Not by awaiting it again: an ASGI server's own awaitable (granian's) may yield only once.
+    """
+    woken = asyncio.get_running_loop().create_future()
+
+    def wake(_: Any) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    future.add_done_callback(wake)
+    try:
+        await woken
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+
+
+async def _awaited(sending: Awaitable[None]) -> None:
+    await sending
+
+
+async def _settled(future: Any) -> None:
+    """Wait for a send that the server answered with a future; raise what it failed with."""
+    await _done(future)
+    future.result()
+
+
 async def _finish(started: Coroutine[Any, Any, None], waiting: Any) -> None:
     """Run a coroutine that already ran up to its first suspension (what a Task would do)."""
     try:
@@ -116,7 +159,7 @@ async def _finish(started: Coroutine[Any, Any, None], waiting: Any) -> None:
                 else:
                     # The future was yielded to us, not to a Task: take it over as one would.
                     release_yielded_future(waiting)
-                    await waiting
+                    await _done(waiting)
             except BaseException as exc:
                 waiting = started.throw(exc)
             else:

@@ -25,6 +25,17 @@ ANNOUNCE_DELAY = 0.05
 # Presence changes within this window go out as one snapshot: a thousand sockets joining a
 # room cost each process a few snapshots, not a thousand times a thousand frames.
 DEBOUNCE = 0.25
+# ...and a big room's snapshots come less often: each goes to every socket of the room, so a
+# process sends at most about this many presence frames a second per room (10,000 sockets in
+# one room: a snapshot every 5 s while they come and go).
+SNAPSHOT_FRAMES_PER_SECOND = 2000
+
+
+def debounce(sockets: int) -> float:
+    """Seconds a room with this many of the process's sockets waits before a snapshot."""
+    return max(DEBOUNCE, sockets / SNAPSHOT_FRAMES_PER_SECOND)
+
+
 _announcing: dict[str, asyncio.Task[None]] = {}  # rooms with an announcement about to go out
 
 

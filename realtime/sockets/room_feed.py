@@ -100,7 +100,7 @@ class RoomFeed(Feed[Subscription]):
             deliver(subscription, seq, text)
 
     async def _presence_later(self) -> None:
-        await asyncio.sleep(presence.DEBOUNCE)
+        await asyncio.sleep(presence.debounce(len(self.subscriptions)))
         self.presence_due = None  # a change from now on schedules another snapshot
         try:
             snapshot = await presence.current(self.slug)

@@ -93,3 +93,63 @@ async def test_a_send_failing_after_a_stall_is_contained_too():
 
     assert outbox.dead
     assert server.written == []
+
+
+class FutureServer:
+    """A `send` that answers with a future rather than a coroutine, as granian's does: done at
+    once while the client keeps up, pending while it does not."""
+
+    def __init__(self) -> None:
+        self.stalled: list[tuple[str, asyncio.Future[None]]] = []
+        self.written: list[str] = []
+        self.writable = True
+
+    def send(self, text: str) -> asyncio.Future[None]:
+        future = asyncio.get_running_loop().create_future()
+        if self.writable:
+            self.written.append(text)
+            future.set_result(None)
+        else:
+            self.stalled.append((text, future))
+        return future
+
+    def drain(self) -> None:
+        self.writable = True
+        for text, future in self.stalled:
+            self.written.append(text)
+            future.set_result(None)
+        self.stalled.clear()
+
+
+async def test_a_send_answered_with_a_future_keeps_order_across_a_stall():
+    server = FutureServer()
+    outbox = Outbox(server.send, limit=100, on_overflow=lambda: None)
+    outbox.push("a")
+    assert server.written == ["a"]  # a future already done: written, nothing waits
+
+    # when: the client stops reading while more frames come
+    server.writable = False
+    for text in ("b", "c"):
+        outbox.push(text)
+    await asyncio.sleep(0.01)
+    assert server.written == ["a"]
+
+    # then: once it reads again, the rest follows in order
+    server.drain()
+    await outbox.flush()
+    assert server.written == ["a", "b", "c"]
+    assert not outbox.dead
+
+
+async def test_a_send_future_that_failed_stops_the_outbox():
+    loop = asyncio.get_running_loop()
+
+    def failed(text: str) -> asyncio.Future[None]:
+        future = loop.create_future()
+        future.set_exception(ConnectionResetError("client went away"))
+        return future
+
+    outbox = Outbox(failed, limit=100, on_overflow=lambda: None)
+    outbox.push("a")
+
+    assert outbox.dead
