@@ -105,11 +105,12 @@ class Endpoint:
     method: str
     path: str
     body: Callable[[], bytes] | None = None
+    shown: str = ""  # the path as printed, when it differs (`{id}` for a job's id)
 
     @property
     def label(self) -> str:
         """The endpoint column: `GET /api/rooms/`."""
-        return f"{self.method} {self.path}"
+        return f"{self.method} {self.shown or self.path}"
 
 
 def endpoints(job_id: str, job_countdown: float) -> list[Endpoint]:
@@ -130,7 +131,7 @@ def endpoints(job_id: str, job_countdown: float) -> list[Endpoint]:
         Endpoint("room", "read", "GET", f"/api/rooms/{ROOM}/"),
         Endpoint("history", "read", "GET", f"/api/rooms/{ROOM}/messages/?limit=50"),
         Endpoint("jobs", "read", "GET", "/api/jobs/"),
-        Endpoint("job", "read", "GET", f"/api/jobs/{job_id}/"),
+        Endpoint("job", "read", "GET", f"/api/jobs/{job_id}/", shown="/api/jobs/{id}/"),
         Endpoint("post", "write", "POST", f"/api/rooms/{ROOM}/messages/", message),
         Endpoint("enqueue", "write", "POST", "/api/jobs/", job),
     ]
