@@ -20,11 +20,11 @@ MAX_FRAME_BYTES = 64 * 1024
 
 
 class Hub:
-    """Subscribers per channel and the one sequence counter of all rooms."""
+    """Subscribers per channel and a sequence counter per room, as the gateway's rooms have."""
 
     def __init__(self) -> None:
         self.channels: dict[str, set[ServerConnection]] = {}
-        self.seq = 0
+        self.seqs: dict[str, int] = {}
 
     async def serve_socket(self, ws: ServerConnection) -> None:
         """Greet the socket, then answer subscribe / chat.send / ping until it closes."""
@@ -55,19 +55,21 @@ class Hub:
             channel = frame["channel"]
             self.channels.setdefault(channel, set()).add(ws)
             subscribed.add(channel)
+            seq = self.seqs.get(channel, 0)
             await ws.send(
-                json.dumps({"type": "subscribed", "channel": channel, "seq": self.seq, "ref": ref})
+                json.dumps({"type": "subscribed", "channel": channel, "seq": seq, "ref": ref})
             )
         elif kind == "chat.send" and isinstance(frame.get("room"), str):
             room, client_id = frame["room"], frame.get("client_id")
-            self.seq += 1
+            channel = f"room:{room}"
+            seq = self.seqs[channel] = self.seqs.get(channel, 0) + 1
             # The gateway's `chat.message` and `chat.sent` fields, so frame sizes match too.
             message = {
                 "type": "chat.message",
-                "channel": f"room:{room}",
+                "channel": channel,
                 "room": room,
-                "seq": self.seq,
-                "id": self.seq,
+                "seq": seq,
+                "id": seq,
                 "author": None,
                 "author_name": "anonymous",
                 "body": frame.get("body", ""),
@@ -75,8 +77,8 @@ class Hub:
                 "client_id": client_id,
             }
             # Encoded once for every subscriber: that is what makes this the ceiling.
-            broadcast(self.channels.get(f"room:{room}", set()), json.dumps(message))
-            sent = {"type": "chat.sent", "room": room, "seq": self.seq, "id": self.seq}
+            broadcast(self.channels.get(channel, set()), json.dumps(message))
+            sent = {"type": "chat.sent", "room": room, "seq": seq, "id": seq}
             sent |= {"client_id": client_id, "duplicate": False, "ref": ref}
             await ws.send(json.dumps(sent))
         elif kind == "ping":

@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import importlib.util
 import os
+import resource
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,8 +35,18 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SERVER_CORE = 0
 LOADGEN_CORE = 1
 CEILING = "ceiling"
+SERVERS = ("daphne", "uvicorn", "granian")  # the ASGI servers a benchmark may run
 UVICORN_WS = ("websockets", "websockets-sansio", "wsproto")  # uvicorn's --ws choices
+DATABASES = ("sqlite", "postgres")
+# The PostgreSQL server a `--db postgres` run creates its database on (trust auth, loopback).
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Granian's --backpressure caps the connections a worker holds open, and a WebSocket holds
+# one for its whole life: the default (the backlog) would stop a 10,000-socket run at 2,048.
+GRANIAN_BACKPRESSURE = 65_536
 _PR_SET_PDEATHSIG = 1
+# How long a server may take to answer after its start: importing the app takes seconds, and
+# minutes on a core that another process keeps busy.
+START_LIMIT = 180.0
 
 
 def _die_with_parent() -> None:
@@ -140,7 +153,7 @@ class Server:
 
 
 def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list[str]:
-    """The argv that starts `kind` (ceiling, daphne or uvicorn) on 127.0.0.1:port."""
+    """The argv that starts `kind` (ceiling, daphne, uvicorn or granian) on 127.0.0.1:port."""
     python, app = sys.executable, "config.asgi:application"
     if kind == CEILING:
         return [python, "-m", "bench.ceiling_server", "--port", str(port)]
@@ -153,7 +166,66 @@ def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list
         argv += ["--ws-per-message-deflate", "false", "--ws-max-size", "1048576"]
         # Channels' router has no lifespan support; uvicorn would log that on each start.
         return [*argv, "--lifespan", "off"]
+    if kind == "granian":
+        # ASGI without lifespan (Channels' router has none), as uvicorn's --lifespan off.
+        argv = [python, "-m", "granian", "--interface", "asginl"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        # One worker on uvloop, HTTP/1.1 and WebSockets (no compression: granian has none),
+        # no access log; the backlog as uvicorn's and the ceiling's. Granian 2.8 has no
+        # WebSocket message size limit to set.
+        argv += ["--loop", "uvloop", "--http", "1", "--ws", "--no-access-log"]
+        argv += ["--backlog", "2048", "--backpressure", str(GRANIAN_BACKPRESSURE)]
+        return [*argv, app]
     raise ValueError(kind)
+
+
+def server_installed(kind: str) -> bool:
+    """True when the server's module can be imported by this interpreter."""
+    return importlib.util.find_spec(kind) is not None
+
+
+def parse_servers(spec: str) -> tuple[list[str], list[str]]:
+    """The servers a `--server` value names, and a note for each one skipped.
+
+    `spec` is a comma-separated list of daphne, uvicorn and granian; `both` stands for
+    daphne and uvicorn, `all` for all three.
+    """
+    spec = spec.replace("all", ",".join(SERVERS)).replace("both", "daphne,uvicorn")
+    servers: list[str] = []
+    notes: list[str] = []
+    for name in (s.strip() for s in spec.split(",")):
+        if name not in SERVERS:
+            raise SystemExit(f"unknown --server {name!r}: choose from {', '.join(SERVERS)}")
+        if name in servers:
+            continue
+        if not server_installed(name):
+            notes.append(f"{name} is not installed in this virtualenv: skipped")
+            continue
+        servers.append(name)
+    return servers, notes
+
+
+def parse_databases(spec: str) -> list[str]:
+    """The databases a `--db` value names: sqlite, postgres or both."""
+    if spec == "both":
+        return list(DATABASES)
+    if spec not in DATABASES:
+        raise SystemExit(f"unknown --db {spec!r}: choose from sqlite, postgres, both")
+    return [spec]
+
+
+def raise_fd_limit(wanted: int) -> str:
+    """Raise the open-file limit to the hard limit (servers started later inherit it).
+
+    A note when that is still short of `wanted` files, else "".
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, wanted) if hard == resource.RLIM_INFINITY else hard
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        return f"open files are limited to {target} (hard limit): a run needing {wanted} may fail"
+    return ""
 
 
 def celery_worker(
@@ -170,42 +242,122 @@ def celery_worker(
 
 
 def uvicorn_installed() -> bool:
-    """True when uvicorn imports in this interpreter (it is not a project dependency)."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "import uvicorn"], capture_output=True, check=False
-    )
-    return probe.returncode == 0
+    """True when uvicorn imports in this interpreter."""
+    return server_installed("uvicorn")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database server a run asked for does not answer."""
+
+
+def postgres_create(server_url: str) -> str:
+    """Create a fresh database on the PostgreSQL server at `server_url`; its URL."""
+    import psycopg  # only runs on PostgreSQL need it
+
+    name = f"bench_{secrets.token_hex(6)}"
+    try:
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # a fixed prefix and hex: no injection
+    except psycopg.Error as error:
+        raise DatabaseUnavailable(f"PostgreSQL at {_public(server_url)}: {error}") from error
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def postgres_drop(database_url: str) -> None:
+    """Drop a database `postgres_create` made, even if a connection to it is left."""
+    import psycopg
+
+    server_url, name = database_url.rsplit("/", 1)
+    with (
+        contextlib.suppress(psycopg.Error),
+        psycopg.connect(f"{server_url}/postgres", autocommit=True, connect_timeout=3) as conn,
+    ):
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _public(url: str) -> str:
+    """A database URL without its user and password."""
+    return url.split("@")[-1]
 
 
 @dataclass
 class Environment:
-    """The temp dir, the migrated SQLite database and the settings every Django server gets."""
+    """The temp dir, the migrated database and the settings every Django server gets."""
 
     root: Path
     env: dict[str, str]
+    db: str = "sqlite"  # or "postgres"
+    database_url: str = ""
 
     @classmethod
-    def prepare(cls, root: Path, django: bool) -> Environment:
-        """The environment; with `django`, also a migrated database with the demo rooms."""
+    def prepare(
+        cls,
+        root: Path,
+        django: bool,
+        db: str = "sqlite",
+        postgres_url: str = POSTGRES_URL,
+        settings: str = "config.settings.local",
+        overrides: dict[str, str] | None = None,
+        rooms: Sequence[str] = (),
+    ) -> Environment:
+        """The environment; with `django`, also a migrated database with the demo rooms.
+
+        SQLite is a file in `root`; PostgreSQL a fresh database on the server at
+        `postgres_url` (DatabaseUnavailable when it does not answer), dropped by `discard`.
+        `overrides` go into the environment of every command and server; `rooms` are
+        created besides the demo ones.
+        """
+        if db == "postgres":
+            database_url = postgres_create(postgres_url)
+        else:
+            database_url = f"sqlite:///{root / 'bench.sqlite3'}"
         env = dict(os.environ)
         env.update(
             {
-                "DJANGO_SETTINGS_MODULE": "config.settings.local",
+                "DJANGO_SETTINGS_MODULE": settings,
                 "DEBUG": "0",
-                "DATABASE_URL": f"sqlite:///{root / 'bench.sqlite3'}",
+                "DATABASE_URL": database_url,
                 # The demo password file and anything else a command writes stays in the temp dir.
                 "SWITCHBOARD_VAR_DIR": str(root / "var"),
                 "PYTHONUNBUFFERED": "1",
+                **(overrides or {}),
             }
         )
         env.pop("CELERY_BROKER_URL", None)
-        prepared = cls(root, env)
+        prepared = cls(root, env, db, database_url)
         if django:
-            with prepared.redis("setup") as redis:
-                env["REDIS_URL"] = redis.url
-                prepared.manage("migrate", "--noinput", "-v0")
-                prepared.manage("seed_demo")
+            try:
+                with prepared.redis(f"setup-{db}") as redis:
+                    env["REDIS_URL"] = redis.url
+                    prepared.manage("migrate", "--noinput", "-v0")
+                    prepared.manage("seed_demo")
+                    if rooms:
+                        prepared.create_rooms(list(rooms))
+            except BaseException:
+                prepared.discard()
+                raise
         return prepared
+
+    @property
+    def where(self) -> str:
+        """The database, for notes: the SQLite file or the PostgreSQL database's address."""
+        return _public(self.database_url)
+
+    def discard(self) -> None:
+        """Drop the PostgreSQL database (SQLite goes with the temp dir)."""
+        if self.db == "postgres" and self.database_url:
+            postgres_drop(self.database_url)
+            self.database_url = ""
+
+    def create_rooms(self, slugs: list[str]) -> None:
+        """Create the rooms of these slugs that are missing."""
+        script = (
+            "import sys\n"
+            "from chat.services import room_ensure\n"
+            "for slug in sys.stdin.read().split():\n"
+            "    room_ensure(slug=slug, title=slug)\n"
+        )
+        self.manage("shell", "-c", script, stdin=" ".join(slugs))
 
     def manage(self, *args: str, stdin: str | None = None) -> str:
         """Run a manage.py command in this environment (`stdin` as its input); its stdout."""

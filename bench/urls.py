@@ -1,0 +1,17 @@
+"""The app's URLconf plus a bare Django view: the REST benchmark's baseline (bench.settings)."""
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+
+from config.urls import handler400, handler500
+from config.urls import urlpatterns as app_urlpatterns
+
+
+def bare(request: HttpRequest) -> JsonResponse:
+    """The least a Django view does behind the app's middleware: a plain sync JSON answer."""
+    return JsonResponse({"ok": True})
+
+
+urlpatterns = [path("bench/bare/", bare), *app_urlpatterns]
+
+__all__ = ["handler400", "handler500", "urlpatterns"]
