@@ -121,6 +121,9 @@ def messages_post(posts: Sequence[Post]) -> list[PostResult | ChatError]:
     """
     outcomes: list[PostResult | ChatError | None] = [_refusal(post) for post in posts]
     attempts = 0
+    # First as if every client_id were new (the unique index tells otherwise, and the batch
+    # is then rolled back): a retry is rare, and looking for earlier posts is a query.
+    careful = False
     while True:
         todo = [n for n, outcome in enumerate(outcomes) if outcome is None]
         if not todo:
@@ -128,8 +131,10 @@ def messages_post(posts: Sequence[Post]) -> list[PostResult | ChatError]:
             break
         try:
             with transaction.atomic():
-                appended = _append(posts, todo)
+                appended = _append(posts, todo, careful=careful)
             break
+        except _Retried:
+            careful = True
         except _NoSuchRooms as missing:
             # Rolled back, budgets included: those posts are refused, the others go again.
             for n in todo:
@@ -146,6 +151,10 @@ def messages_post(posts: Sequence[Post]) -> list[PostResult | ChatError]:
     for n, outcome in appended.items():
         outcomes[n] = outcome
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+class _Retried(Exception):
+    """A post of the batch names a client_id already in its room."""
 
 
 class _NoSuchRooms(Exception):
@@ -166,7 +175,9 @@ def _refusal(post: Post) -> ChatError | None:
     return None
 
 
-def _append(posts: Sequence[Post], todo: list[int]) -> dict[int, PostResult | ChatError]:
+def _append(
+    posts: Sequence[Post], todo: list[int], *, careful: bool
+) -> dict[int, PostResult | ChatError]:
     """Inside the transaction: retries answered, budgets spent, rooms locked, rows written."""
     outcomes: dict[int, PostResult | ChatError] = {}
     keyed: dict[int, tuple[str, str]] = {}  # post -> (room, client_id), when it has one
@@ -175,7 +186,7 @@ def _append(posts: Sequence[Post], todo: list[int]) -> dict[int, PostResult | Ch
         if client_id is not None:
             keyed[n] = (posts[n].room, client_id)
     wanted: dict[str, set[str]] = {}
-    for slug, client_id in keyed.values():
+    for slug, client_id in keyed.values() if careful else ():
         wanted.setdefault(slug, set()).add(client_id)
     earlier = {
         (slug, client_id): found
@@ -206,7 +217,7 @@ def _append(posts: Sequence[Post], todo: list[int]) -> dict[int, PostResult | Ch
             first_of[key] = n
             fresh.append(n)
     now = timezone.now()
-    allowed = _spend_budgets(posts, fresh, now, outcomes)
+    allowed = _spend_budgets(posts, fresh, now, outcomes, careful=careful)
     _write(posts, allowed, now, outcomes)
     if retries:
         found = Message.objects.in_bulk(list(retries.values()))
@@ -221,9 +232,19 @@ def _append(posts: Sequence[Post], todo: list[int]) -> dict[int, PostResult | Ch
 
 
 def _spend_budgets(
-    posts: Sequence[Post], fresh: list[int], now: datetime, outcomes: dict[int, Any]
+    posts: Sequence[Post],
+    fresh: list[int],
+    now: datetime,
+    outcomes: dict[int, Any],
+    *,
+    careful: bool,
 ) -> list[int]:
-    """Spend each poster's budget on their new posts, in order: the posts it allows."""
+    """Spend each poster's budget on their new posts, in order: the posts it allows.
+
+    Not yet `careful` (earlier posts not looked for), a refused post with a client_id may be
+    a retry, which is answered with its post whatever the budget: the batch goes again
+    carefully.
+    """
     allowed_count, period = parse_rate(settings.CHAT_POST_RATE)
     period_no, into = divmod(now.timestamp(), period)
     by_poster: dict[str, list[int]] = {}
@@ -238,6 +259,8 @@ def _spend_budgets(
         room = max(0, min(len(wanting), allowed_count - fading - before))
         allowed += wanting[:room]
         refused = wanting[room:]
+        if not careful and any(posts[n].client_id is not None for n in refused):
+            raise _Retried
         if refused:
             store.give_back(who, int(period_no), len(refused))
             wait = math.ceil(
@@ -287,6 +310,8 @@ def _write(
                 for m in messages
             ]
         )
+        if ids is None:  # a client_id seen before: roll back, look for earlier posts first
+            raise _Retried
         for n, message, pk in zip(ordered, messages, ids, strict=True):
             message.pk = pk
             message._state.adding = False

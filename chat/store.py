@@ -27,7 +27,8 @@ class Statements:
     spend: str
     give_back: str
     lock_room: str
-    insert_into: str  # `insert` appends a VALUES tuple per row
+    insert_into: str  # `insert` appends a VALUES tuple per row, then `insert_end`
+    insert_end: str
     earlier: str  # posts in a room with these client_ids; `{client_ids}` is filled per call
     room_id: str
     last_seq: str
@@ -66,6 +67,11 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
             f"INSERT INTO {message} "
             f"(room_id, seq, author_id, author_name, body, created_at, client_id) VALUES "
         ),
+        # A client_id already in the room skips its row instead of failing the statement
+        # (the unique index is partial: rows without a client_id never conflict).
+        insert_end=(
+            " ON CONFLICT (room_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING id"
+        ),
         earlier=(
             f"SELECT m.client_id, m.id, m.author_id FROM {message} m "
             f"JOIN {room} r ON r.id = m.room_id "
@@ -103,17 +109,19 @@ def lock_room(slug: str, posts: int, now: datetime) -> tuple[int, int] | None:
     return None if row is None else (int(row[0]), int(row[1]))
 
 
-def insert(rows: Sequence[tuple[Any, ...]]) -> list[int]:
+def insert(rows: Sequence[tuple[Any, ...]]) -> list[int] | None:
     """Insert messages, (room_id, seq, author_id, author_name, body, created_at, client_id)
-    each, in one statement: their ids, in order."""
+    each, in one statement: their ids, in order; None if a client_id was taken already in
+    its room (then nothing may be kept: the caller rolls back)."""
     adapt = connection.ops.adapt_datetimefield_value
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
     params: list[Any] = []
     for room_id, seq, author_id, author_name, body, created_at, client_id in rows:
         params += [room_id, seq, author_id, author_name, body, adapt(created_at), client_id]
     with connection.cursor() as cursor:
-        cursor.execute(f"{statements().insert_into}{values} RETURNING id", params)
-        return [int(row[0]) for row in cursor.fetchall()]
+        cursor.execute(f"{statements().insert_into}{values}{statements().insert_end}", params)
+        ids = [int(row[0]) for row in cursor.fetchall()]
+    return ids if len(ids) == len(rows) else None
 
 
 def earlier_posts(slug: str, client_ids: Sequence[str]) -> dict[str, tuple[int, int | None]]:

@@ -192,6 +192,20 @@ class ChatSentFrame(Frame):
     ref: Ref | None = None
 
 
+def chat_sent(
+    *, room: str, seq: int, id: int, client_id: str | None, duplicate: bool, ref: str | int | None
+) -> dict[str, Any]:
+    """`ChatSentFrame`'s JSON dump, built directly: every post is answered with one
+    (tests/realtime/test_frames.py holds the two together)."""
+    frame: dict[str, Any] = {"type": "chat.sent", "room": room, "seq": seq, "id": id}
+    if client_id is not None:
+        frame["client_id"] = client_id
+    frame["duplicate"] = duplicate
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
 class PresenceFrame(Frame):
     """Who is in a room now: users once each (however many tabs), anonymous sockets counted."""
 

@@ -178,16 +178,15 @@ class GatewayConsumer(RoomSocket):
         if isinstance(result, ChatError):
             raise result
         message = result.message
-        await self.send_frame(
-            events.ChatSentFrame(
-                room=frame.room,
-                seq=message.seq,
-                id=message.pk,
-                client_id=message.client_id,
-                duplicate=not result.created,
-                ref=frame.ref,
-            )
+        ack = events.chat_sent(
+            room=frame.room,
+            seq=message.seq,
+            id=message.pk,
+            client_id=message.client_id,
+            duplicate=not result.created,
+            ref=frame.ref,
         )
+        self.push_text(json.dumps(ack))
 
     HANDLERS: dict[str, Any] = {
         "ping": on_ping,

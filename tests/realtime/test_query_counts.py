@@ -280,12 +280,12 @@ async def test_chat_send_with_a_client_id(queries):
     room = await room_with_messages(1)
     socket = await Socket().open()
 
-    # ...and the look-up of an earlier message with that client_id
+    # the same: a client_id is taken as new (the unique index says when it is not)
     with queries.capture() as statements:
         reply = await socket.request(type="chat.send", room=room.slug, body="hi", client_id="c1")
 
     assert reply["type"] == "chat.sent"
-    assert_count(statements, 4 + BEGIN)
+    assert_count(statements, 3 + BEGIN)
     await socket.close()
 
 
@@ -294,14 +294,15 @@ async def test_chat_send_retried(queries):
     socket = await Socket().open()
     await socket.request(type="chat.send", room=room.slug, body="hi", client_id="c1")
 
-    # (begin,) the look-up that finds the earlier message, then that message; no budget
+    # as a new post: (begin,) budget, room, the insert the unique index skips; rolled back,
+    # then (begin,) the look-up that finds the earlier message, and that message
     with queries.capture() as statements:
         reply = await socket.request(
             type="chat.send", room=room.slug, body="hi", client_id="c1", ref="r2"
         )
 
     assert (reply["type"], reply["duplicate"]) == ("chat.sent", True)
-    assert_count(statements, 2 + BEGIN)
+    assert_count(statements, 5 + 2 * BEGIN)
     await socket.close()
 
 
@@ -315,9 +316,9 @@ async def test_posts_sent_together_share_a_transaction(queries):
         outcomes = await asyncio.gather(*(post_queue().post(post) for post in posts))
 
     # then: the first goes alone (nothing else was waiting), the other nine in one batch,
-    # that is two transactions with one look-up, budget, room and insert each
+    # that is two transactions with one budget, room and insert each
     assert [o.message.seq for o in outcomes if isinstance(o, PostResult)] == list(range(1, 11))
-    assert_count(statements, 2 * (4 + BEGIN))
+    assert_count(statements, 2 * (3 + BEGIN))
 
 
 # ---------------------------------------------------------------- jobs
