@@ -114,6 +114,23 @@ elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
 DATABASES["default"]["CONN_MAX_AGE"] = env.int(
     "DATABASE_CONN_MAX_AGE", default=600 if SQLITE else 0
 )
+# On PostgreSQL connections come from a pool (psycopg_pool) of at most this many per process:
+# under ASGI a request or a socket call may run on any of several threads, and Django closes a
+# thread's connection after each, so without a pool every one of them connected anew (a few ms
+# of CPU on each side). 0 turns it off; so does DATABASE_CONN_MAX_AGE (Django keeps one or
+# the other).
+_pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=16)
+_postgres = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+if _postgres and _pool_size and not DATABASES["default"]["CONN_MAX_AGE"]:
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": _pool_size,
+        "timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=5),
+        # The pool retries a lost connection with growing delays; giving up after a few
+        # seconds lets the next request try at once, so service resumes soon after an outage.
+        "reconnect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=5),
+    }
+# The pool checks a connection before handing it out, so one PostgreSQL dropped is replaced.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # ------------------------------------------------------------------ redis, channels, cache
