@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connection
 
 from chat.errors import ChatError
 from chat.services import Post, PostResult, messages_post
@@ -43,12 +43,23 @@ Events = list[tuple[str, dict[str, Any]]]
 
 def _write(posts: list[Post]) -> tuple[Outcomes, Events]:
     """In a lane: write the batch; its outcomes, and the events its commit announces."""
-    close_old_connections()  # as channels' database_sync_to_async: honour CONN_MAX_AGE
-    try:
-        with broadcast.held() as events:
-            return messages_post(posts), events
-    finally:
-        close_old_connections()
+    _keep_connection_if_sound()
+    with broadcast.held() as events:
+        return messages_post(posts), events
+
+
+def _keep_connection_if_sound() -> None:
+    """A lane keeps its connection from batch to batch (on PostgreSQL, one of the pool's)
+    unless a batch failed on it and it no longer answers; then the next one connects anew.
+
+    Unlike requests, which give theirs back after each one (CONN_MAX_AGE): a lane is a
+    writer for the life of the process, and fetching and checking a pooled connection for
+    every batch cost more than many a batch.
+    """
+    if connection.connection is not None and connection.errors_occurred:
+        if not connection.is_usable():
+            connection.close()
+        connection.errors_occurred = False
 
 
 class PostQueue:
