@@ -116,6 +116,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int(
 )
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# ------------------------------------------------------------------ HTTP
+# Threads of each server process that run HTTP requests (config/django_internals.py): one
+# request at a time each, start to end, keeping its database connection between requests.
+# Idle threads are reused; more requests than this wait for one.
+SWITCHBOARD_HTTP_THREADS = env.int("SWITCHBOARD_HTTP_THREADS", default=32)
+
 # ------------------------------------------------------------------ redis, channels, cache
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Prefix of every Redis key the app writes itself (presence) and of the channel layer's.
