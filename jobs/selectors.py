@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 
 from realtime.kernel import events
 
-from .frames import job_state_model
+from .frames import JOB_STATE_COLUMNS, job_state_model
 from .models import WAITING, Job, JobLogLine
 
 LOG_PAGE_MAX = 500
@@ -43,9 +43,15 @@ def job_states(*, job_ids: list[str]) -> list[events.JobState]:
     return [job_state_model(job) for job in Job.objects.filter(pk__in=job_ids)]
 
 
-def job_list(*, owner: User, status: str | None = None) -> QuerySet[Job]:
+def job_list(*, owner: User, status: str | None = None) -> QuerySet[Job, Any]:
+    """The owner's jobs, newest first, as rows of their state's fields (`job_state_body`).
+
+    Rows, not models: a page of 50 jobs spent a third of its time making models.
+    """
     jobs = Job.objects.filter(owner=owner)
-    return jobs.filter(status=status) if status else jobs
+    if status:
+        jobs = jobs.filter(status=status)
+    return jobs.values_list(*JOB_STATE_COLUMNS, named=True)
 
 
 def jobs_changed_since(*, owner_id: int, since: datetime, limit: int) -> list[Job]:
