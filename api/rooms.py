@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -54,6 +55,29 @@ class RoomSerializer(serializers.ModelSerializer):
     def get_online(self, room: Room) -> int | None:
         counts: dict[str, int] = self.context.get("online", {})
         return counts.get(room.slug)
+
+    def to_representation(self, instance: Room) -> dict[str, Any]:
+        """The room's `Meta.fields`, as DRF's fields give them, without building those fields.
+
+        A `ModelSerializer` builds its fields from the model for each serializer made, about
+        1 ms of CPU, a quarter of reading one room. A test holds this to what DRF's fields give.
+        """
+        return {
+            "slug": instance.slug,
+            "title": instance.title,
+            "created_at": _time(instance.created_at),
+            "last_message_at": _time(instance.last_message_at),
+            "last_seq": instance.last_seq,
+            "online": self.get_online(instance),
+        }
+
+
+# DRF's own field, for its time format ("...Z"); a field that is not bound reads no state.
+_TIME = serializers.DateTimeField()
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else _TIME.to_representation(value)
 
 
 class RoomCreateSerializer(serializers.Serializer):
