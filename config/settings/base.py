@@ -118,9 +118,12 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # ------------------------------------------------------------------ HTTP
 # Threads of each server process that run HTTP requests (config/django_internals.py): one
-# request at a time each, start to end, keeping its database connection between requests.
-# Idle threads are reused; more requests than this wait for one.
-SWITCHBOARD_HTTP_THREADS = env.int("SWITCHBOARD_HTTP_THREADS", default=32)
+# request at a time each, start to end, keeping its database connection between requests;
+# more requests wait for one. Python runs one thread at a time, so more threads overlap only
+# waits (database, Redis, broker), and more SQLite writers than that poll for its lock: with
+# 16 or 32 threads and 16 clients posting, one post in a hundred took over a second; with 8,
+# 0.3 s.
+SWITCHBOARD_HTTP_THREADS = env.int("SWITCHBOARD_HTTP_THREADS", default=8)
 
 # ------------------------------------------------------------------ redis, channels, cache
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
