@@ -11,6 +11,8 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 MAX_PAGE_SIZE = 100
+# The largest OFFSET SQLite and PostgreSQL take (a signed 64-bit integer): no row is past it.
+MAX_OFFSET = 2**63 - 1
 
 
 class Paginator(paginator.Paginator):
@@ -24,6 +26,8 @@ class Paginator(paginator.Paginator):
     def page(self, number: Any) -> paginator.Page:
         number = int(number)  # `get_page_number` let only whole numbers from 1 through
         bottom = (number - 1) * self.per_page
+        if bottom + self.per_page > MAX_OFFSET:  # the database would refuse the offset
+            raise paginator.EmptyPage(self.error_messages["no_results"])
         rows = list(self.object_list[bottom : bottom + self.per_page])
         if len(rows) < self.per_page and (rows or number == 1):
             self.__dict__["count"] = bottom + len(rows)  # Django's `count` is a cached_property

@@ -44,3 +44,13 @@ def test_a_page_past_the_last_is_not_found(api, rooms):
 
     assert response.status_code == 404
     assert response.json() == {"code": "not_found", "detail": "Invalid page."}
+
+
+@pytest.mark.parametrize("page", [2**53, 6200839760430133248, 10**30])
+def test_a_page_past_any_offset_a_database_takes_is_not_found(api, page):
+    RoomFactory.create()
+
+    response = api.get(f"/api/rooms/?page_size=65&page={page}")
+
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "detail": "Invalid page."}
