@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.errors import JobError, JobErrorCode
-from jobs.frames import job_state_model
+from jobs.frames import job_state_body
 from jobs.kinds import export_path
 from jobs.models import Job, JobStatus
 from jobs.registry import kinds_all
@@ -46,8 +46,8 @@ class JobSerializer(DeclaredSerializer):
     model: ClassVar[type[events.JobState]] = events.JobState
     component = "Job"
 
-    def declare(self, instance: Job) -> events.JobState:
-        return job_state_model(instance)
+    def declare(self, instance: Job) -> dict[str, Any]:
+        return job_state_body(instance)
 
 
 class Enqueued(events.JobState):
@@ -61,13 +61,13 @@ class EnqueuedSerializer(JobSerializer):
     model = Enqueued
     component = "Enqueued"
 
-    def declare(self, instance: Job) -> Enqueued:
+    def declare(self, instance: Job) -> dict[str, Any]:
         request = self.context["request"]
-        return Enqueued(
-            **dict(job_state_model(instance)),
-            status_url=request.build_absolute_uri(f"/api/jobs/{instance.pk}/"),
-            channel=job_channel(str(instance.pk)),
-        )
+        return {
+            **job_state_body(instance),
+            "status_url": request.build_absolute_uri(f"/api/jobs/{instance.pk}/"),
+            "channel": job_channel(str(instance.pk)),
+        }
 
 
 # The schema names the kinds and the longest countdown; the service checks them, so a refusal
@@ -188,7 +188,7 @@ class JobListView(ListAPIView):
     serializer_class = JobSerializer
     pagination_class = PageNumberPagination
 
-    def get_queryset(self) -> QuerySet[Job]:
+    def get_queryset(self) -> QuerySet[Job, Any]:
         query = JobListQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
         return job_list(owner=_owner(self.request), status=query.validated_data.get("status"))

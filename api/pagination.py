@@ -4,21 +4,47 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core import paginator
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 MAX_PAGE_SIZE = 100
+# The largest OFFSET SQLite and PostgreSQL take (a signed 64-bit integer): no row is past it.
+MAX_OFFSET = 2**63 - 1
+
+
+class Paginator(paginator.Paginator):
+    """Django's paginator, except that it reads the page first and counts only if it must.
+
+    Django's counts the rows (a query) before it reads a page. A page shorter than a full one
+    is the last, and says how many rows there are: the count is asked for only when the page
+    is full. So the last page of a list, and a list that fits on one page, take one query.
+    """
+
+    def page(self, number: Any) -> paginator.Page:
+        number = int(number)  # `get_page_number` let only whole numbers from 1 through
+        bottom = (number - 1) * self.per_page
+        if bottom + self.per_page > MAX_OFFSET:  # the database would refuse the offset
+            raise paginator.EmptyPage(self.error_messages["no_results"])
+        rows = list(self.object_list[bottom : bottom + self.per_page])
+        if len(rows) < self.per_page and (rows or number == 1):
+            self.__dict__["count"] = bottom + len(rows)  # Django's `count` is a cached_property
+        elif not rows:
+            raise paginator.EmptyPage(self.error_messages["no_results"])
+        return paginator.Page(rows, number, self)
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
     """DRF's, except that `?page=` or `?page=x` is refused (400) rather than read as page 1.
 
     `?page_size=` (1 to 100, default 50) is refused outside its bounds rather than clamped or
-    ignored, as the schema says. A page past the last one is still 404 `not_found`.
+    ignored, as the schema says. A page past the last one is still 404 `not_found`. Rows are
+    counted only when the page read is full (`Paginator`).
     """
 
+    django_paginator_class = Paginator
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
 

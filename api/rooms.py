@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -18,7 +19,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from chat.errors import ChatError, ChatErrorCode
-from chat.frames import message_model
+from chat.frames import message_body
 from chat.models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
 from chat.presence import online_counts
 from chat.selectors import HISTORY_MAX_LIMIT, message_history, room_get, room_list
@@ -55,6 +56,29 @@ class RoomSerializer(serializers.ModelSerializer):
         counts: dict[str, int] = self.context.get("online", {})
         return counts.get(room.slug)
 
+    def to_representation(self, instance: Room) -> dict[str, Any]:
+        """The room's `Meta.fields`, as DRF's fields give them, without building those fields.
+
+        A `ModelSerializer` builds its fields from the model for each serializer made, about
+        1 ms of CPU, a quarter of reading one room. A test holds this to what DRF's fields give.
+        """
+        return {
+            "slug": instance.slug,
+            "title": instance.title,
+            "created_at": _time(instance.created_at),
+            "last_message_at": _time(instance.last_message_at),
+            "last_seq": instance.last_seq,
+            "online": self.get_online(instance),
+        }
+
+
+# DRF's own field, for its time format ("...Z"); a field that is not bound reads no state.
+_TIME = serializers.DateTimeField()
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else _TIME.to_representation(value)
+
 
 class RoomCreateSerializer(serializers.Serializer):
     slug = StrictRegexField(ROOM_SLUG_PATTERN, max_length=64)
@@ -68,9 +92,9 @@ class MessageSerializer(DeclaredSerializer):
     component = "Message"
     exclude = events.FRAME_ENVELOPE
 
-    def declare(self, instance: Message) -> events.ChatMessageFrame:
-        # A view that knows the room passes its slug: no query per message of a page.
-        return message_model(instance, self.context.get("room") or instance.room.slug)
+    def declare(self, instance: Message) -> dict[str, Any]:
+        # A view that knows the room passes its slug: no query for the message's room.
+        return message_body(instance, self.context.get("room") or instance.room.slug)
 
 
 # The schema documents the bounds; the chat domain checks them (`invalid_message`), as it does
@@ -196,10 +220,11 @@ class RoomMessagesView(APIView):
     def get(self, request: Request, slug: str) -> Response:
         query = HistoryQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
-        room = _room_or_404(slug)
-        messages = message_history(room=room, **query.validated_data)
-        page = MessageSerializer(messages, many=True, context={"room": room.slug}).data
-        return Response({"results": page, "last_seq": room.last_seq})
+        page = message_history(slug=slug, **query.validated_data)
+        if page is None:
+            raise ChatError(ChatErrorCode.ROOM_NOT_FOUND, f"No room {slug!r}.")
+        # Each message is already its body as `MessageSerializer` declares it.
+        return Response({"results": page.messages, "last_seq": page.last_seq})
 
     @extend_schema(
         operation_id="rooms_messages_create",

@@ -2,60 +2,78 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, Protocol
+
 from realtime.kernel import events
 from realtime.kernel.names import ROOM_MESSAGE, room_channel
 
-from .models import Message
+# What a message's body is made from: a `Message`'s fields, or a row of `message_history`.
+MESSAGE_COLUMNS = ("id", "seq", "author_id", "author_name", "body", "created_at", "client_id")
 
 
-def message_event(message: Message, slug: str) -> dict[str, object]:
+class MessageFields(Protocol):
+    """A message's stored fields (a `Message`, or a row read with `MESSAGE_COLUMNS`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def author_id(self) -> int | None: ...
+    @property
+    def author_name(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def client_id(self) -> str | None: ...
+
+
+def message_event(message: MessageFields, slug: str) -> dict[str, object]:
     """The channel-layer event announcing a message: its `seq` and its ready-made frame."""
     frame = message_frame(message, slug)
     return {"type": ROOM_MESSAGE, "room": slug, "seq": message.seq, "frame": frame}
 
 
-def message_frame(message: Message, slug: str) -> dict[str, object]:
+def message_frame(message: MessageFields, slug: str) -> dict[str, object]:
     """The `chat.message` frame of a message, as sent to gateway clients.
 
-    Built directly rather than through `message_model`: every post, replay and repair makes
-    one, and a validated model costs more than the post's own SQL. It is the model's JSON
-    dump, key for key (tests/chat/test_frames.py holds the two together).
+    Built from `message_body` rather than through the validated model: every post, replay
+    and repair makes one, and the model costs more than the post's own SQL. It is the
+    model's JSON dump, key for key (tests/chat/test_frames.py holds the two together).
     """
     frame: dict[str, object] = {
         "type": "chat.message",
         "channel": room_channel(slug),
-        "room": slug,
-        "seq": message.seq,
-        "id": message.pk,
-        "author": (
-            {"id": message.author_id, "username": message.author_name}
-            if message.author_id is not None
-            else None
-        ),
-        "author_name": message.author_name,
-        "body": message.body,
-        "created_at": message.created_at.isoformat(),
+        **message_body(message, slug),
     }
-    if message.client_id is not None:
-        frame["client_id"] = message.client_id
+    if frame["client_id"] is None:  # the dump leaves out optional fields left unset
+        del frame["client_id"]
     return frame
 
 
-def message_model(message: Message, slug: str) -> events.ChatMessageFrame:
+def message_model(message: MessageFields, slug: str) -> events.ChatMessageFrame:
     """A message as declared once for both transports: its `chat.message` frame."""
-    author = (
-        events.UserRef(id=message.author_id, username=message.author_name)
-        if message.author_id is not None
-        else None
-    )
-    return events.ChatMessageFrame(
-        channel=room_channel(slug),
-        room=slug,
-        seq=message.seq,
-        id=message.pk,
-        author=author,
-        author_name=message.author_name,
-        body=message.body,
-        created_at=message.created_at.isoformat(),
-        client_id=message.client_id,
-    )
+    return events.ChatMessageFrame(channel=room_channel(slug), **message_body(message, slug))
+
+
+def message_body(message: MessageFields, slug: str) -> dict[str, Any]:
+    """A message as REST returns it: its `chat.message` frame without `type` and `channel`.
+
+    JSON-ready, in the frame's field order. Not validated here: the frame's checks cost more
+    than reading the page (a page of 50: 1.1 ms through the model, 0.3 ms this way), and
+    `message_model` builds the frame from this same dict, so the two cannot drift apart.
+    """
+    author_id = message.author_id
+    return {
+        "room": slug,
+        "seq": message.seq,
+        "id": message.id,
+        "author": None if author_id is None else {"id": author_id, "username": message.author_name},
+        "author_name": message.author_name,
+        "body": message.body,
+        "created_at": message.created_at.isoformat(),
+        "client_id": message.client_id,
+    }

@@ -2,20 +2,24 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # Django must be set up before anything imports models.
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from config import django_internals  # noqa: E402
 from realtime.sockets.middleware import websocket_security_stack  # noqa: E402
 from realtime.sockets.routing import websocket_urlpatterns  # noqa: E402
 
+django_internals.check()
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": django_internals.PooledASGIHandler(settings.SWITCHBOARD_HTTP_THREADS),
         "websocket": websocket_security_stack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -2,41 +2,113 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from datetime import datetime
+from typing import Any, Protocol
 
 from realtime.kernel import events
 from realtime.kernel.names import JOB_UPDATE, job_channel
 
 from .models import Job
 
+# What a job's state is made from: a `Job`'s fields, or a row of `job_list`.
+JOB_STATE_COLUMNS = (
+    "id",
+    "kind",
+    "status",
+    "params",
+    "progress_current",
+    "progress_total",
+    "progress_message",
+    "result",
+    "error",
+    "created_at",
+    "run_at",
+    "started_at",
+    "finished_at",
+    "attempts",
+    "seq",
+    "cancel_requested",
+    "log_lines",
+)
 
-def job_state_model(job: Job) -> events.JobState:
+
+class JobStateFields(Protocol):
+    """A job's stored fields (a `Job`, or a row read with `JOB_STATE_COLUMNS`)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def params(self) -> Any: ...
+    @property
+    def progress_current(self) -> int: ...
+    @property
+    def progress_total(self) -> int: ...
+    @property
+    def progress_message(self) -> str: ...
+    @property
+    def result(self) -> Any: ...
+    @property
+    def error(self) -> Any: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def run_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+    @property
+    def log_lines(self) -> int: ...
+
+
+def job_state_model(job: JobStateFields) -> events.JobState:
     """The job's full state: what REST returns and `job.update` carries."""
+    return events.JobState.model_validate(job_state_body(job))
 
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
 
-    return events.JobState(
-        id=str(job.id),
-        kind=job.kind,
-        status=events.JobStatus(job.status),
-        params=job.params,
-        progress=events.JobProgress(
-            current=job.progress_current,
-            total=job.progress_total,
-            message=job.progress_message,
-        ),
-        result=job.result,
-        error=events.JobError(**job.error) if job.error else None,
-        created_at=job.created_at.isoformat(),
-        run_at=job.run_at.isoformat(),
-        started_at=iso(job.started_at),
-        finished_at=iso(job.finished_at),
-        attempts=job.attempts,
-        seq=job.seq,
-        cancel_requested=job.cancel_requested,
-        log_lines=job.log_lines,
-    )
+def job_state_body(job: JobStateFields) -> dict[str, Any]:
+    """The job's full state as REST returns it: `JobState`'s fields, JSON-ready, in order.
+
+    Not validated here: the model's checks cost more than reading a page of jobs, and
+    `job_state_model` validates this same dict, so the two cannot drift apart.
+    """
+    error = job.error
+    return {
+        "id": str(job.id),
+        "kind": job.kind,
+        "status": str(job.status),
+        "params": job.params,
+        "progress": {
+            "current": job.progress_current,
+            "total": job.progress_total,
+            "message": job.progress_message,
+        },
+        "result": job.result,
+        "error": {"type": error["type"], "message": error["message"]} if error else None,
+        "created_at": job.created_at.isoformat(),
+        "run_at": job.run_at.isoformat(),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "attempts": job.attempts,
+        "seq": job.seq,
+        "cancel_requested": job.cancel_requested,
+        "log_lines": job.log_lines,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def job_update_frame(state: events.JobState) -> events.JobUpdateFrame:

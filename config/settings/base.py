@@ -133,6 +133,15 @@ if _postgres and _pool_size and not DATABASES["default"]["CONN_MAX_AGE"]:
 # The pool checks a connection before handing it out, so one PostgreSQL dropped is replaced.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# ------------------------------------------------------------------ HTTP
+# Threads of each server process that run HTTP requests (config/django_internals.py): one
+# request at a time each, start to end, keeping its database connection between requests;
+# more requests wait for one. Python runs one thread at a time, so more threads overlap only
+# waits (database, Redis, broker), and more SQLite writers than that poll for its lock: with
+# 16 or 32 threads and 16 clients posting, one post in a hundred took over a second; with 8,
+# 0.3 s.
+SWITCHBOARD_HTTP_THREADS = env.int("SWITCHBOARD_HTTP_THREADS", default=8)
+
 # ------------------------------------------------------------------ redis, channels, cache
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Prefix of every Redis key the app writes itself (presence) and of the channel layer's.
@@ -232,7 +241,7 @@ JOBS_MAX_ACTIVE_PER_USER = env.int("JOBS_MAX_ACTIVE_PER_USER", default=20)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated call then gets 401 with `WWW-Authenticate: Token`.
-        "rest_framework.authentication.TokenAuthentication",
+        "api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],

@@ -4,6 +4,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from api.authentication import TokenAuthentication
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -90,3 +91,60 @@ def test_token_endpoint_rejects_non_json_bodies(user):
 
     assert response.status_code == 415
     assert response.json()["code"] == "unsupported_media_type"
+
+
+@pytest.fixture
+def token(user) -> Token:
+    return Token.objects.create(user=user)
+
+
+def test_a_token_names_its_user_and_is_the_requests_auth(user, token):
+    # when
+    authenticated = TokenAuthentication().authenticate_credentials(token.key)
+
+    # then: the user, whole, and a token that signing out can delete
+    found, auth = authenticated
+    assert found == user
+    assert (found.get_username(), found.is_active, found.last_login) == (
+        user.username,
+        user.is_active,
+        user.last_login,
+    )
+    assert (auth.key, auth.user_id) == (token.key, user.pk)
+    auth.delete()
+    assert not Token.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "detail"),
+    [
+        ("Token unknown-key", "Invalid token."),
+        ("Token", "Invalid token header. No credentials provided."),
+        ("Token a b", "Invalid token header. Token string should not contain spaces."),
+    ],
+)
+def test_a_bad_token_is_refused_as_drf_refuses_it(user, header, detail):
+    response = APIClient().get("/api/jobs/", HTTP_AUTHORIZATION=header)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert response.json() == {"code": "authentication_failed", "detail": detail}
+
+
+def test_the_token_of_an_inactive_user_is_refused(user, token):
+    user.is_active = False
+    user.save()
+
+    response = APIClient().get("/api/jobs/", HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "code": "authentication_failed",
+        "detail": "User inactive or deleted.",
+    }
+
+
+def test_a_key_is_a_value_never_sql(user, token):
+    response = APIClient().get("/api/jobs/", HTTP_AUTHORIZATION="Token x'or'1'='1")
+
+    assert response.status_code == 401

@@ -69,12 +69,25 @@ def test_rooms_list(anonymous, django_assert_num_queries, rooms, page_size):
     for _ in range(rooms):
         RoomFactory.create()
 
-    # the count, then the page (presence counts come from Redis)
+    # the page, full: then the count (presence counts come from Redis)
     with django_assert_num_queries(2):
         response = anonymous.get(f"/api/rooms/?page_size={page_size}")
 
     assert response.status_code == 200
     assert len(response.json()["results"]) == page_size
+
+
+@pytest.mark.parametrize(("rooms", "page_size"), SIZES)
+def test_rooms_list_last_page(anonymous, django_assert_num_queries, rooms, page_size):
+    for _ in range(rooms + 1):
+        RoomFactory.create()
+
+    # the page: shorter than a full one, it is the last, and tells the count
+    with django_assert_num_queries(1):
+        response = anonymous.get(f"/api/rooms/?page_size={page_size}&page=2")
+
+    assert response.status_code == 200
+    assert response.json()["count"] == rooms + 1
 
 
 def test_rooms_create(api, django_assert_num_queries):
@@ -102,8 +115,8 @@ def test_room_messages_list(anonymous, room, owner, django_assert_num_queries, l
             body=f"m{n}",
         )
 
-    # the room, then the page: no query per message (each knows its room)
-    with django_assert_num_queries(2):
+    # the page, each row with its room's last seq: no query per message, none for the room
+    with django_assert_num_queries(1):
         response = anonymous.get(f"/api/rooms/{room.slug}/messages/?limit={limit}")
 
     assert response.status_code == 200
@@ -186,12 +199,25 @@ def test_jobs_list(api, owner, django_assert_num_queries, jobs, page_size):
     for _ in range(jobs):
         queued(owner)
 
-    # token, the count, the page
+    # token, the page, full: then the count
     with django_assert_num_queries(3):
         response = api.get(f"/api/jobs/?page_size={page_size}")
 
     assert response.status_code == 200
     assert len(response.json()["results"]) == page_size
+
+
+@pytest.mark.parametrize(("jobs", "page_size"), SIZES)
+def test_jobs_list_last_page(api, owner, django_assert_num_queries, jobs, page_size):
+    for _ in range(jobs + 1):
+        queued(owner)
+
+    # token, the page: shorter than a full one, it is the last, and tells the count
+    with django_assert_num_queries(2):
+        response = api.get(f"/api/jobs/?page_size={page_size}&page=2")
+
+    assert response.status_code == 200
+    assert response.json()["count"] == jobs + 1
 
 
 def test_jobs_detail(api, owner, django_assert_num_queries):

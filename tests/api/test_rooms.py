@@ -2,8 +2,10 @@
 
 import pytest
 from asgiref.sync import async_to_sync
+from rest_framework import serializers
 from rest_framework.test import APIClient
 
+from api.rooms import RoomSerializer
 from chat import presence
 from chat.models import Message
 from chat.services import message_post
@@ -198,3 +200,21 @@ def test_rooms_page_is_a_page_number(api, page, status):
     assert response.status_code == status
     if status != 200:
         assert response.json()["code"] == {400: "invalid", 404: "not_found"}[status]
+
+
+@pytest.mark.parametrize("written_to", [False, True])
+def test_a_rooms_body_is_what_drfs_fields_give(written_to):
+    # given
+    room = RoomFactory.create(slug="here", title="Here é")
+    if written_to:
+        message_post(room=room, poster=poster(), body="hi")
+        room.refresh_from_db()
+    serializer = RoomSerializer(room, context={"online": {"here": 3}})
+
+    # when
+    body = serializer.data
+
+    # then: field for field, in order, as the ModelSerializer's own fields would give it
+    drf = serializers.ModelSerializer.to_representation(serializer, room)
+    assert list(body.items()) == list(drf.items())
+    assert body["online"] == 3

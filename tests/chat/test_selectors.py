@@ -5,16 +5,19 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from chat.models import Room
+from chat.frames import message_model
+from chat.models import Message, Room
 from chat.selectors import (
     HISTORY_MAX_LIMIT,
+    HistoryPage,
     message_history,
     messages_between,
     room_get,
     room_list,
 )
 from chat.services import message_post
-from tests.factories import RoomFactory, poster
+from realtime.kernel import events
+from tests.factories import RoomFactory, UserFactory, poster
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +35,13 @@ def seqs(messages) -> list[int]:
     return [message.seq for message in messages]
 
 
+def history(room: Room, **window) -> list[int]:
+    """The seqs of a page of the room's history."""
+    page = message_history(slug=room.slug, **window)
+    assert page is not None
+    return [message["seq"] for message in page.messages]
+
+
 @pytest.mark.parametrize(
     ("window", "expected"),
     [
@@ -47,14 +57,14 @@ def seqs(messages) -> list[int]:
     ],
 )
 def test_history_windows_by_seq(room, window, expected):
-    assert seqs(message_history(room=room, **window)) == expected
+    assert history(room, **window) == expected
 
 
 @pytest.mark.parametrize(
     ("limit", "expected"), [(0, [10]), (-5, [10]), (10**6, list(range(1, 11)))]
 )
 def test_history_limit_is_kept_between_one_and_the_maximum(room, limit, expected):
-    assert seqs(message_history(room=room, limit=limit)) == expected
+    assert history(room, limit=limit) == expected
 
 
 def test_history_never_returns_more_than_its_maximum():
@@ -64,28 +74,67 @@ def test_history_never_returns_more_than_its_maximum():
         message_post(room=room, poster=poster(None), body=f"m{n}")
 
     # when
-    page = message_history(room=room, limit=HISTORY_MAX_LIMIT + 5)
+    page = history(room, limit=HISTORY_MAX_LIMIT + 5)
 
     # then: the newest ones
-    assert seqs(page) == list(range(6, HISTORY_MAX_LIMIT + 6))
+    assert page == list(range(6, HISTORY_MAX_LIMIT + 6))
 
 
 def test_history_is_one_room_only(room):
     other = RoomFactory.create()
     message_post(room=other, poster=poster(None), body="elsewhere")
 
-    assert seqs(message_history(room=other)) == [1]
-    assert seqs(message_history(room=room)) == list(range(1, 11))
+    assert history(other) == [1]
+    assert history(room) == list(range(1, 11))
 
 
-def test_history_messages_know_their_room_without_another_query(room, django_assert_num_queries):
-    # given
+def test_a_page_of_history_is_one_query_with_the_rooms_last_seq(room, django_assert_num_queries):
     with django_assert_num_queries(1):
-        page = message_history(room=room)
+        page = message_history(slug=room.slug, before=4)
 
-    # when / then: what a serializer reads of each message's room is already there
-    with django_assert_num_queries(0):
-        assert {message.room.slug for message in page} == {room.slug}
+    assert page is not None
+    assert page.last_seq == 10
+    assert [message["seq"] for message in page.messages] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(("window", "last_seq"), [({"after": 10}, 10), ({"before": 1}, 10)])
+def test_an_empty_page_asks_the_room_for_its_last_seq(
+    room, django_assert_num_queries, window, last_seq
+):
+    with django_assert_num_queries(2):
+        page = message_history(slug=room.slug, **window)
+
+    assert page == HistoryPage(messages=[], last_seq=last_seq)
+
+
+def test_the_history_of_a_room_never_written_to_is_empty_and_of_no_room_none(
+    django_assert_num_queries,
+):
+    RoomFactory.create(slug="quiet")
+
+    with django_assert_num_queries(2):
+        assert message_history(slug="quiet") == HistoryPage(messages=[], last_seq=0)
+    with django_assert_num_queries(2):
+        assert message_history(slug="nowhere") is None
+
+
+def test_each_message_of_a_page_is_its_chat_message_frame_without_the_envelope(room):
+    # given: a signed-in author's message with a client_id beside the anonymous ones
+    author = UserFactory.create()
+    message_post(room=room, poster=poster(author), body="signed é \u2028", client_id="c-1")
+
+    # when
+    page = message_history(slug=room.slug)
+
+    # then: every body is what the declared frame gives, field for field and in order
+    assert page is not None
+    stored = {message.seq: message for message in Message.objects.filter(room=room)}
+    for body in page.messages:
+        frame = message_model(stored[body["seq"]], room.slug)
+        declared = frame.model_dump(mode="json", exclude=set(events.FRAME_ENVELOPE))
+        assert list(body.items()) == list(declared.items())
+    assert page.messages[-1]["author"] == {"id": author.pk, "username": author.username}
+    assert page.messages[-1]["client_id"] == "c-1"
 
 
 def test_messages_between_is_after_exclusive_and_upto_inclusive(room):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from jobs.frames import job_state_body
 from jobs.models import Job, JobStatus
 from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log, jobs_changed_since
 from jobs.services import job_claim, job_enqueue, job_log_append
@@ -43,9 +44,26 @@ def test_job_list_is_the_owners_newest_first_and_filters_by_status(owner):
     second, _ = job_enqueue(owner=owner, **SLEEP)
     job_enqueue(owner=UserFactory.create(), **SLEEP)
 
-    assert list(job_list(owner=owner)) == [second, first]
-    assert list(job_list(owner=owner, status=JobStatus.SCHEDULED)) == [first]
-    assert list(job_list(owner=owner, status=JobStatus.RUNNING)) == []
+    assert ids(job_list(owner=owner)) == [second.pk, first.pk]
+    assert ids(job_list(owner=owner, status=JobStatus.SCHEDULED)) == [first.pk]
+    assert ids(job_list(owner=owner, status=JobStatus.RUNNING)) == []
+
+
+def ids(rows) -> list[uuid.UUID]:
+    return [row.id for row in rows]
+
+
+def test_job_list_rows_give_each_job_its_state(owner):
+    # given
+    job, _ = job_enqueue(owner=owner, **SLEEP, countdown=60)
+    job_claim(job_id=str(job.pk))
+    job_log_append(job_id=job.pk, line="one")
+
+    # when
+    (row,) = job_list(owner=owner)
+
+    # then: a row gives the body its model gives
+    assert job_state_body(row) == job_state_body(Job.objects.get(pk=job.pk))
 
 
 def test_job_log_pages_by_line_number(owner):
