@@ -38,6 +38,17 @@ def layer(monkeypatch: pytest.MonkeyPatch) -> StalledLayer:
     return stalled
 
 
+async def commit_from_this_loop(numbers: range) -> None:
+    """Publish events numbered `numbers` from sync code run from this loop (as a socket's
+    database call is)."""
+
+    def commit() -> None:
+        for n in numbers:
+            broadcast.publish_now("room.lobby", {"type": "room.message", "n": n})
+
+    await sync_to_async(commit, thread_sensitive=True)()
+
+
 async def until(condition: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -68,14 +79,10 @@ async def test_database_thread_goes_on_while_redis_is_slow_and_events_keep_their
 
 
 async def test_events_that_wait_for_redis_go_out_together(layer):
-    def commit(numbers: range) -> None:
-        for n in numbers:
-            broadcast.publish_now("room.lobby", {"type": "room.message", "n": n})
-
     # when: three more events are committed while the first is stuck with Redis
-    await sync_to_async(commit, thread_sensitive=True)(range(1, 2))
+    await commit_from_this_loop(range(1, 2))
     await until(lambda: layer.asked == [1])
-    await sync_to_async(commit, thread_sensitive=True)(range(2, 5))
+    await commit_from_this_loop(range(2, 5))
     await asyncio.sleep(0.05)
     layer.answering.set()
 
@@ -87,14 +94,10 @@ async def test_events_that_wait_for_redis_go_out_together(layer):
 async def test_a_full_backlog_drops_the_oldest_events(layer, monkeypatch, caplog):
     monkeypatch.setattr(broadcast, "MAX_PENDING", 3)  # this test's loop has a new publisher
 
-    def commit(numbers: range) -> None:
-        for n in numbers:
-            broadcast.publish_now("room.lobby", {"type": "room.message", "n": n})
-
     # when: the first event is stuck with Redis while six more are committed
-    await sync_to_async(commit, thread_sensitive=True)(range(1, 2))
+    await commit_from_this_loop(range(1, 2))
     await until(lambda: layer.asked == [1])
-    await sync_to_async(commit, thread_sensitive=True)(range(2, 8))
+    await commit_from_this_loop(range(2, 8))
     await asyncio.sleep(0.05)
     layer.answering.set()
 
