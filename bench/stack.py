@@ -164,6 +164,7 @@ def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list
         argv += ["--ws", uvicorn_ws]
         # As in production (README): no per-message deflate, no 1 MiB+ frames.
         argv += ["--ws-per-message-deflate", "false", "--ws-max-size", "1048576"]
+        argv += ["--log-level", "warning"]
         # Channels' router has no lifespan support; uvicorn would log that on each start.
         return [*argv, "--lifespan", "off"]
     if kind == "granian":

@@ -121,7 +121,7 @@ def uvicorn(env: dict[str, str], log_dir: Path, port: int | None = None) -> tupl
     port = port or free_port()
     argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--ws", "websockets-sansio", "--ws-max-size", "1048576"]
-    argv += ["--ws-per-message-deflate", "false", "--lifespan", "off"]
+    argv += ["--ws-per-message-deflate", "false", "--log-level", "warning", "--lifespan", "off"]
     return _asgi_server(f"uvicorn-{port}", argv, env, log_dir, port)
 
 
