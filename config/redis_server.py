@@ -9,8 +9,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 _PR_SET_PDEATHSIG = 1
 
@@ -112,3 +114,46 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+# `make run` writes its private Redis's URL here, and removes it when it stops, so that a
+# second terminal (`manage.py`, `celery -A config ...`, a server started by hand) reaches
+# the same Redis without REDIS_URL.
+STACK_URL_FILE = Path("redis") / "url"
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+def answers(url: str, timeout: float = 0.3) -> bool:
+    """True when the Redis at `url` (redis://host:port/db) answers PING."""
+    parts = urlsplit(url)
+    return ping(parts.hostname or "127.0.0.1", parts.port or 6379, timeout)
+
+
+def stack_url(var_dir: Path) -> str | None:
+    """The URL of the Redis a running `make run` started under `var_dir`, if it answers."""
+    try:
+        url = (var_dir / STACK_URL_FILE).read_text().strip()
+    except OSError:
+        return None
+    return url if url and answers(url) else None
+
+
+def local_url(environ: Mapping[str, str], var_dir: Path) -> tuple[str, str]:
+    """The Redis a local process uses, and a line saying which one and why.
+
+    REDIS_URL when it is set (no line then: the caller chose); else the Redis a running
+    `make run` started; else the default one on 127.0.0.1:6379 when it answers; else that
+    default, with a line saying that nothing answers there.
+    """
+    if environ.get("REDIS_URL"):
+        return environ["REDIS_URL"], ""
+    found = stack_url(var_dir)
+    if found:
+        return found, f"Redis: {found} (the one `make run` started; {var_dir / STACK_URL_FILE})"
+    if answers(DEFAULT_URL):
+        return DEFAULT_URL, f"Redis: {DEFAULT_URL} (REDIS_URL is unset, `make run` is not running)"
+    return DEFAULT_URL, (
+        "No Redis: REDIS_URL is unset, `make run` is not running and nothing answers at "
+        f"{DEFAULT_URL}. Jobs, sockets and rate limits need one: start `make run`, or set "
+        "REDIS_URL."
+    )

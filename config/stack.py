@@ -21,7 +21,7 @@ from typing import Any
 
 from honcho.manager import Manager
 
-from config.redis_server import PrivateRedis
+from config.redis_server import STACK_URL_FILE, PrivateRedis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -99,6 +99,8 @@ def main() -> int:
         else:
             redis = PrivateRedis(var_dir / "redis").start()
             env["REDIS_URL"] = redis.url
+            # Other terminals with REDIS_URL unset find it here (config.settings.local).
+            (var_dir / STACK_URL_FILE).write_text(redis.url + "\n")
             redis_note = f"redis         {redis.url} (private, files in {redis.directory})"
         print("Migrating the database...", flush=True)
         _manage("migrate", "--noinput", env=env)
@@ -135,6 +137,7 @@ def main() -> int:
         return error.returncode
     finally:
         if redis is not None:
+            (var_dir / STACK_URL_FILE).unlink(missing_ok=True)
             redis.stop()
 
 

@@ -1,7 +1,20 @@
 """One machine, safe defaults: debug on, loopback hosts only, anonymous posting allowed."""
 
-from .base import *  # noqa: F403
-from .base import env
+import os
+import sys
+from pathlib import Path
+
+from config.redis_server import local_url
+
+# Decide Redis before the base settings read REDIS_URL: unset, it is the one `make run`
+# started, so a second terminal reaches the running stack. Child processes inherit it.
+_var_dir = Path(os.environ.get("SWITCHBOARD_VAR_DIR") or Path(__file__).parents[2] / "var")
+os.environ["REDIS_URL"], _which = local_url(os.environ, _var_dir)
+if _which:
+    print(_which, file=sys.stderr)
+
+from .base import *  # noqa: E402, F403
+from .base import env  # noqa: E402
 
 DEBUG = env.bool("DEBUG", default=True)
 # Used only by this profile; production refuses to start without its own.

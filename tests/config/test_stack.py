@@ -1,16 +1,20 @@
 """The run command (`python -m config.stack`): up with every part ready, down leaving nothing."""
 
+import itertools
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import IO
 
 import psutil
 import pytest
 
-from config.redis_server import free_port
+from config import redis_server
+from config.redis_server import STACK_URL_FILE, free_port
 from tests.support.processes import BASE_DIR, http_json, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -28,11 +32,8 @@ def processes_using(marker: str) -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_run_command_serves_a_ready_stack_and_stops_every_process(tmp_path: Path, stop_signal):
-    # given: no REDIS_URL, so the command starts its own Redis under the var dir
-    port = free_port()
-    var_dir = tmp_path / "var"
+def clean_environment(var_dir: Path) -> dict[str, str]:
+    """What a user's new terminal has: no REDIS_URL or other settings of this test run."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -43,19 +44,38 @@ def test_run_command_serves_a_ready_stack_and_stops_every_process(tmp_path: Path
             "CELERY_BROKER_URL",
             "DJANGO_SETTINGS_MODULE",
             "CELERY_TASK_DEFAULT_QUEUE",
+            "CHANNEL_LAYER_PREFIX",
+            "SWITCHBOARD_TEST_RUN",
+            "SWITCHBOARD_PRIVATE_REDIS",
         }
     }
-    env.update(PORT=str(port), SWITCHBOARD_VAR_DIR=str(var_dir))
-    log = (tmp_path / "run.log").open("w")
-    run = subprocess.Popen(
+    env["SWITCHBOARD_VAR_DIR"] = str(var_dir)
+    return env
+
+
+def start_stack(env: dict[str, str], log: IO[str]) -> subprocess.Popen[str]:
+    """`make run`'s command, in a process group of its own, its output into `log`."""
+    return subprocess.Popen(
         [sys.executable, "-m", "config.stack"],
         cwd=BASE_DIR,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        text=True,
     )
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_run_command_serves_a_ready_stack_and_stops_every_process(tmp_path: Path, stop_signal):
+    # given: no REDIS_URL, so the command starts its own Redis under the var dir
+    port = free_port()
+    var_dir = tmp_path / "var"
+    env = clean_environment(var_dir)
+    env["PORT"] = str(port)
     output = tmp_path / "run.log"
+    log = output.open("w")
+    run = start_stack(env, log)
     try:
         # when
         wait_until(lambda: "Switchboard is running" in output.read_text(), timeout=90)
@@ -77,3 +97,84 @@ def test_run_command_serves_a_ready_stack_and_stops_every_process(tmp_path: Path
         assert url in text
     assert len(children) >= 3  # redis, daphne, celery worker (and its pool)
     wait_until(lambda: not processes_using(str(var_dir)), timeout=15)
+
+
+ENQUEUE_ARGS = ["-p", "steps=3", "-p", "max_seconds=0.2", "--countdown", "1", "--follow"]
+
+
+def test_a_second_terminal_reaches_the_running_stack(tmp_path: Path):
+    # given: `make run` up with its private Redis, and a new terminal without REDIS_URL
+    var_dir = tmp_path / "var"
+    env = clean_environment(var_dir)
+    output = tmp_path / "run.log"
+    log = output.open("w")
+    run = start_stack({**env, "PORT": str(free_port())}, log)
+    try:
+        wait_until(lambda: "Switchboard is running" in output.read_text(), timeout=90)
+        stack_redis = (var_dir / STACK_URL_FILE).read_text().strip()
+
+        # when: the README's commands, from that terminal
+        started = time.monotonic()
+        enqueue = subprocess.run(
+            [sys.executable, "manage.py", "enqueue", "demo.sleep", *ENQUEUE_ARGS],
+            cwd=BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - started
+        ping = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "config", "inspect", "ping", "-t", "5"],
+            cwd=BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.killpg(run.pid, signal.SIGTERM)
+        try:
+            run.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+        log.close()
+
+    # then: the job ran on the stack's worker at its countdown, not after a re-send
+    assert enqueue.returncode == 0, enqueue.stderr
+    assert took < 20, took
+    assert f"Redis: {stack_redis} (the one `make run` started;" in enqueue.stderr
+    assert "No Celery worker" not in enqueue.stderr
+    # into a pipe, one line per change: no carriage returns, no escape codes
+    lines = enqueue.stdout.splitlines()
+    assert "\r" not in enqueue.stdout
+    assert "\x1b" not in enqueue.stdout
+    bars = [line for line in lines if line.startswith("[")]
+    assert "3/3 succeeded" in bars[-1], lines
+    assert all(a != b for a, b in itertools.pairwise(bars)), bars
+    assert lines[-1].startswith("result: ")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert "pong" in ping.stdout
+    # and the stack, once stopped, is no longer offered to other terminals
+    assert not (var_dir / STACK_URL_FILE).exists()
+
+
+def test_with_no_stack_and_no_redis_a_process_says_so(tmp_path: Path, monkeypatch):
+    # given: no REDIS_URL, a stale URL file of a stopped stack, nothing on the default port
+    (tmp_path / STACK_URL_FILE).parent.mkdir(parents=True)
+    (tmp_path / STACK_URL_FILE).write_text(f"redis://127.0.0.1:{free_port()}/0\n")
+    monkeypatch.setattr(redis_server, "DEFAULT_URL", f"redis://127.0.0.1:{free_port()}/0")
+
+    # when
+    url, which = redis_server.local_url({}, tmp_path)
+
+    # then
+    assert url == redis_server.DEFAULT_URL
+    assert which.startswith("No Redis: REDIS_URL is unset, `make run` is not running")
+
+
+def test_redis_url_when_set_is_used_as_given(tmp_path: Path):
+    assert redis_server.local_url({"REDIS_URL": "redis://elsewhere:1/2"}, tmp_path) == (
+        "redis://elsewhere:1/2",
+        "",
+    )

@@ -1,5 +1,9 @@
 """`manage.py enqueue KIND [-p name=value ...] [--countdown S] [--follow]`: the tutorial's shell
-session (`task.apply_async((), countdown=2)`) as one command, with a progress bar."""
+session (`task.apply_async((), countdown=2)`) as one command, with a progress bar.
+
+On a terminal `--follow` redraws one progress line; into a pipe or a file it writes a line
+per change instead. It says so when no Celery worker answers: the job then waits for one.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import json
 import time
 from typing import Any
 
+from celery import current_app
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from kombu.exceptions import OperationalError
 
 from jobs.errors import JobError
 from jobs.models import FINISHED, Job
@@ -50,22 +56,43 @@ class Command(BaseCommand):
             detail = f"{exc.detail} {exc.fields}" if exc.fields else exc.detail
             raise CommandError(f"{exc.code}: {detail}") from exc
         self.stdout.write(f"{job.kind} {job.pk} {job.status}, runs at {job.run_at:%H:%M:%S}")
+        if not self.worker_answers():
+            broker = current_app.connection_for_write().as_uri()
+            self.stderr.write(
+                f"No Celery worker answers on {broker}: the job waits until one starts "
+                "(`make run` starts one)."
+            )
         if options["follow"]:
-            self.follow(job)
+            self.follow(job, redraw=self.stdout.isatty())
 
-    def follow(self, job: Job) -> None:
+    @staticmethod
+    def worker_answers() -> bool:
+        try:
+            return bool(current_app.control.ping(timeout=1.0, limit=1))
+        except (OSError, OperationalError):  # a dead broker: no worker can answer either
+            return False
+
+    def follow(self, job: Job, *, redraw: bool) -> None:
         printed = 0
+        shown = ""
         while True:
             job.refresh_from_db()
             for line in job.log.filter(number__gt=printed).order_by("number"):
-                self.stdout.write(f"\r\x1b[K  {line.line}")
+                self.stdout.write(f"\r\x1b[K  {line.line}" if redraw else f"  {line.line}")
                 printed = line.number
-            self.stdout.write(f"\r\x1b[K{self.bar(job)}", ending="")
-            self.stdout.flush()
+            bar = self.bar(job)
+            if redraw:
+                self.stdout.write(f"\r\x1b[K{bar}", ending="")
+                self.stdout.flush()
+            elif bar != shown:
+                self.stdout.write(bar)
+                self.stdout.flush()
+            shown = bar
             if job.status in FINISHED:
                 break
             time.sleep(0.2)
-        self.stdout.write("")
+        if redraw:
+            self.stdout.write("")
         if job.status != "succeeded":
             raise CommandError(f"job {job.status}: {job.error or ''}")
         self.stdout.write(f"result: {json.dumps(job.result)}")
