@@ -10,6 +10,8 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.db import InterfaceError
 from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -207,3 +209,21 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Jso
 def server_error(request: HttpRequest) -> JsonResponse:
     """Django's 500 in the one error shape: no page, no traceback."""
     return JsonResponse(_server_error_body(), status=500)
+
+
+@csrf_exempt  # a POST to no endpoint is a 404, not a CSRF page
+def unknown_endpoint(request: HttpRequest) -> JsonResponse:
+    """Any path under `/api/` that no route takes: 404 in the one error shape, in every profile.
+
+    It is the last route under `/api/`, so Django's debug page never answers an API client,
+    and a missing trailing slash gets a hint instead of a redirect that drops a POST's body.
+    """
+    detail = f"No API endpoint at {request.path}."
+    if not request.path.endswith("/"):
+        try:
+            resolved = resolve(request.path + "/")
+        except Resolver404:
+            resolved = None
+        if resolved is not None and resolved.func is not unknown_endpoint:
+            detail += f" Did you mean {request.path}/ ?"
+    return JsonResponse({"code": ErrorCode.NOT_FOUND.value, "detail": detail}, status=404)

@@ -1,9 +1,9 @@
 """Routes under `/api/`."""
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import asyncapi, auth, explorers, health, jobs, rooms
+from . import asyncapi, auth, errors, explorers, health, jobs, rooms
 
 urlpatterns = [
     path("auth/csrf/", auth.CsrfView.as_view(), name="auth-csrf"),
@@ -26,4 +26,6 @@ urlpatterns = [
     path("schema/asyncapi/", asyncapi.AsyncApiView.as_view(), name="schema-asyncapi"),
     path("docs/", explorers.SwaggerView.as_view(url_name="schema"), name="docs"),
     path("redoc/", explorers.RedocView.as_view(url_name="schema"), name="redoc"),
+    # Last: whatever no route above takes answers the one error shape, never an HTML page.
+    re_path(r"", errors.unknown_endpoint, name="unknown-endpoint"),
 ]

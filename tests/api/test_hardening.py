@@ -326,3 +326,34 @@ def test_history_and_log_limits_beyond_the_cap_are_refused(user):
     assert log.status_code == 400
     assert "limit" in log.json()["fields"]
     assert client.get(f"/api/jobs/{job.pk}/log/?limit={LOG_PAGE_MAX}").status_code == 200
+
+
+# ------------------------------------------------------------------ unknown paths
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["local-debug", "production"])
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_an_unknown_api_path_answers_the_error_shape_in_every_profile(settings, debug, method):
+    # given: the local profile's DEBUG (Django's HTML debug page) or production's
+    settings.DEBUG = debug
+    client = Client(enforce_csrf_checks=True)
+
+    # when
+    response = getattr(client, method)("/api/no-such-thing/deeper/")
+
+    # then
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert_error_shape(response.json(), "not_found")
+    assert "/api/no-such-thing/deeper/" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_an_api_path_without_its_slash_gets_a_hint_not_a_redirect(settings):
+    settings.DEBUG = True
+
+    response = Client().post("/api/rooms", {"slug": "x"}, content_type="application/json")
+
+    assert response.status_code == 404
+    assert_error_shape(response.json(), "not_found")
+    assert response.json()["detail"].endswith("Did you mean /api/rooms/ ?")
