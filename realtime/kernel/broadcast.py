@@ -20,6 +20,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from .asgiref_internals import calling_loop
+from .pubsub_wire import PubSubWire
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ class _Publisher:
         self.queue: deque[tuple[Any, str, dict[str, Any]]] = deque(maxlen=MAX_PENDING)
         self.task: asyncio.Task[None] | None = None
         self.dropping = False
+        # A layer's own PUBLISH connection (`pubsub_wire`), or None: its group_send.
+        self.wires: weakref.WeakKeyDictionary[Any, PubSubWire | None] = weakref.WeakKeyDictionary()
 
     def put(self, layer: Any, group: str, event: dict[str, Any]) -> None:
         if len(self.queue) == MAX_PENDING and not self.dropping:
@@ -119,15 +122,33 @@ class _Publisher:
     async def _send_all(self) -> None:
         try:
             while self.queue:
+                by_layer: dict[int, tuple[Any, list[tuple[str, dict[str, Any]]]]] = {}
                 for layer, group, event in self._take_batches():
-                    try:
-                        async with asyncio.timeout(PUBLISH_TIMEOUT):
-                            await layer.group_send(group, event)
-                    except Exception:
-                        logger.exception("broadcast to %s failed", group)
+                    by_layer.setdefault(id(layer), (layer, []))[1].append((group, event))
+                for layer, messages in by_layer.values():
+                    await self._send(layer, messages)
         finally:
             self.task = None
             self.dropping = False
+
+    async def _send(self, layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        if layer not in self.wires:
+            self.wires[layer] = PubSubWire.for_layer(layer)
+        wire = self.wires[layer]
+        if wire is not None:
+            try:
+                async with asyncio.timeout(PUBLISH_TIMEOUT):
+                    await wire.publish(messages)
+            except Exception:
+                groups = ", ".join(sorted({group for group, _ in messages}))
+                logger.exception("broadcast to %s failed", groups)
+            return
+        for group, event in messages:
+            try:
+                async with asyncio.timeout(PUBLISH_TIMEOUT):
+                    await layer.group_send(group, event)
+            except Exception:
+                logger.exception("broadcast to %s failed", group)
 
     def _take_batches(self) -> list[tuple[Any, str, dict[str, Any]]]:
         """Everything waiting, one send per group: a group's events in order, in one batch
