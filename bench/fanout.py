@@ -1312,7 +1312,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--uvicorn-ws",
-        default="websockets",
+        default="websockets-sansio",  # as the README's production command
         choices=UVICORN_WS,
         help="uvicorn's WebSocket implementation (--ws)",
     )

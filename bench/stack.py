@@ -152,7 +152,7 @@ class Server:
             self.process.wait()
 
 
-def server_command(kind: str, port: int, uvicorn_ws: str = "websockets") -> list[str]:
+def server_command(kind: str, port: int, uvicorn_ws: str = "websockets-sansio") -> list[str]:
     """The argv that starts `kind` (ceiling, daphne, uvicorn or granian) on 127.0.0.1:port."""
     python, app = sys.executable, "config.asgi:application"
     if kind == CEILING:
