@@ -238,6 +238,14 @@ JOBS_PROGRESS_INTERVAL = env.float("JOBS_PROGRESS_INTERVAL", default=0.25)
 JOBS_MAX_ACTIVE_PER_USER = env.int("JOBS_MAX_ACTIVE_PER_USER", default=20)
 
 # ------------------------------------------------------------------ REST
+# Django's database sessions and model backend, each read with SQL written once (a signed-in
+# request reads both). Django's own backend stays listed for sessions it signed in.
+SESSION_ENGINE = "api.sessions"
+AUTHENTICATION_BACKENDS = [
+    "api.authentication.ModelBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated call then gets 401 with `WWW-Authenticate: Token`.

@@ -1,6 +1,10 @@
 """`/api/auth/`: session login with CSRF, tokens for scripts, who am I, log out."""
 
+from datetime import timedelta
+
 import pytest
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -148,3 +152,58 @@ def test_a_key_is_a_value_never_sql(user, token):
     response = APIClient().get("/api/jobs/", HTTP_AUTHORIZATION="Token x'or'1'='1")
 
     assert response.status_code == 401
+
+
+# ------------------------------------------------------------------ the session's reads
+
+
+def signed_in(user) -> APIClient:
+    client = APIClient()
+    client.force_login(user, backend="api.authentication.ModelBackend")
+    return client
+
+
+def me(client: APIClient) -> dict:
+    return client.get("/api/auth/me/").json()
+
+
+def test_a_session_names_its_user_as_djangos_own_engine_and_backend_do(user):
+    # given: a session signed in through Django's own backend (one from before this one)
+    by_django = APIClient()
+    by_django.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+
+    # then: both sessions name the user, read with the written-once statements
+    assert me(signed_in(user))["user"]["id"] == user.pk
+    assert me(by_django)["user"]["id"] == user.pk
+
+
+def test_an_expired_session_is_anonymous_and_forgotten(user):
+    client = signed_in(user)
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+
+    assert me(client) == {"authenticated": False, "user": None}
+
+
+def test_the_session_of_an_inactive_user_is_anonymous(user):
+    client = signed_in(user)
+    user.is_active = False
+    user.save()
+
+    assert me(client)["authenticated"] is False
+
+
+def test_a_password_change_ends_the_other_sessions(user):
+    # Django's session hash check still runs on the user the backend reads.
+    client = signed_in(user)
+    user.set_password("another-password-entirely")
+    user.save()
+
+    assert me(client)["authenticated"] is False
+
+
+def test_a_session_key_is_a_value_never_sql(user):
+    client = signed_in(user)
+    client.cookies["sessionid"] = "x' OR '1'='1"
+
+    assert me(client)["authenticated"] is False
+    assert Session.objects.count() == 1
