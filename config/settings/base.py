@@ -270,7 +270,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard API",
     "DESCRIPTION": (
-        "REST interface of Switchboard: chat rooms, background jobs, auth and health.\n\n"
+        "REST interface of Switchboard: chat rooms, background jobs, server logs, auth and "
+        "health.\n\n"
         "**Auth.** Scripts: `POST /api/auth/token/` with a username and password, then send "
         "`Authorization: Token <key>` (in this explorer: *Authorize*, `tokenAuth`, paste "
         "`Token <key>`). Browsers on this site: `POST /api/auth/login/` sets the session "
@@ -285,6 +286,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "auth", "description": "Sign in (session or token), who am I, sign out"},
         {"name": "rooms", "description": "Chat rooms and their messages, by `seq`"},
         {"name": "jobs", "description": "Background jobs: enqueue with a countdown, poll, cancel"},
+        {"name": "logs", "description": "Server log files that staff may follow live"},
         {"name": "health", "description": "Liveness and readiness of the whole stack"},
     ],
     # No validator badge: it would send the schema to a public service.
