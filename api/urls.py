@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import asyncapi, auth, errors, explorers, health, jobs, rooms
+from . import asyncapi, auth, errors, explorers, health, jobs, logs, rooms
 
 urlpatterns = [
     path("auth/csrf/", auth.CsrfView.as_view(), name="auth-csrf"),
@@ -20,6 +20,7 @@ urlpatterns = [
     path("jobs/<str:job_id>/cancel/", jobs.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<str:job_id>/log/", jobs.JobLogView.as_view(), name="job-log"),
     path("jobs/<str:job_id>/download/", jobs.JobDownloadView.as_view(), name="job-download"),
+    path("logs/", logs.LogFileListView.as_view(), name="logs"),
     path("health/", health.LivenessView.as_view(), name="health-live"),
     path("health/ready/", health.ReadinessView.as_view(), name="health-ready"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -2,7 +2,8 @@
 
 Starts a private Redis when REDIS_URL is unset, migrates, seeds the demo data, then runs the
 ASGI server (Daphne) and a Celery worker (with beat) under honcho, which stops every process
-group it started when it gets SIGINT or SIGTERM.
+group it started when it gets SIGINT or SIGTERM. The worker logs to the terminal and to
+`var/worker.log`, which staff can follow live as `log:worker`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ def _readiness(url: str) -> dict[str, Any] | None:
         return None
 
 
+def with_tail_file(tail_files: str, name: str, path: Path) -> str:
+    """`SWITCHBOARD_TAIL_FILES` with `name=path` added, unless it names `name` already."""
+    named = {item.partition("=")[0].strip() for item in tail_files.split(",")}
+    if name in named:
+        return tail_files
+    return ",".join(item for item in (tail_files.strip(" ,"), f"{name}={path}") if item)
+
+
 def _announce_when_ready(base: str, demo: str, redis_note: str, stop: threading.Event) -> None:
     ready_url = f"{base}/api/health/ready/"
     deadline = time.monotonic() + 90
@@ -77,6 +86,7 @@ def _announce_when_ready(base: str, demo: str, redis_note: str, stop: threading.
         f"  health        {base}/api/health/",
         f"  readiness     {ready_url}  ({status or 'no answer'})",
         f"  websocket     {base.replace('http', 'ws', 1)}/ws/",
+        "  worker log    log:worker on the websocket, for staff (the demo user is staff)",
         f"  {demo}",
         f"  {redis_note}",
         "",
@@ -93,6 +103,11 @@ def main() -> int:
     host = env.get("HOST", "127.0.0.1")
     port = env.get("PORT", "8000")
     redis: PrivateRedis | None = None
+    var_dir.mkdir(parents=True, exist_ok=True)
+    worker_log = var_dir / "worker.log"
+    env["SWITCHBOARD_TAIL_FILES"] = with_tail_file(
+        env.get("SWITCHBOARD_TAIL_FILES", ""), "worker", worker_log
+    )
     try:
         if env.get("REDIS_URL"):
             redis_note = f"redis         {env['REDIS_URL']} (from REDIS_URL)"
@@ -116,7 +131,7 @@ def main() -> int:
             "worker",
             f"{sys.executable} -m celery -A config worker -l info --concurrency 2 "
             f"--beat --schedule {var_dir / 'celerybeat-schedule'}",
-            env=env,
+            env={**env, "LOG_FILE": str(worker_log)},  # the terminal shows its lines too
         )
         stop = threading.Event()
         announcer = threading.Thread(

@@ -1,12 +1,13 @@
 /**
- * The example SPA: wires the REST client, the one socket, the chat and the jobs panes,
- * signing in and out, and the connection badge. Only the public contract is used.
+ * The example SPA: wires the REST client, the one socket, the chat, jobs and (staff) log
+ * panes, signing in and out, and the connection badge. Only the public contract is used.
  */
 
 import { Api, configuredApiBase } from "./api.js";
 import { Chat } from "./chat.js";
 import { $, h } from "./dom.js";
 import { Jobs } from "./jobs.js";
+import { Logs } from "./logs.js";
 import { Gateway } from "./socket.js";
 
 const POLL_AFTER_MS = 4_000; // the socket has been down this long: read over REST instead
@@ -36,6 +37,7 @@ const gateway = new Gateway({
 });
 const chat = new Chat({ api, gateway });
 const jobs = new Jobs({ api, gateway, currentRoom: () => chat.slug });
+const logs = new Logs({ api, gateway });
 
 // ------------------------------------------------------------------ connection state
 
@@ -144,6 +146,7 @@ async function becomes(newUser) {
   renderAccount();
   chat.setUser(user);
   gateway.restart();
+  logs.setUser(user);
   await jobs.setUser(user);
 }
 
@@ -168,6 +171,7 @@ async function start() {
   renderAccount();
   chat.setUser(user);
   gateway.start();
+  logs.setUser(user);
   setInterval(() => {
     if (!document.hidden) chat.loadRooms({ quiet: true });
   }, ROOM_LIST_REFRESH_MS);

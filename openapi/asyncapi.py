@@ -49,6 +49,13 @@ always `hello`.
 - `job:<uuid>`: the job's owner (or staff) only. A `job.update` snapshot first, then each
   `job.update` (`job.seq` increasing) and `job.log` line.
 - `jobs:mine`: `job.update` for every job of the signed-in user, new ones included.
+- `log:<name>`: a server log file (`GET /api/logs/` lists them), for staff only: anyone else
+  gets `not_found`, exactly as for a name that is not configured. `log.lines` frames carry the
+  lines appended to the file, in order, each with the byte `offset` just after it. Without
+  `since` the lines start with those written from now on; with `since` (the last `offset` you
+  have) those after it come first, up to `SWITCHBOARD_TAIL_REPLAY` bytes of them, and the
+  `seq` of `subscribed` is the offset they start from. The file may be rotated or truncated:
+  the lines go on from the new file, whose offsets count from 0 again.
 
 **Errors.** Bad input is answered with an `error` frame and the socket stays usable; `code`
 is one of the `ErrorCode` values. Frames above 64 KiB are refused before parsing

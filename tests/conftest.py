@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +19,11 @@ from tests.factories import UserFactory
 from tests.support.processes import Service, celery_worker, child_env, daphne
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Logs every live server of the run offers (`SWITCHBOARD_TAIL_FILES`), each file in `tail_dir`;
+# a test takes one no other test uses with the `tail_file` fixture.
+TAIL_NAMES = [f"tail{n:02d}" for n in range(40)]
+_unused_tail_names = iter(TAIL_NAMES)
 
 
 def skip_or_fail(reason: str) -> None:
@@ -62,9 +68,43 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_env(django_db_setup: None) -> dict[str, str]:
+def tail_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the files are that the live servers offer as `log:<name>` (none exists at first)."""
+    return tmp_path_factory.mktemp("tails")
+
+
+@dataclass(frozen=True)
+class TailFile:
+    """A log the live servers offer: its name and its file."""
+
+    name: str
+    path: Path
+
+    @property
+    def channel(self) -> str:
+        return f"log:{self.name}"
+
+    def append(self, data: bytes) -> None:
+        with self.path.open("ab") as file:
+            file.write(data)
+
+
+@pytest.fixture
+def tail_file(tail_dir: Path) -> TailFile:
+    """A log that no other test uses; its file does not exist yet."""
+    name = next(_unused_tail_names, None)
+    if name is None:
+        pytest.fail("every name of TAIL_NAMES is taken: add more")
+    return TailFile(name, tail_dir / f"{name}.log")
+
+
+@pytest.fixture(scope="session")
+def shared_env(django_db_setup: None, tail_dir: Path) -> dict[str, str]:
     """Environment for child processes that share this test run's database and Redis."""
-    return child_env(DATABASE_URL=database_url(connection.vendor, connection.settings_dict))
+    return child_env(
+        DATABASE_URL=database_url(connection.vendor, connection.settings_dict),
+        SWITCHBOARD_TAIL_FILES=",".join(f"{name}={tail_dir / name}.log" for name in TAIL_NAMES),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -76,11 +116,16 @@ def worker(shared_env: dict[str, str], log_dir: Path) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
-def live_server_url(shared_env: dict[str, str], log_dir: Path) -> Iterator[str]:
-    """A real Daphne process serving `config.asgi` on the test database."""
+def live_daphne(shared_env: dict[str, str], log_dir: Path) -> Iterator[tuple[Service, str]]:
+    """A real Daphne process serving `config.asgi` on the test database, and its URL."""
     service, url = daphne(shared_env, log_dir)
-    yield url
+    yield service, url
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(live_daphne: tuple[Service, str]) -> str:
+    return live_daphne[1]
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "chat",
     "jobs",
     "realtime",
+    "realtime.logs",
     "api",
 ]
 
@@ -277,7 +278,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard API",
     "DESCRIPTION": (
-        "REST interface of Switchboard: chat rooms, background jobs, auth and health.\n\n"
+        "REST interface of Switchboard: chat rooms, background jobs, server logs, auth and "
+        "health.\n\n"
         "**Auth.** Scripts: `POST /api/auth/token/` with a username and password, then send "
         "`Authorization: Token <key>` (in this explorer: *Authorize*, `tokenAuth`, paste "
         "`Token <key>`). Browsers on this site: `POST /api/auth/login/` sets the session "
@@ -292,6 +294,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "auth", "description": "Sign in (session or token), who am I, sign out"},
         {"name": "rooms", "description": "Chat rooms and their messages, by `seq`"},
         {"name": "jobs", "description": "Background jobs: enqueue with a countdown, poll, cancel"},
+        {"name": "logs", "description": "Server log files that staff may follow live"},
         {"name": "health", "description": "Liveness and readiness of the whole stack"},
     ],
     # No validator badge: it would send the schema to a public service.
@@ -346,13 +349,44 @@ SWITCHBOARD_PRESENCE_TTL = env.float("SWITCHBOARD_PRESENCE_TTL", default=45.0)
 # Anonymous visitors may always read public rooms; posting is a setting.
 SWITCHBOARD_ANONYMOUS_POSTING = env.bool("SWITCHBOARD_ANONYMOUS_POSTING", default=False)
 
+# ------------------------------------------------------------------ log tails
+# Files that staff may follow live on `/ws/` as `log:<name>` and list at `/api/logs/`:
+# `name=path,name=path` (a relative path is taken from the project directory). Nothing else
+# can be read that way: no path ever comes from a request.
+SWITCHBOARD_TAIL_FILES = env.str("SWITCHBOARD_TAIL_FILES", default="")
+# Bytes of a line sent at most; the rest of a longer line is left out and the line marked cut.
+SWITCHBOARD_TAIL_LINE_MAX = env.int("SWITCHBOARD_TAIL_LINE_MAX", default=4096)
+# Seconds between two looks at a followed file (one reader per file per server process).
+SWITCHBOARD_TAIL_POLL = env.float("SWITCHBOARD_TAIL_POLL", default=0.2)
+# A `subscribe` with `since` gets at most this many bytes of older lines.
+SWITCHBOARD_TAIL_REPLAY = env.int("SWITCHBOARD_TAIL_REPLAY", default=1024 * 1024)
+
 # ------------------------------------------------------------------ logging
+# With LOG_FILE the process logs to that file too (reopened when it is rotated).
+LOG_FILE = env.str("LOG_FILE", default="")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        **(
+            {
+                "file": {
+                    "class": "logging.handlers.WatchedFileHandler",
+                    "filename": LOG_FILE,
+                    "formatter": "plain",
+                    "encoding": "utf-8",
+                }
+            }
+            if LOG_FILE
+            else {}
+        ),
+    },
+    "root": {
+        "handlers": ["console", "file"] if LOG_FILE else ["console"],
+        "level": env.str("LOG_LEVEL", default="INFO"),
+    },
     "loggers": {
         "health_check": {"level": "ERROR"},
     },

@@ -37,7 +37,9 @@ ChannelName = Annotated[
     Field(
         pattern=CHANNEL_PATTERN,
         strict=True,
-        description="`room:<slug>`, `job:<uuid>` (owner or staff) or `jobs:mine`",
+        description=(
+            "`room:<slug>`, `job:<uuid>` (owner or staff), `jobs:mine` or `log:<name>` (staff)"
+        ),
     ),
 ]
 
@@ -68,7 +70,11 @@ class AuthFrame(Frame):
 
 
 class SubscribeFrame(Frame):
-    """Start receiving a channel; with `since`, first replay the messages after that `seq`."""
+    """Start receiving a channel; with `since`, first replay what came after it.
+
+    For a room, `since` is the `seq` of the last message the client has; for a log, the byte
+    offset in the file after the last line it has (a line's `offset`).
+    """
 
     type: Literal["subscribe"]
     channel: ChannelName
@@ -133,7 +139,11 @@ class AuthenticatedFrame(Frame):
 class SubscribedFrame(Frame):
     """The subscription is on; `seq` is the room's last message when it started.
 
-    Replayed messages (`seq` in `since+1..seq`) follow, then live ones.
+    Replayed messages (`seq` in `since+1..seq`) follow, then live ones. For a job, `seq` is the
+    job's `seq` in the snapshot that follows. For a log, `seq` is the byte offset its lines
+    continue from: `since` when nothing is missing; less than `since` when the file was rotated
+    or truncated since (its lines follow from that offset in the file as it is now); more when
+    `since` was too far behind (`SWITCHBOARD_TAIL_REPLAY`) and older lines were skipped.
     """
 
     type: Literal["subscribed"] = "subscribed"
@@ -277,6 +287,40 @@ class JobLogFrame(Frame):
     line: str
 
 
+class LogLine(Frame):
+    """One line of a log file, without its line ending."""
+
+    text: str = Field(
+        description=(
+            "The line as UTF-8 text; bytes that are not UTF-8 are replaced by U+FFFD. At most "
+            "`SWITCHBOARD_TAIL_LINE_MAX` bytes of the line (4096 by default)."
+        )
+    )
+    offset: Seq = Field(
+        description=(
+            "Byte offset in the file just after this line (its newline): subscribe again with "
+            "`since` set to it to go on from here. Offsets count from the start of the file "
+            "as it is now: after the file was rotated or truncated they start again from 0."
+        )
+    )
+    cut: bool = Field(
+        default=False,
+        description="The line was longer than `SWITCHBOARD_TAIL_LINE_MAX`; its end is left out",
+    )
+
+
+class LogLinesFrame(Frame):
+    """Lines appended to a log file (`log:<name>`), in the order they were written.
+
+    After a `subscribe` with `since`, the lines from that offset come first, then each line
+    as it is written, none twice. Under load one frame carries several lines.
+    """
+
+    type: Literal["log.lines"] = "log.lines"
+    channel: ChannelName
+    lines: list[LogLine] = Field(min_length=1)
+
+
 class PongFrame(Frame):
     type: Literal["pong"] = "pong"
     ref: Ref | None = None
@@ -307,6 +351,7 @@ ServerFrame = Annotated[
     | PresenceFrame
     | JobUpdateFrame
     | JobLogFrame
+    | LogLinesFrame
     | PongFrame
     | ErrorFrame,
     Field(discriminator="type"),

@@ -1,4 +1,4 @@
-"""Names shared across processes: room slugs, channel-layer groups and socket channels.
+"""Names shared across processes: room slugs, log names, channel-layer groups, socket channels.
 
 Each is declared here once; groups and channels are built only through these functions.
 """
@@ -13,12 +13,16 @@ ROOM_SLUG_CHARS = r"[A-Za-z0-9_-]{1,64}"
 ROOM_SLUG_PATTERN = rf"^{ROOM_SLUG_CHARS}$"
 ROOM_SLUG_RE = re.compile(ROOM_SLUG_CHARS)
 UUID_CHARS = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# The name a configured log file is followed by (`SWITCHBOARD_TAIL_FILES`), never a path.
+LOG_NAME_CHARS = r"[A-Za-z0-9_-]{1,64}"
+LOG_NAME_PATTERN = rf"^{LOG_NAME_CHARS}$"
 
 # Socket channels a client may subscribe to.
 JOBS_MINE = "jobs:mine"
 ROOM_CHANNEL_PREFIX = "room:"
 JOB_CHANNEL_PREFIX = "job:"
-CHANNEL_PATTERN = rf"^(room:{ROOM_SLUG_CHARS}|job:{UUID_CHARS}|jobs:mine)$"
+LOG_CHANNEL_PREFIX = "log:"
+CHANNEL_PATTERN = rf"^(room:{ROOM_SLUG_CHARS}|job:{UUID_CHARS}|jobs:mine|log:{LOG_NAME_CHARS})$"
 
 # Types of channel-layer events (not socket frames).
 ROOM_MESSAGE = "room.message"
@@ -36,6 +40,11 @@ def room_channel(slug: str) -> str:
 def job_channel(job_id: Any) -> str:
     """The socket channel of one job."""
     return f"{JOB_CHANNEL_PREFIX}{job_id}"
+
+
+def log_channel(name: str) -> str:
+    """The socket channel of a configured log file."""
+    return f"{LOG_CHANNEL_PREFIX}{name}"
 
 
 def room_group(slug: str) -> str:

@@ -28,6 +28,7 @@ from .accounts import fingerprint
 from .channels_internals import LayerlessWebsocketConsumer
 from .hub import get_hub
 from .limits import TokenBucket
+from .log_feed import get_log_feeds
 from .middleware import bearer_token, session_key
 from .outbox import Outbox
 from .room_feed import RoomFeed
@@ -121,6 +122,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
         self.identity = user_ref(self.user)
         self.subscriptions: dict[str, Subscription] = {}  # rooms, by slug
         self.group_subscriptions: dict[str, tuple[str, Subscription]] = {}  # jobs, by channel
+        self.log_subscriptions: dict[str, tuple[str, Subscription]] = {}  # logs, by channel
         self.bucket = TokenBucket(settings.SWITCHBOARD_WS_RATE, settings.SWITCHBOARD_WS_BURST)
         self.refused = 0
         self.last_refusal = 0.0
@@ -288,6 +290,13 @@ class RoomSocket(LayerlessWebsocketConsumer):
         group, subscription = self.group_subscriptions.pop(channel)
         await self.hub.leave(group, subscription)
 
+    def leave_log(self, channel: str) -> None:
+        name, subscription = self.log_subscriptions.pop(channel)
+        get_log_feeds().leave(name, subscription)
+
+    def subscription_count(self) -> int:
+        return len(self.subscriptions) + len(self.group_subscriptions) + len(self.log_subscriptions)
+
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if hasattr(self, "outbox"):
             self.outbox.close()
@@ -296,6 +305,8 @@ class RoomSocket(LayerlessWebsocketConsumer):
         await super().websocket_disconnect(message)
 
     async def leave_everything(self) -> None:
+        for channel in list(getattr(self, "log_subscriptions", {})):
+            self.leave_log(channel)
         for channel in list(getattr(self, "group_subscriptions", {})):
             try:
                 await self.leave_group(channel)

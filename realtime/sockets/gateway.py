@@ -16,11 +16,13 @@ from jobs.frames import job_update_frame
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
 from realtime.kernel.codes import CloseCode, ErrorCode
-from realtime.kernel.names import job_group, owner_group
+from realtime.kernel.names import LOG_CHANNEL_PREFIX, job_group, owner_group
+from realtime.logs.selectors import log_file_get
 
 from .accounts import fingerprint
 from .consumers import NotParsed, RoomSocket, user_ref, valid_ref
 from .job_feed import JobFeed
+from .log_feed import get_log_feeds
 from .middleware import user_for_token
 from .posting import post_queue
 from .subscription import GATEWAY, Subscription
@@ -72,18 +74,16 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(events.AuthenticatedFrame(user=self.identity, ref=frame.ref))
 
     async def on_subscribe(self, frame: events.SubscribeFrame) -> None:
+        if frame.channel.startswith(LOG_CHANNEL_PREFIX):
+            await self.subscribe_log(frame)
+            return
         if not frame.channel.startswith("room:"):
             await self.subscribe_jobs(frame)
             return
         slug = frame.channel.removeprefix("room:")
         if slug in self.subscriptions:
             raise NotParsed(ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
-        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
-            raise NotParsed(
-                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.",
-                frame.ref,
-            )
+        self.check_subscription_count(frame)
         room_id = await read_room_id(slug=slug)
         if room_id is None:
             raise NotParsed(ErrorCode.NOT_FOUND, f"No room {slug!r}.", frame.ref)
@@ -122,12 +122,7 @@ class GatewayConsumer(RoomSocket):
         """`job:<id>`: the job's snapshot, then its updates; `jobs:mine`: all my jobs' updates."""
         if frame.channel in self.group_subscriptions:
             raise NotParsed(ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
-        if len(self.subscriptions) + len(self.group_subscriptions) >= MAX_SUBSCRIPTIONS:
-            raise NotParsed(
-                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.",
-                frame.ref,
-            )
+        self.check_subscription_count(frame)
         viewer = self.user if self.identity is not None else None
         subscription = Subscription(self.push_text, GATEWAY, self.conn_id, self.identity)
         if frame.channel == "jobs:mine":
@@ -161,7 +156,37 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(job_update_frame(state))
         subscription.go_live(state.seq)
 
+    async def subscribe_log(self, frame: events.SubscribeFrame) -> None:
+        """`log:<name>` (staff): the lines appended to a configured file, from `since` or now."""
+        if frame.channel in self.log_subscriptions:
+            raise NotParsed(ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
+        self.check_subscription_count(frame)
+        viewer = self.user if self.identity is not None else None
+        log = log_file_get(name=frame.channel.removeprefix(LOG_CHANNEL_PREFIX), viewer=viewer)
+        # Someone who may not read logs is told exactly what an unknown name gets.
+        if log is None:
+            raise NotParsed(ErrorCode.NOT_FOUND, "No such log.", frame.ref)
+        subscription = Subscription(self.push_text, GATEWAY, self.conn_id, self.identity)
+        start = await get_log_feeds().join(log, subscription, frame.since)
+        self.log_subscriptions[frame.channel] = (log.name, subscription)
+        await self.send_frame(
+            events.SubscribedFrame(channel=frame.channel, seq=start, ref=frame.ref)
+        )
+        subscription.go_live(0)
+
+    def check_subscription_count(self, frame: events.SubscribeFrame) -> None:
+        if self.subscription_count() >= MAX_SUBSCRIPTIONS:
+            raise NotParsed(
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.",
+                frame.ref,
+            )
+
     async def on_unsubscribe(self, frame: events.UnsubscribeFrame) -> None:
+        if frame.channel in self.log_subscriptions:
+            self.leave_log(frame.channel)
+            await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
+            return
         if frame.channel in self.group_subscriptions:
             await self.leave_group(frame.channel)
             await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))

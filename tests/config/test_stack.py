@@ -15,6 +15,7 @@ import pytest
 
 from config import redis_server
 from config.redis_server import STACK_URL_FILE, free_port
+from config.stack import with_tail_file
 from tests.support.processes import BASE_DIR, http_json, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -96,6 +97,9 @@ def test_run_command_serves_a_ready_stack_and_stops_every_process(tmp_path: Path
     for url in ("/api/docs/", "/api/health/", f"127.0.0.1:{port}/"):
         assert url in text
     assert len(children) >= 3  # redis, daphne, celery worker (and its pool)
+    # the worker's log is in the terminal and in the file offered as `log:worker`
+    assert re.search(r"celery@\S+ ready\.", text)
+    assert re.search(r"celery@\S+ ready\.", (var_dir / "worker.log").read_text())
     wait_until(lambda: not processes_using(str(var_dir)), timeout=15)
 
 
@@ -178,3 +182,11 @@ def test_redis_url_when_set_is_used_as_given(tmp_path: Path):
         "redis://elsewhere:1/2",
         "",
     )
+
+
+def test_the_worker_log_is_added_to_the_configured_ones(tmp_path: Path):
+    log = tmp_path / "worker.log"
+
+    assert with_tail_file("", "worker", log) == f"worker={log}"
+    assert with_tail_file("app=/x.log,", "worker", log) == f"app=/x.log,worker={log}"
+    assert with_tail_file("worker=/mine.log", "worker", log) == "worker=/mine.log"

@@ -423,6 +423,50 @@ async def test_errors_are_shown_plainly(spa_server, people, open_page):
     await expect(page.locator("#job-list li.job")).to_have_count(0)
 
 
+async def test_staff_follow_a_server_log_across_a_restart(
+    restartable_server, people, open_page, tail_file
+):
+    # given: a staff member following a log that has some history
+    await database_sync_to_async(UserFactory.create)(username="root", is_staff=True)
+    tail_file.append(b"history\n")
+    page = await visit(open_page, "root", f"{restartable_server.url}/")
+    await sign_in(page, "root")
+    await expect(page.locator("#logs")).to_be_visible()
+    await page.locator("#log-name").select_option(tail_file.name)
+    await expect(page.locator("#log-status")).to_have_text("live")
+    shown = page.locator("#log-lines li.log-line")
+
+    # when: lines are written, one of them markup and one too long
+    tail_file.append(b"first\n<img src=x onerror=alert(1)>\n" + b"y" * 5000 + b"\n")
+
+    # then: shown as text as they come (not the history), the long one cut
+    await expect(shown).to_have_text(["first", XSS, "y" * 4096])
+    await expect(page.locator("#log-lines li.log-line.cut")).to_have_count(1)
+    assert await page.locator("#log-lines img").count() == 0
+    await screenshot(page, "logs")
+
+    # when: the server goes away while more lines are written, then comes back
+    await restartable_server.stop()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    tail_file.append(b"while away\n")
+    await restartable_server.start()
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=20_000
+    )
+    tail_file.append(b"back\n")  # before or after it subscribes again: it comes once
+
+    # then: it went on from its last line: nothing missed, nothing twice
+    await expect(shown).to_have_text(["first", XSS, "y" * 4096, "while away", "back"])
+
+    # when: someone who is not staff signs in
+    other = await visit(open_page, "alice", f"{restartable_server.url}/")
+    await sign_in(other, "alice")
+
+    # then: no log pane
+    await expect(other.locator("#logs")).to_be_hidden()
+    assert await page.evaluate("() => window.alerts") == []
+
+
 async def test_the_page_resumes_after_its_server_restarts(
     spa_server, restartable_server, people, open_page
 ):

@@ -19,12 +19,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def make_user_and_room() -> tuple[Any, str]:
-    user = UserFactory.create(username="speaker")
+    user = UserFactory.create(username="speaker", is_staff=True)  # staff may follow logs
     RoomFactory.create(slug="contract")
     return user, str(Token.objects.create(user=user).key)
 
 
-async def test_every_server_message_is_seen_live_and_validates(live_server_url, worker):
+async def test_every_server_message_is_seen_live_and_validates(live_server_url, worker, tail_file):
     # given
     user, token = await database_sync_to_async(make_user_and_room)()
     job, _ = await database_sync_to_async(job_enqueue)(
@@ -43,6 +43,9 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     await client.request(type="subscribe", channel="room:contract", since=0)  # already: error
     await client.request(type="unsubscribe", channel="room:contract")
     await client.request(type="subscribe", channel="room:contract", since=99)  # ahead: resync
+    await client.request(type="subscribe", channel=tail_file.channel)
+    tail_file.append(b"a line\n")
+    await client.expect("log.lines")
     await client.expect(
         lambda f: f["type"] == "job.update" and f["job"]["status"] == "succeeded", timeout=20
     )

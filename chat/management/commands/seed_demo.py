@@ -1,4 +1,7 @@
-"""`manage.py seed_demo`: the demo user and the rooms `lobby` and `random` (idempotent)."""
+"""`manage.py seed_demo`: the demo user and the rooms `lobby` and `random` (idempotent).
+
+The demo user is staff, so that it may follow the server logs (`make run` offers the worker's).
+"""
 
 import secrets
 from typing import Any
@@ -13,7 +16,7 @@ DEMO_ROOMS = {"lobby": "Lobby", "random": "Random"}
 
 
 class Command(BaseCommand):
-    help = "Create the demo user (password kept in var/demo-password) and the demo rooms."
+    help = "Create the demo user (staff; password kept in var/demo-password) and the demo rooms."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--username", default="demo")
@@ -21,7 +24,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, username: str, **options: Any) -> None:
         password_file = settings.VAR_DIR / "demo-password"
         user_model = get_user_model()
-        user, created = user_model.objects.get_or_create(username=username)
+        user, created = user_model.objects.get_or_create(
+            username=username, defaults={"is_staff": True}
+        )
+        if not user.is_staff:
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
         if created or not password_file.exists():
             password = secrets.token_urlsafe(12)
             user.set_password(password)
