@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-from django.db.models import F, QuerySet
 
 from . import store
 from .frames import MESSAGE_COLUMNS, message_body, message_frame
@@ -16,11 +15,7 @@ HISTORY_MAX_LIMIT = 200
 
 def room_get(*, slug: str) -> Room | None:
     """The room with this slug, None if there is none (one query)."""
-    # `get`, not `filter().first()`: no ordering to build, a quarter of this read's CPU.
-    try:
-        return Room.objects.get(slug=slug)
-    except Room.DoesNotExist:
-        return None
+    return store.room(slug)
 
 
 def room_id_get(*, slug: str) -> int | None:
@@ -36,12 +31,31 @@ def room_last_seq(*, room_id: int) -> int:
     return last
 
 
-def room_list() -> QuerySet[Room]:
+class RoomListing:
     """Rooms, most recently active first; rooms never written to last, by slug.
 
-    NULLS LAST is spelled out: PostgreSQL sorts NULL first in a descending order, SQLite last.
+    Read as Django's paginator reads a QuerySet: a slice is one query for that page, `count()`
+    one query. Both statements are written once (`store`): the ORM built this ordered query
+    again for every list, 0.18 ms of its 0.29 ms.
     """
-    return Room.objects.order_by(F("last_message_at").desc(nulls_last=True), "slug")
+
+    ordered = True  # the paginator warns about an unordered list
+
+    def __getitem__(self, page: slice) -> list[Room]:
+        start = page.start or 0
+        stop = self.count() if page.stop is None else page.stop
+        return store.rooms(start, max(0, stop - start))
+
+    def __iter__(self) -> Iterator[Room]:
+        return iter(self[0:])
+
+    def count(self) -> int:
+        return store.room_count()
+
+
+def room_list() -> RoomListing:
+    """Rooms, most recently active first (`RoomListing`)."""
+    return RoomListing()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ statement on the project's 2-core test machine (SQLite executed it in 0.04 ms), 
 per post. These statements are built once per database vendor from the models' own table and
 column names and run on Django's cursor, in Django's transaction; every one is plain SQL that
 SQLite (3.35+, for RETURNING) and PostgreSQL both run unchanged. Two reads that every
-socket subscription makes (a room's id, its last `seq`) are here for the same reason.
+socket subscription makes (a room's id, its last `seq`) are here for the same reason, and so
+are the REST reads of rooms (one room, a page of the list, the count).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class Statements:
     earlier: str  # posts in a room with these client_ids; `{client_ids}` is filled per call
     room_id: str
     last_seq: str
+    room: str  # the room with a slug
+    rooms: str  # a page of rooms, most recently active first
+    room_count: str
 
 
 @functools.cache
@@ -79,6 +83,13 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
         ),
         room_id=f"SELECT id FROM {room} WHERE slug = %s",
         last_seq=f"SELECT last_seq FROM {room} WHERE id = %s",
+        room=f"SELECT * FROM {room} WHERE slug = %s",
+        # Rooms never written to last (NULLS LAST, spelled so both databases read it alike).
+        rooms=(
+            f"SELECT * FROM {room} "
+            f"ORDER BY last_message_at IS NULL, last_message_at DESC, slug LIMIT %s OFFSET %s"
+        ),
+        room_count=f"SELECT COUNT(*) FROM {room}",
     )
 
 
@@ -151,3 +162,17 @@ def last_seq(room_id: int) -> int | None:
         cursor.execute(statements().last_seq, [room_id])
         row = cursor.fetchone()
     return None if row is None else int(row[0])
+
+
+def room(slug: str) -> Room | None:
+    return next(iter(Room.objects.raw(statements().room, [slug])), None)
+
+
+def rooms(offset: int, limit: int) -> list[Room]:
+    return list(Room.objects.raw(statements().rooms, [limit, offset]))
+
+
+def room_count() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(statements().room_count)
+        return int(cursor.fetchone()[0])
