@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import store
-from .frames import MESSAGE_COLUMNS, message_body, message_frame
+from .frames import message_body, message_frame
 from .models import Message, Room
 
 HISTORY_MAX_LIMIT = 200
@@ -71,25 +71,24 @@ def message_history(
 ) -> HistoryPage | None:
     """Messages by `seq`: the first `limit` after `after`, else the last `limit` before `before`.
 
-    None when there is no such room. One query: the page's rows, each with its room's
-    `last_seq`, read as values (no model per message). An empty page takes a second query,
-    for the room's `last_seq` (or to find there is no room).
+    None when there is no such room. One query, written once (`store.history`): the page's
+    rows, each with its room's `last_seq` (no model per message). An empty page takes a second
+    query, for the room's `last_seq` (or to find there is no room).
     """
     limit = max(1, min(limit, HISTORY_MAX_LIMIT))
-    messages = Message.objects.filter(room__slug=slug)
-    if before is not None:
-        messages = messages.filter(seq__lt=before)
-    if after is not None:
-        messages = messages.filter(seq__gt=after).order_by("seq")
-    else:
-        messages = messages.order_by("-seq")
-    rows = list(messages.values_list(*MESSAGE_COLUMNS, "room__last_seq", named=True)[:limit])
+    rows = store.history(
+        slug,
+        after=0 if after is None else min(after, store.SEQ_END),
+        before=store.SEQ_END if before is None else min(before, store.SEQ_END),
+        limit=limit,
+        newest_first=after is None,
+    )
     if not rows:
         last_seq = Room.objects.filter(slug=slug).values_list("last_seq", flat=True).first()
         return None if last_seq is None else HistoryPage([], last_seq)
     if after is None:
         rows.reverse()
-    return HistoryPage([message_body(row, slug) for row in rows], rows[0].room__last_seq)
+    return HistoryPage([message_body(row, slug) for row in rows], rows[0].room_last_seq)
 
 
 def messages_between(*, room_id: int, after: int, upto: int) -> list[Message]:

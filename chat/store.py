@@ -15,12 +15,30 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from django.db import connection
+from django.utils import timezone
 
 from .models import Message, PostingBudget, Room
+
+
+class HistoryRow(NamedTuple):
+    """A message as its history page reads it, with its room's newest `seq`."""
+
+    id: int
+    seq: int
+    author_id: int | None
+    author_name: str
+    body: str
+    created_at: datetime
+    client_id: str | None
+    room_last_seq: int
+
+
+# No seq reaches this: the upper bound of a history read without `before`.
+SEQ_END = 2**62
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,8 @@ class Statements:
     room: str  # the room with a slug
     rooms: str  # a page of rooms, most recently active first
     room_count: str
+    history_oldest_first: str  # a room's messages with after < seq < before
+    history_newest_first: str
 
 
 @functools.cache
@@ -90,6 +110,16 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
             f"ORDER BY last_message_at IS NULL, last_message_at DESC, slug LIMIT %s OFFSET %s"
         ),
         room_count=f"SELECT COUNT(*) FROM {room}",
+        history_oldest_first=_history(message, room, "ASC"),
+        history_newest_first=_history(message, room, "DESC"),
+    )
+
+
+def _history(message: str, room: str, order: str) -> str:
+    columns = ", ".join(f"m.{column}" for column in HistoryRow._fields[:-1])
+    return (
+        f"SELECT {columns}, r.last_seq FROM {message} m JOIN {room} r ON r.id = m.room_id "
+        f"WHERE r.slug = %s AND m.seq > %s AND m.seq < %s ORDER BY m.seq {order} LIMIT %s"
     )
 
 
@@ -176,3 +206,20 @@ def room_count() -> int:
     with connection.cursor() as cursor:
         cursor.execute(statements().room_count)
         return int(cursor.fetchone()[0])
+
+
+def history(
+    slug: str, *, after: int, before: int, limit: int, newest_first: bool
+) -> list[HistoryRow]:
+    """The room's messages with `after < seq < before`: the first `limit` of them by seq, or
+    the last `limit` (newest first)."""
+    sql = statements().history_newest_first if newest_first else statements().history_oldest_first
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [slug, after, before, limit])
+        rows = cursor.fetchall()
+    return [HistoryRow._make((*row[:5], _aware(row[5]), *row[6:])) for row in rows]
+
+
+def _aware(value: datetime) -> datetime:
+    """A stored time as the ORM gives it: SQLite's driver reads it naive (it is UTC)."""
+    return timezone.make_aware(value, UTC) if timezone.is_naive(value) else value
