@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from realtime.kernel import events
@@ -24,12 +26,32 @@ def job_get(*, job_id: Any, viewer: User) -> Job | None:
         key = uuid.UUID(str(job_id))
     except ValueError:  # not a UUID: unknown, like any other id
         return None
-    # `get`, not `filter().first()`: no ordering to build, a quarter of this read's CPU.
-    mine = {} if viewer.is_staff else {"owner": viewer}
-    try:
-        return Job.objects.get(pk=key, **mine)
-    except Job.DoesNotExist:
-        return None
+    # The SQL written once: the ORM built it again for each read, most of this read's CPU.
+    if viewer.is_staff:
+        found = Job.objects.raw(_job_sql(mine=False), [_job_key(key)])
+    else:
+        found = Job.objects.raw(_job_sql(mine=True), [_job_key(key), viewer.pk])
+    return next(iter(found), None)
+
+
+def _job_key(key: uuid.UUID) -> Any:
+    """The id as the database stores it (a UUID on PostgreSQL, 32 hex digits on SQLite)."""
+    return Job._meta.get_field("id").get_db_prep_value(key, connection)
+
+
+@functools.cache
+def _job_sql(*, mine: bool) -> str:
+    """The job with the id given (and, if `mine`, the owner given): at most one row."""
+    quote = connection.ops.quote_name
+    table, key, owner = (quote(name) for name in (Job._meta.db_table, *_columns("id", "owner")))
+    sql = f"SELECT * FROM {table} WHERE {key} = %s"  # noqa: S608 - names from the model
+    return f"{sql} AND {owner} = %s" if mine else sql
+
+
+def _columns(*fields: str) -> list[str]:
+    columns = [getattr(Job._meta.get_field(name), "column", None) for name in fields]
+    assert all(isinstance(column, str) for column in columns)  # concrete fields have columns
+    return [str(column) for column in columns]
 
 
 def job_is_visible(*, job_id: Any, viewer: User) -> bool:
