@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
+import redis.asyncio
 from asgiref.sync import sync_to_async
 
 from chat import presence
+from config.redis_server import free_port
 from realtime.kernel.events import UserRef
 
 ALICE = UserRef(id=1, username="alice")
@@ -126,3 +130,39 @@ async def test_online_counts_for_rest_reads_each_room(slug):
 
     assert counts == {slug: 2, other: 0}
     assert await sync_to_async(presence.online_counts)([]) == {}
+
+
+async def test_sockets_entering_and_leaving_together_share_one_transaction(slug, monkeypatch):
+    # given: a count of the transactions this loop's client opens
+    client = presence.redis_client()
+    opened: list[object] = []
+    real_pipeline = client.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        opened.append(args)
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(client, "pipeline", counting_pipeline)
+    other = f"{slug}-other"
+
+    # when: twenty sockets enter two rooms at once, and one of them leaves in the same turn
+    await asyncio.gather(
+        *(presence.enter(slug if n % 2 else other, f"c{n}", None) for n in range(20)),
+        presence.leave(slug, "c1", None),
+    )
+
+    # then: one transaction, every entry written in order (c1 entered, then left)
+    assert len(opened) == 1
+    assert (await presence.snapshot(slug)).anonymous == 9
+    assert (await presence.snapshot(other)).anonymous == 10
+
+
+async def test_a_failed_transaction_reaches_every_socket_that_shared_it(slug, monkeypatch):
+    dead = redis.asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setattr(presence, "redis_client", lambda: dead)
+
+    results = await asyncio.gather(
+        *(presence.enter(slug, f"c{n}", None) for n in range(3)), return_exceptions=True
+    )
+
+    assert [type(result) for result in results] == [redis.ConnectionError] * 3
