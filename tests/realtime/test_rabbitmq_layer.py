@@ -152,8 +152,9 @@ def test_with_channels_rabbitmqs_own_capacities_the_same_burst_loses_most():
     # when
     received = burst_received(layer, 2000)
 
-    # then: RabbitMQ refused what did not fit, and the senders were not told (at-most-once)
-    assert len(received) < 1000, len(received)
+    # then: what did not fit (100 prefetched by the busy process, 100 in its queue) was
+    # refused by RabbitMQ, and the senders were not told (at-most-once)
+    assert len(received) <= 200, len(received)
 
 
 # ---------------------------------------------------------------- a RabbitMQ restart
