@@ -18,9 +18,12 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from health_check.exceptions import ServiceUnavailable
 from rest_framework.authtoken.models import Token
 
+from api.health import readiness_checks
 from config.rabbitmq_server import PrivateRabbitMQ, rabbitmq_server_script
+from config.redis_server import free_port
 from jobs.models import Job
 from jobs.services import job_enqueue
 from realtime.kernel import broadcast
@@ -253,3 +256,28 @@ async def test_a_rabbitmq_restart_under_a_live_room_loses_nothing(node, servers)
     assert [m["seq"] for m in client.messages()] == [1, 2, 3, 4, 5]
     assert all(service.running for service, _ in servers)
     await client.close()
+
+
+# ---------------------------------------------------------------- readiness
+
+
+async def test_readiness_checks_the_layers_rabbitmq(settings):
+    # given: the RabbitMQ layer, at an address where nothing listens
+    settings.CHANNEL_LAYER = "rabbitmq"
+    settings.CHANNEL_LAYER_URL = f"amqp://guest:guest@127.0.0.1:{free_port()}"
+
+    # when
+    check = readiness_checks()["channel_layer"]
+    result = await check.get_result()
+
+    # then
+    assert isinstance(result.error, ServiceUnavailable)
+
+
+@pytest.mark.usefixtures("rabbitmq_layer_run")
+@pytest.mark.django_db(transaction=True)
+def test_readiness_reports_the_layers_rabbitmq_ok(live_server_url, worker):
+    status, body, _ = http_json(f"{live_server_url}/api/health/ready/")
+
+    assert status == 200, body
+    assert body["checks"]["channel_layer"]["ok"] is True
