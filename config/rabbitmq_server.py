@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,14 +113,22 @@ class PrivateRabbitMQ:
     def wait_ready(self, timeout: float) -> None:
         from realtime.kernel.rabbitmq_layer import probe
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited, see {self.directory}")
-            with contextlib.suppress(Exception):
+        def answers() -> bool:
+            try:
                 asyncio.run(probe(self.url, within=2.0))
-                return
-            time.sleep(0.3)
+            except Exception:
+                return False
+            return True
+
+        deadline = time.monotonic() + timeout
+        # A thread of its own: the caller may be running an event loop (the benchmarks are).
+        with ThreadPoolExecutor(1) as thread:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"rabbitmq-server exited, see {self.directory}")
+                if thread.submit(answers).result():
+                    return
+                time.sleep(0.3)
         raise TimeoutError(
             f"rabbitmq-server did not answer on port {self.port}, see {self.directory}"
         )
