@@ -38,10 +38,17 @@ layers: $(VENV)/.installed-dev
 # The job tests run twice: Redis as the Celery broker, then RabbitMQ (skipped, and said so,
 # when it does not answer; a failure under CI=true).
 JOB_TESTS := tests/jobs tests/realtime/test_jobs_socket.py
+# The socket tests (job sockets included), the events sent from sync code and the soak run a
+# third time on RabbitMQ as the channel layer, skipped and failing the same way; tests about a
+# Redis channel layer itself (`redis_layer`: they pick pubsub or core and restart its Redis)
+# are left out.
+LAYER_TESTS := tests/realtime tests/chat/test_snapshot_events.py \
+	tests/jobs/test_snapshot_events.py tests/e2e/test_soak.py
 
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 	TEST_BROKER=rabbitmq $(BIN)/pytest $(JOB_TESTS) -m "not redis_broker" $(PYTEST_ARGS)
+	TEST_CHANNEL_LAYER=rabbitmq $(BIN)/pytest $(LAYER_TESTS) -m "not redis_layer" $(PYTEST_ARGS)
 
 ## lock: re-pin every dependency (after editing pyproject.toml)
 lock:

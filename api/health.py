@@ -24,6 +24,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from realtime.kernel import rabbitmq_layer
+
 
 @dataclasses.dataclass
 class Broker(HealthCheck):
@@ -39,14 +41,30 @@ class Broker(HealthCheck):
             raise ServiceUnavailable("Broker unreachable") from exc
 
 
+@dataclasses.dataclass
+class RabbitMQLayer(HealthCheck):
+    """Opens a connection to the channel layer's RabbitMQ (`CHANNEL_LAYER=rabbitmq`)."""
+
+    timeout = datetime.timedelta(seconds=3)
+
+    async def run(self) -> None:
+        try:
+            await rabbitmq_layer.probe(settings.CHANNEL_LAYER_URL, self.timeout.seconds)
+        except Exception as exc:  # refused, timed out, or closed by the server (credentials)
+            raise ServiceUnavailable("Channel layer's RabbitMQ unreachable") from exc
+
+
 def readiness_checks() -> dict[str, HealthCheck]:
-    return {
+    checks: dict[str, HealthCheck] = {
         "database": Database(),
         "redis": Redis(client_factory=lambda: RedisClient.from_url(settings.REDIS_URL)),
         "broker": Broker(),
         # limit=1: return as soon as one worker answers instead of waiting out the timeout.
         "worker": Ping(app=celery_app, timeout=datetime.timedelta(seconds=2), limit=1),
     }
+    if settings.CHANNEL_LAYER == "rabbitmq":  # else the layer is the Redis checked above
+        checks["channel_layer"] = RabbitMQLayer()
+    return checks
 
 
 async def _run(checks: dict[str, HealthCheck]) -> dict[str, HealthCheckResult]:

@@ -46,7 +46,9 @@ from bench.stack import (
     keep_or_remove,
     log,
     parse_databases,
+    parse_layers,
     parse_servers,
+    rabbitmq_ps,
     raise_fd_limit,
     redis_ps,
     scan_log,
@@ -134,6 +136,7 @@ class Row:
     server: str
     db: str
     scenario: Scenario
+    layer: str = "-"  # the channel layer (pubsub, core, rabbitmq); "-" for the ceiling
     connected: int = 0  # in (and, for the socket scenarios, still open after --settle)
     attempted: int = 0
     joined: int = 0  # got in: hello, then subscribed
@@ -191,11 +194,12 @@ class Row:
         return None if value is None else value / 1e6
 
     def cpu(self, name: str) -> float | None:
-        """CPU seconds of `server` or its `redis` over the measured phase, if measured."""
+        """CPU seconds of `server`, its `redis` or its `rabbitmq` over the measured phase, if
+        measured."""
         return None if self.usage is None else self.usage.cpu.get(name)
 
     def per_op(self, name: str) -> float | None:
-        """The CPU seconds of `server` or `redis` divided by `ops`."""
+        """The CPU seconds of `server`, `redis` or `rabbitmq` divided by `ops`."""
         seconds = self.cpu(name)
         if seconds is None or not self.ops:
             return None
@@ -831,22 +835,39 @@ def progress(name: str, scenario: Scenario, stage: str) -> None:
     log(f"{name}: {scenario.label}: {stage}")
 
 
+def run_name(kind: str, db: str, layer: str) -> str:
+    """How progress lines name a run: `ceiling`, or `server/db/layer`."""
+    return kind if kind == CEILING else f"{kind}/{db}/{layer}"
+
+
 async def run_one(
-    kind: str, scenario: Scenario, environment: Environment, opts: Options, pin: bool
+    kind: str,
+    scenario: Scenario,
+    environment: Environment,
+    layer: str,
+    opts: Options,
+    pin: bool,
 ) -> tuple[Row, list[LogReport]]:
-    """Fresh Redis and server, warm-up, the scenario, then everything closed and stopped."""
+    """Fresh Redis (and RabbitMQ for its layer) and server, warm-up, the scenario, then
+    everything closed and stopped."""
     db = "-" if kind == CEILING else environment.db
-    name = kind if kind == CEILING else f"{kind}/{db}"
-    row = Row(server=kind, db=db, scenario=scenario)
+    layer = "-" if kind == CEILING else layer
+    name = run_name(kind, db, layer)
+    row = Row(server=kind, db=db, layer=layer, scenario=scenario)
     port = free_port()
-    log_path = environment.root / "logs" / f"{kind}-{db}-{port}.log"
+    log_path = environment.root / "logs" / f"{kind}-{db}-{layer}-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         env = dict(environment.env)
         redis: Any | None = None  # the ceiling has none
+        rabbitmq: Any | None = None  # only the RabbitMQ layer's runs have one
         if kind != CEILING:
             private = stack.enter_context(environment.redis(f"{kind}-{port}", pin))
             env["REDIS_URL"], redis = private.url, redis_ps(private)
+            env["CHANNEL_LAYER"] = layer
+            if layer == "rabbitmq":
+                node = stack.enter_context(environment.rabbitmq(f"{kind}-{port}", pin))
+                env["CHANNEL_LAYER_URL"], rabbitmq = node.url, rabbitmq_ps(node)
         argv = server_command(kind, port, opts.uvicorn_ws)
         server = stack.enter_context(Server(name, argv, env, log_path, port, server_cores(pin)))
         await wait_ready(server)
@@ -856,7 +877,8 @@ async def run_one(
             row.failure = problem
             return row, [r for r in [scan_log(server, scenario.label, "warm-up", 0)] if r]
         progress(name, scenario, "running")
-        target = Target(server.url, server.ps(), CpuProbe(server=server.ps(), redis=redis))
+        probe = CpuProbe(server=server.ps(), redis=redis, rabbitmq=rabbitmq)
+        target = Target(server.url, server.ps(), probe)
         peers: list[Peer] = []
         try:
             tally, senders, receivers = await RUNNERS[scenario.kind](
@@ -903,14 +925,16 @@ def error_cell(row: Row) -> str:
 
 
 def cpu_cells(row: Row) -> list[str]:
-    """CPU per op of the server and its Redis, then server, generator and others in % of a core."""
+    """CPU per op of the server, its Redis and its RabbitMQ, then server, generator and others
+    in % of a core."""
     usage = row.usage
     phase = usage.seconds if usage is not None else None
     rough = "~" if phase is not None and phase < PRECISE_PHASE else ""
-    cpu, redis = row.per_op("server"), row.per_op("redis")
+    cpu, redis, mq = row.per_op("server"), row.per_op("redis"), row.per_op("rabbitmq")
     return [
         rough + fmt(cpu * 1e6 if cpu is not None else None, ".1f"),
         rough + fmt(redis * 1e6 if redis is not None else None, ".1f"),
+        rough + fmt(mq * 1e6 if mq is not None else None, ".1f"),
         percent(row.cpu("server"), phase),
         percent(usage.loadgen if usage is not None else None, phase),
         percent(usage.other if usage is not None else None, phase),
@@ -925,6 +949,7 @@ def rss_cell(row: Row) -> str:
 MESSAGE_HEADERS = [
     "server",
     "db",
+    "layer",
     "scenario",
     "conns",
     "setup s",
@@ -939,6 +964,7 @@ MESSAGE_HEADERS = [
     "op",
     "cpu us/op",
     "redis us/op",
+    "mq us/op",
     "srv %cpu",
     "gen %cpu",
     "other %cpu",
@@ -954,6 +980,7 @@ def message_cells(row: Row) -> list[str]:
     return [
         row.server,
         row.db,
+        row.layer,
         row.scenario.label,
         f"{row.connected}/{row.attempted}",
         fmt(row.setup_s, ".2f"),
@@ -975,6 +1002,7 @@ def message_cells(row: Row) -> list[str]:
 SOCKET_HEADERS = [
     "server",
     "db",
+    "layer",
     "scenario",
     "in/tried",
     "lost",
@@ -986,6 +1014,7 @@ SOCKET_HEADERS = [
     "subscribed p99 ms",
     "cpu us/conn",
     "redis us/conn",
+    "mq us/conn",
     "srv %cpu",
     "gen %cpu",
     "other %cpu",
@@ -999,6 +1028,7 @@ def socket_cells(row: Row) -> list[str]:
     return [
         row.server,
         row.db,
+        row.layer,
         row.scenario.label,
         f"{row.joined}/{row.attempted}",
         str(row.dropped),
@@ -1029,11 +1059,15 @@ def ratio_rows(rows: list[Row]) -> list[list[str]]:
             continue
         cpu, redis = row.per_op("server"), row.per_op("redis")
         with_redis = cpu + redis if cpu is not None and redis is not None else None
+        mq = row.per_op("rabbitmq")
+        if with_redis is not None and mq is not None:
+            with_redis += mq  # the RabbitMQ layer's broker is a store of the server's too
         timed = row.kind in SOCKET_KINDS
         out.append(
             [
                 row.server,
                 row.db,
+                row.layer,
                 row.scenario.label,
                 row.op,
                 fmt(ratio(cpu, base.per_op("server")), ".1f"),
@@ -1050,6 +1084,7 @@ def ratio_rows(rows: list[Row]) -> list[list[str]]:
 RATIO_HEADERS = [
     "server",
     "db",
+    "layer",
     "scenario",
     "op",
     "cpu/op",
@@ -1106,7 +1141,7 @@ def target_lines(rows: list[Row]) -> list[str]:
 
     for row in rows:
         s = row.scenario
-        who = f"{row.server:8} {row.db:8} {s.label}"
+        who = f"{row.server:8} {row.db:8} {row.layer:8} {s.label}"
         if row.failure:
             lines.append(f"FAIL  {who}: {row.failure}")
             continue
@@ -1301,6 +1336,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--db", default="sqlite", help="sqlite, postgres or both")
     parser.add_argument(
+        "--layer",
+        default="pubsub",
+        help="the Django servers' channel layer(s), comma-separated: pubsub, core (Redis) or "
+        "rabbitmq (a private RabbitMQ node per run, like the private Redis)",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=POSTGRES_URL,
         help="the PostgreSQL server a fresh database is created on (--db postgres)",
@@ -1371,26 +1412,35 @@ async def run_all(
     servers: list[str],
     scenarios: list[Scenario],
     environments: list[Environment],
+    layers: list[str],
     opts: Options,
     pin: bool,
 ) -> tuple[list[Row], list[LogReport]]:
-    """Every scenario on the ceiling, then on every server and database, scenario by scenario."""
+    """Every scenario on the ceiling, then on every server, database and channel layer,
+    scenario by scenario."""
     rows: list[Row] = []
     logs: list[LogReport] = []
-    runs = [(CEILING, environments[0])] if CEILING in servers else []
-    runs += [(kind, env) for kind in servers if kind != CEILING for env in environments]
+    runs = [(CEILING, environments[0], "-")] if CEILING in servers else []
+    runs += [
+        (kind, env, layer)
+        for kind in servers
+        if kind != CEILING
+        for env in environments
+        for layer in layers
+    ]
     for scenario in scenarios:
-        for kind, environment in runs:
-            name = kind if kind == CEILING else f"{kind}/{environment.db}"
+        for kind, environment, layer in runs:
+            db = "-" if kind == CEILING else environment.db
+            name = run_name(kind, db, layer)
             other = await machine_quiet(opts.quiet_wait)
             if other > MACHINE_QUIET:
                 progress(name, scenario, f"the machine is busy ({other:.0%} of a core) anyway")
             progress(name, scenario, "starting")
             try:
-                row, found = await run_one(kind, scenario, environment, opts, pin)
+                row, found = await run_one(kind, scenario, environment, layer, opts, pin)
             except (RuntimeError, TimeoutError) as error:
-                db = "-" if kind == CEILING else environment.db
-                row, found = Row(kind, db, scenario, failure=str(error)[:2000]), []
+                row = Row(kind, db, scenario, layer=layer, failure=str(error)[:2000])
+                found = []
             rows.append(row)
             logs.extend(found)
     return rows, logs
@@ -1445,6 +1495,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen, notes = parse_servers(args.server)
         servers = [CEILING, *chosen]
     parse_databases(args.db)  # an unknown name stops here, before anything starts
+    layers = parse_layers(args.layer)
     rooms = [POST_ROOM, *room_slugs(max(s.rooms for s in scenarios))]
     # Every socket is a file on both sides: the load generator's and the server's.
     wanted = max(s.receivers + s.senders for s in scenarios) + 1000
@@ -1477,8 +1528,15 @@ def main(argv: list[str] | None = None) -> int:
                 + " (not the defaults)"
             )
             notes += [f"db {e.db}: {e.where}" for e in environments]
+            if "rabbitmq" in layers:
+                notes.append(
+                    "layer rabbitmq: a fresh private RabbitMQ node per run, beside the private "
+                    "Redis (presence, cache); `mq` columns are its CPU"
+                )
         rows, logs = asyncio.run(
-            asyncio.wait_for(run_all(servers, scenarios, environments, opts, pin), args.max_seconds)
+            asyncio.wait_for(
+                run_all(servers, scenarios, environments, layers, opts, pin), args.max_seconds
+            )
         )
     except KeyboardInterrupt:
         interrupted = True

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench.probe import process
 from bench.rest import ERRORS, Rest
+from config.rabbitmq_server import PrivateRabbitMQ, rabbitmq_server_script
 from config.redis_server import PrivateRedis
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ CEILING = "ceiling"
 SERVERS = ("daphne", "uvicorn", "granian")  # the ASGI servers a benchmark may run
 UVICORN_WS = ("websockets", "websockets-sansio", "wsproto")  # uvicorn's --ws choices
 DATABASES = ("sqlite", "postgres")
+LAYERS = ("pubsub", "core", "rabbitmq")  # CHANNEL_LAYER values a benchmark may run
 # The PostgreSQL server a `--db postgres` run creates its database on (trust auth, loopback).
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Granian's --backpressure caps the connections a worker holds open, and a WebSocket holds
@@ -215,6 +217,20 @@ def parse_databases(spec: str) -> list[str]:
     return [spec]
 
 
+def parse_layers(spec: str) -> list[str]:
+    """The channel layers a `--layer` value names (comma-separated), RabbitMQ's when it can
+    run here."""
+    layers: list[str] = []
+    for name in (s.strip() for s in spec.split(",")):
+        if name not in LAYERS:
+            raise SystemExit(f"unknown --layer {name!r}: choose from {', '.join(LAYERS)}")
+        if name == "rabbitmq" and rabbitmq_server_script() is None:
+            raise SystemExit("--layer rabbitmq needs rabbitmq-server (Debian's package)")
+        if name not in layers:
+            layers.append(name)
+    return layers
+
+
 def raise_fd_limit(wanted: int) -> str:
     """Raise the open-file limit to the hard limit (servers started later inherit it).
 
@@ -388,11 +404,28 @@ class Environment:
         finally:
             redis.stop()
 
+    @contextlib.contextmanager
+    def rabbitmq(self, name: str, pin: bool = False) -> Iterator[PrivateRabbitMQ]:
+        """A fresh private RabbitMQ node (for the RabbitMQ channel layer), on the server's core
+        when pinning, as the Redis is."""
+        node = PrivateRabbitMQ(self.root / f"rabbitmq-{name}")
+        try:
+            node.start(cores=server_cores(pin))
+            yield node
+        finally:
+            node.stop()
+
 
 def redis_ps(redis: PrivateRedis) -> Any:
     """The psutil handle of a started private Redis."""
     assert redis.process is not None
     return process(redis.process.pid)
+
+
+def rabbitmq_ps(node: PrivateRabbitMQ) -> Any:
+    """The psutil handle of a started private RabbitMQ node (its Erlang VM)."""
+    assert node.process is not None
+    return process(node.process.pid)
 
 
 def _readiness(port: int) -> tuple[int, Any]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any, cast
+from urllib.parse import quote, urlsplit
 
 import pytest
 import redis
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.db import connection
+from kombu import Connection
 from rest_framework.authtoken.models import Token
 
 from tests.factories import UserFactory
@@ -51,14 +55,38 @@ def _broker_answers() -> None:
     """With `TEST_BROKER=rabbitmq`, the whole run needs RabbitMQ: skip (or, in CI, fail)."""
     if os.environ.get("TEST_BROKER") != "rabbitmq":
         return
-    from kombu import Connection
-
     url = os.environ["CELERY_BROKER_URL"]
     try:
         with Connection(url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1)
     except Exception:
         skip_or_fail(f"RabbitMQ does not answer at {url} (set TEST_RABBITMQ_URL)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _channel_layer_answers() -> Iterator[None]:
+    """With `TEST_CHANNEL_LAYER=rabbitmq`, the whole run needs RabbitMQ: skip (or, in CI, fail).
+
+    Afterwards the run's groups exchange is deleted: RabbitMQ would keep it until it restarts.
+    """
+    if django_settings.CHANNEL_LAYER != "rabbitmq":
+        yield
+        return
+    from realtime.kernel.rabbitmq_layer import carehare_url, probe
+
+    url = django_settings.CHANNEL_LAYER_URL
+    try:
+        asyncio.run(probe(url))
+    except Exception:
+        skip_or_fail(f"RabbitMQ does not answer at {url} (set TEST_RABBITMQ_URL)")
+    yield
+    config = cast(dict[str, Any], django_settings.CHANNEL_LAYERS["default"]["CONFIG"])
+    kombu_url = carehare_url(url)
+    if not urlsplit(kombu_url).path:
+        kombu_url += "//"  # kombu's name of the default virtual host
+    with contextlib.suppress(Exception), Connection(kombu_url, connect_timeout=3) as conn:
+        channel: Any = conn.default_channel  # py-amqp's, which can delete an exchange
+        channel.exchange_delete(config["groups_exchange"])  # a leftover is no failure
 
 
 @pytest.fixture(scope="session")

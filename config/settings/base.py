@@ -148,6 +148,17 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Prefix of every Redis key the app writes itself (presence) and of the channel layer's.
 REDIS_KEY_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="switchboard")
 
+# The Celery broker (see "celery" below), read here: the RabbitMQ channel layer defaults to it.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# The RabbitMQ channel layer's server: CHANNEL_LAYER_URL, else the broker when that is
+# RabbitMQ, else the local default (kombu's `amqp://…//` form is accepted as it is).
+CHANNEL_LAYER_URL = env.str(
+    "CHANNEL_LAYER_URL",
+    default=CELERY_BROKER_URL
+    if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
+    else "amqp://guest:guest@127.0.0.1:5672/",
+)
+
 CHANNEL_LAYER_BACKENDS = {
     # Redis pub/sub: an event is pushed to each subscribed process, one PUBLISH per send.
     "pubsub": {
@@ -164,9 +175,39 @@ CHANNEL_LAYER_BACKENDS = {
             "capacity": 10_000,
         },
     },
+    # RabbitMQ (channels-rabbitmq): each process has one exclusive queue, bound to the groups
+    # its hub follows; every publish is confirmed by RabbitMQ. Redis stays the cache and
+    # presence store (realtime/kernel/rabbitmq_layer.py).
+    "rabbitmq": {
+        "BACKEND": "realtime.kernel.rabbitmq_layer.RabbitMQChannelLayer",
+        "CONFIG": {
+            "host": CHANNEL_LAYER_URL,
+            # Groups are routing keys of this exchange: runs with another prefix on the same
+            # RabbitMQ never hear each other's rooms.
+            "groups_exchange": f"{REDIS_KEY_PREFIX}.groups",
+            # Messages a process's queue may hold; past that RabbitMQ refuses the publish and
+            # the send is dropped with a warning (at-most-once). The default, 100, is one
+            # burst: a queue fills while the event loop fans a big message out to thousands
+            # of sockets. The hub is the queue's only reader (one per process, as with the
+            # Redis lists layer's capacity above), so the bound is per process; a message is
+            # one event, or a batch of up to 100 events of one group (the publisher's).
+            "remote_capacity": 10_000,
+            # Messages taken from the queue ahead of the hub (RabbitMQ's prefetch, and the
+            # layer's local buffer): 100 stalls delivery on a round trip of acks whenever the
+            # hub is busy for a moment; 1,000 keeps the socket full at a bounded memory cost.
+            "local_capacity": 1_000,
+            # A message older than this (s) is dropped in RabbitMQ: by then the hub's feeds
+            # have caught up from the database anyway.
+            "expiry": 60,
+            # How long (s) a process waits for its first connection to RabbitMQ; after that, a
+            # subscribe or a publish without one fails at once (`unavailable`, or a lost event).
+            "connect_wait": 5.0,
+        },
+    },
 }
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
 CHANNEL_LAYERS = {
-    "default": CHANNEL_LAYER_BACKENDS[env.str("CHANNEL_LAYER", default="pubsub")],
+    "default": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
 }
 
 CACHES = {
@@ -179,7 +220,7 @@ CACHES = {
 }
 
 # ------------------------------------------------------------------ celery
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# CELERY_BROKER_URL is read above, with the channel layers.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 # The Job row is the source of truth: no result backend, no results kept in Redis.

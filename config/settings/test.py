@@ -20,6 +20,15 @@ if os.environ.get("TEST_BROKER") == "rabbitmq":
         "CELERY_BROKER_URL",
         os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"),
     )
+# `TEST_CHANNEL_LAYER=rabbitmq` runs the socket tests with RabbitMQ as the channel layer
+# (Redis stays the cache and presence store, and the broker unless TEST_BROKER says otherwise).
+if os.environ.get("TEST_CHANNEL_LAYER"):
+    os.environ.setdefault("CHANNEL_LAYER", os.environ["TEST_CHANNEL_LAYER"])
+    if os.environ["CHANNEL_LAYER"] == "rabbitmq":
+        os.environ.setdefault(
+            "CHANNEL_LAYER_URL",
+            os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+        )
 _run_id = os.environ.setdefault("SWITCHBOARD_TEST_RUN", uuid.uuid4().hex[:8])
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"switchboard-test-{_run_id}")
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"switchboard-test-{_run_id}")

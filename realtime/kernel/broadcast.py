@@ -61,10 +61,17 @@ def publish_now(group: str, event: dict[str, Any], *, wait: bool = False) -> Non
         except RuntimeError:  # that loop has closed: send it from here after all
             pass
     try:
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, event), _loop())
-        future.result(PUBLISH_TIMEOUT)
+        future = asyncio.run_coroutine_threadsafe(_send_in_time(layer, group, event), _loop())
+        future.result(PUBLISH_TIMEOUT + 1)  # `_send_in_time` gives up after PUBLISH_TIMEOUT
     except Exception:
         logger.exception("broadcast to %s failed", group)
+
+
+async def _send_in_time(layer: Any, group: str, event: dict[str, Any]) -> None:
+    # Timed out on the publishing loop itself, so that a send that gives up is cancelled there
+    # rather than left to go out late, once per caller, when the layer's server is back.
+    async with asyncio.timeout(PUBLISH_TIMEOUT):
+        await layer.group_send(group, event)
 
 
 _holding = threading.local()
@@ -206,7 +213,9 @@ def _loop() -> asyncio.AbstractEventLoop:
     """This process's publishing loop, in a thread of its own, made on first use.
 
     `async_to_sync` in a thread with no event loop (a Celery worker) would build a loop and
-    a Redis connection per call; one long-lived loop keeps one connection pool instead.
+    a Redis connection per call; one long-lived loop keeps one connection pool instead. The
+    RabbitMQ layer, which can only be made inside a running loop and then belongs to it, has
+    its connection for sync code on this loop too, made once and reused by every call.
     """
     with _state_lock:
         if _state.get("pid") != os.getpid():  # none yet, or inherited across a fork

@@ -160,22 +160,28 @@ class Hub:
     async def _heartbeat(self) -> None:
         """Notice when the layer stops delivering to this process, and repair what it lost.
 
-        Every SWITCHBOARD_HEARTBEAT seconds the hub sends itself an event through Redis. One
-        that does not come back means deliveries are being lost (Redis restarted or flushed,
-        a subscription dropped): the hub joins its groups again until heartbeats return,
-        then every feed catches up from the database, so sockets stay open and miss nothing.
+        Every SWITCHBOARD_HEARTBEAT seconds the hub sends itself an event through the layer.
+        One that does not come back means deliveries are being lost (Redis restarted or
+        flushed, a subscription dropped), and so does a connection the layer reports lost
+        (RabbitMQ's went with this process's queue, even if it was back before the next
+        heartbeat): the hub joins its groups again until heartbeats return, then every feed
+        catches up from the database, so sockets stay open and miss nothing.
         """
         group = self.heartbeat_group
-        sent, healthy = 0, True
+        sent, healthy, lost = 0, True, self._lost_connections()
+        needed = 0  # the heartbeat that must come back before the feeds catch up
         while True:
             interval = settings.SWITCHBOARD_HEARTBEAT
             await asyncio.sleep(interval)
+            if self._lost_connections() != lost:
+                lost = self._lost_connections()
+                needed = sent + 1  # only one sent from now on shows that deliveries resumed
             try:
-                # A Redis call that hangs is a fault too; a slow one under load is not.
+                # A layer call that hangs is a fault too; a slow one under load is not.
                 async with asyncio.timeout(max(2 * interval, 5.0)):
-                    if self.heard < sent:
+                    if self.heard < max(sent, needed):
                         if healthy:
-                            logger.warning("channel layer lost a heartbeat; rejoining")
+                            logger.warning("channel layer lost deliveries; rejoining")
                         healthy = False
                         await self._rejoin([group, *self.feeds])
                     elif not healthy:
@@ -188,6 +194,11 @@ class Hub:
             except Exception as exc:  # the next tick sees the heartbeat missing, and repairs
                 logger.warning("channel layer heartbeat failed: %r", exc)
                 logger.debug("heartbeat failure", exc_info=True)
+
+    def _lost_connections(self) -> int:
+        """Connections the layer has lost so far, if it can tell (the RabbitMQ one can)."""
+        lost = getattr(type(self.layer), "lost_connections", None)
+        return int(lost(self.layer)) if lost is not None else 0
 
     async def _rejoin(self, groups: list[str]) -> None:
         assert self.channel is not None

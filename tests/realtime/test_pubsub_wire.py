@@ -13,6 +13,9 @@ from django.conf import settings
 from realtime.kernel import broadcast
 from realtime.kernel.pubsub_wire import CLIENT_NAME, PubSubWire
 
+# About the Redis pub/sub layer's own wire: not run again with RabbitMQ as the channel layer.
+pytestmark = pytest.mark.redis_layer
+
 
 @pytest.fixture
 async def layer():

@@ -25,7 +25,10 @@ from tests.factories import RoomFactory, UserFactory
 from tests.support.processes import Service, child_env, daphne, http_json
 from tests.support.ws import WsClient
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# These choose a Redis layer themselves (pub/sub and lists) and restart or flush its Redis:
+# the RabbitMQ layer's run leaves them out, and has its own restart test
+# (test_rabbitmq_layer.py).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_layer]
 
 
 @dataclass

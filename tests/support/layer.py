@@ -22,14 +22,14 @@ class LayerListener:
     through the kernel's publisher) can use it as they are.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, layer: Any = None) -> None:
         self.events: list[Event] = []
         self._groups: list[str] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="layer-listener")
         self._thread.start()
-        self._layer = get_channel_layer()
+        self._layer = layer if layer is not None else get_channel_layer()
         self._channel: str = self._call(self._layer.new_channel("listener."))
         self._receiving = asyncio.run_coroutine_threadsafe(self._receive(), self._loop)
 
@@ -46,6 +46,11 @@ class LayerListener:
         """Receive what is sent to `group` from now on."""
         self._call(self._layer.group_add(group, self._channel))
         self._groups.append(group)
+
+    def hold(self, until: threading.Event) -> None:
+        """Keep its event loop busy (reading nothing) until `until` is set, as a server process
+        fanning a big message out to thousands of sockets is."""
+        self._loop.call_soon_threadsafe(until.wait, 60)
 
     def received(self, since: int = 0) -> list[Event]:
         """The events received so far, from the `since`-th on."""
