@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
-from django.db.models import QuerySet
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -32,6 +31,7 @@ from jobs.registry import kinds_all
 from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log
 from jobs.services import job_cancel, job_enqueue
 from realtime.kernel import events
+from realtime.kernel.listing import Listing
 from realtime.kernel.names import job_channel
 
 from .declared import DeclaredSerializer
@@ -188,7 +188,7 @@ class JobListView(ListAPIView):
     serializer_class = JobSerializer
     pagination_class = PageNumberPagination
 
-    def get_queryset(self) -> QuerySet[Job, Any]:
+    def get_queryset(self) -> Listing[Job]:  # type: ignore[override]  # a page per query
         query = JobListQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
         return job_list(owner=_owner(self.request), status=query.validated_data.get("status"))

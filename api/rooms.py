@@ -23,7 +23,6 @@ from chat.models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
 from chat.presence import online_counts
 from chat.selectors import (
     HISTORY_MAX_LIMIT,
-    RoomListing,
     message_history,
     room_get,
     room_list,
@@ -31,6 +30,7 @@ from chat.selectors import (
 from chat.services import Poster, message_post, room_create
 from realtime.kernel import events
 from realtime.kernel.events import bounded_string
+from realtime.kernel.listing import Listing
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .declared import DeclaredSerializer
@@ -159,7 +159,7 @@ class RoomListView(ListCreateAPIView):
     serializer_class = RoomSerializer
     pagination_class = PageNumberPagination
 
-    def get_queryset(self) -> RoomListing:  # type: ignore[override]  # a page per query
+    def get_queryset(self) -> Listing[Room]:  # type: ignore[override]  # a page per query
         return room_list()
 
     def get_serializer_context(self) -> dict[str, Any]:

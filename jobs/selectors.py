@@ -10,11 +10,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 
 from realtime.kernel import events
+from realtime.kernel.listing import Listing
 
-from .frames import JOB_STATE_COLUMNS, job_state_model
+from .frames import job_state_model
 from .models import WAITING, Job, JobLogLine
 
 LOG_PAGE_MAX = 500
@@ -69,15 +70,38 @@ def job_states(*, job_ids: list[str]) -> list[events.JobState]:
     return [job_state_model(job) for job in Job.objects.filter(pk__in=job_ids)]
 
 
-def job_list(*, owner: User, status: str | None = None) -> QuerySet[Job, Any]:
-    """The owner's jobs, newest first, as rows of their state's fields (`job_state_body`).
+def job_list(*, owner: User, status: str | None = None) -> Listing[Job]:
+    """The owner's jobs (of one status, if given), newest first.
 
-    Rows, not models: a page of 50 jobs spent a third of its time making models.
+    A page is one query and the count another, both written once: the ORM built them again
+    for every list.
     """
-    jobs = Job.objects.filter(owner=owner)
-    if status:
-        jobs = jobs.filter(status=status)
-    return jobs.values_list(*JOB_STATE_COLUMNS, named=True)
+    mine: list[Any] = [owner.pk] if status is None else [owner.pk, status]
+    page_sql, count_sql = _job_list_sql(by_status=status is not None)
+
+    def page(offset: int, limit: int) -> list[Job]:
+        return list(Job.objects.raw(page_sql, [*mine, limit, offset]))
+
+    def count() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(count_sql, mine)
+            return int(cursor.fetchone()[0])
+
+    return Listing(page, count)
+
+
+@functools.cache
+def _job_list_sql(*, by_status: bool) -> tuple[str, str]:
+    """A page of an owner's jobs (of a status), newest first; and how many there are."""
+    quote = connection.ops.quote_name
+    table, owner, status, created = (
+        quote(name) for name in (Job._meta.db_table, *_columns("owner", "status", "created_at"))
+    )
+    where = f"WHERE {owner} = %s" + (f" AND {status} = %s" if by_status else "")
+    return (
+        f"SELECT * FROM {table} {where} ORDER BY {created} DESC LIMIT %s OFFSET %s",  # noqa: S608
+        f"SELECT COUNT(*) FROM {table} {where}",  # noqa: S608
+    )
 
 
 def jobs_changed_since(*, owner_id: int, since: datetime, limit: int) -> list[Job]:
