@@ -37,3 +37,23 @@ def test_bad_params_are_a_clear_error(shared_env):
 
     assert result.returncode != 0
     assert "invalid_params" in result.stderr
+
+
+def test_with_no_worker_on_its_queue_the_command_says_the_job_waits(shared_env, worker):
+    # given: a worker runs, but on another queue than this command's
+    UserFactory.create(username="demo")
+    env = {**shared_env, "CELERY_TASK_DEFAULT_QUEUE": "switchboard-test-nobody-consumes"}
+
+    result = run(env, "demo.sleep", "-p", "steps=1", "--countdown", "600")
+
+    assert result.returncode == 0, result.stderr
+    assert "No Celery worker consumes queue 'switchboard-test-nobody-consumes'" in result.stderr
+
+
+def test_with_a_worker_on_its_queue_the_command_does_not_warn(shared_env, worker):
+    UserFactory.create(username="demo")
+
+    result = run(shared_env, "demo.sleep", "-p", "steps=1", "--countdown", "600")
+
+    assert result.returncode == 0, result.stderr
+    assert "No Celery worker" not in result.stderr

@@ -2,7 +2,7 @@
 session (`task.apply_async((), countdown=2)`) as one command, with a progress bar.
 
 On a terminal `--follow` redraws one progress line; into a pipe or a file it writes a line
-per change instead. It says so when no Celery worker answers: the job then waits for one.
+per change instead. It says so when no Celery worker consumes the queue: the job then waits for one.
 """
 
 from __future__ import annotations
@@ -56,21 +56,25 @@ class Command(BaseCommand):
             detail = f"{exc.detail} {exc.fields}" if exc.fields else exc.detail
             raise CommandError(f"{exc.code}: {detail}") from exc
         self.stdout.write(f"{job.kind} {job.pk} {job.status}, runs at {job.run_at:%H:%M:%S}")
-        if not self.worker_answers():
+        queue = current_app.conf.task_default_queue
+        if not self.worker_consumes(queue):
             broker = current_app.connection_for_write().as_uri()
             self.stderr.write(
-                f"No Celery worker answers on {broker}: the job waits until one starts "
-                "(`make run` starts one)."
+                f"No Celery worker consumes queue {queue!r} on {broker}: the job waits until "
+                "one starts (`make run` starts one)."
             )
         if options["follow"]:
             self.follow(job, redraw=self.stdout.isatty())
 
     @staticmethod
-    def worker_answers() -> bool:
+    def worker_consumes(queue: str) -> bool:
+        """Whether a live worker consumes `queue` (any worker answering a ping may serve
+        another queue on the same broker)."""
         try:
-            return bool(current_app.control.ping(timeout=1.0, limit=1))
+            replies = current_app.control.inspect(timeout=1.0).active_queues() or {}
         except (OSError, OperationalError):  # a dead broker: no worker can answer either
             return False
+        return any(q.get("name") == queue for queues in replies.values() for q in queues)
 
     def follow(self, job: Job, *, redraw: bool) -> None:
         printed = 0
