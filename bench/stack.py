@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bench.probe import process
 from bench.rest import ERRORS, Rest
 from config.rabbitmq_server import PrivateRabbitMQ, rabbitmq_server_script
-from config.redis_server import PrivateRedis
+from config.redis_server import PrivateRedis, stop_process_group
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -142,16 +142,8 @@ class Server:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to its process group, SIGKILL after `timeout` seconds."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_process_group(self.process, timeout)
 
 
 def server_command(kind: str, port: int, uvicorn_ws: str = "websockets-sansio") -> list[str]:

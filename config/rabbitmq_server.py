@@ -9,10 +9,8 @@ no plugins. It registers with the machine's epmd under its own name.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -20,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.redis_server import free_port
+from config.redis_server import free_port, stop_process_group
 
 # Debian's wrapper in /usr/sbin switches to the `rabbitmq` user; this script runs the node as
 # whoever starts it, with the files we give it.
@@ -135,13 +133,5 @@ class PrivateRabbitMQ:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the node as a service manager would (SIGTERM: it closes its connections)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_process_group(self.process, timeout)
