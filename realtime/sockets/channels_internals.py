@@ -100,7 +100,6 @@ def check() -> None:
         # method: (its first parameters, names its code must still use)
         "websocket_connect": (("self", "message"), ("groups", "connect")),
         "websocket_receive": (("self", "message"), ("receive",)),
-        "websocket_disconnect": (("self", "message"), ("groups", "disconnect", "StopConsumer")),
         "receive": (("self", "text_data", "bytes_data"), ()),
         "accept": (("self",), ("send",)),
         "close": (("self", "code", "reason"), ("send",)),
