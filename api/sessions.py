@@ -2,8 +2,8 @@
 
 `SESSION_ENGINE = "api.sessions"`. Every request signed in with the session cookie reads its
 session first. Django's engine does that with `Session.objects.get(...)`, whose SQL it builds
-again for each request: 0.29 ms of CPU, against 0.02 ms for the same statement written once.
-Writing, expiring and clearing sessions stay Django's own.
+again for each request: 0.29 ms of CPU, against 0.02 ms for the same statement written once
+(`realtime.kernel.sql`). Writing, expiring and clearing sessions stay Django's own.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from django.contrib.sessions.models import Session
 from django.db import connections, router
 from django.utils import timezone
 
+from realtime.kernel import sql
+
 from .authentication import column_of
 
 
@@ -22,11 +24,8 @@ class SessionStore(db.SessionStore):
     def _get_session_from_db(self) -> Session | None:
         """The unexpired session with this key (only its data is read), else None."""
         alias = router.db_for_read(Session)
-        connection = connections[alias]
-        now = connection.ops.adapt_datetimefield_value(timezone.now())
-        with connection.cursor() as cursor:
-            cursor.execute(_session_data_sql(alias), [self.session_key, now])
-            row = cursor.fetchone()
+        now = connections[alias].ops.adapt_datetimefield_value(timezone.now())
+        row = sql.row(_session_data_sql(alias), [self.session_key, now], using=alias)
         if row is None:
             self._session_key = None
             return None

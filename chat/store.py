@@ -4,7 +4,8 @@ Posting is the hottest write: every chat message takes it, over REST and both so
 ORM compiles each query from scratch every time, which measured about 0.6 ms of CPU per
 statement on the project's 2-core test machine (SQLite executed it in 0.04 ms), four times
 per post. These statements are built once per database vendor from the models' own table and
-column names and run on Django's cursor, in Django's transaction; every one is plain SQL that
+column names and run on the driver's cursor in Django's transaction (`realtime.kernel.sql`,
+which hands them to Django's cursor when a test counts queries); every one is plain SQL that
 SQLite (3.35+, for RETURNING) and PostgreSQL both run unchanged. Two reads that every
 socket subscription makes (a room's id, its last `seq`) are here for the same reason, and so
 are the REST reads of rooms (one room, a page of the list, the count).
@@ -21,6 +22,8 @@ from typing import Any, NamedTuple
 from django.db import connection
 from django.utils import timezone
 
+from realtime.kernel import sql
+
 from .models import Message, PostingBudget, Room
 
 
@@ -36,6 +39,9 @@ class HistoryRow(NamedTuple):
     client_id: str | None
     room_last_seq: int
 
+
+# A room row read whole: `Statements.room` and `Statements.rooms` select its columns.
+ROOMS = sql.Rows(Room)
 
 # No seq reaches this: the upper bound of a history read without `before`.
 SEQ_END = 2**62
@@ -103,10 +109,10 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
         ),
         room_id=f"SELECT id FROM {room} WHERE slug = %s",
         last_seq=f"SELECT last_seq FROM {room} WHERE id = %s",
-        room=f"SELECT * FROM {room} WHERE slug = %s",
+        room=f"SELECT {ROOMS.columns()} FROM {room} WHERE slug = %s",
         # Rooms never written to last (NULLS LAST, spelled so both databases read it alike).
         rooms=(
-            f"SELECT * FROM {room} "
+            f"SELECT {ROOMS.columns()} FROM {room} "
             f"ORDER BY last_message_at IS NULL, last_message_at DESC, slug LIMIT %s OFFSET %s"
         ),
         room_count=f"SELECT COUNT(*) FROM {room}",
@@ -129,24 +135,20 @@ def statements() -> Statements:
 
 def spend(who: str, period_no: int, hits: int) -> tuple[int, int]:
     """Count `hits` posts by `who` now: (hits in this period, hits in the one before)."""
-    with connection.cursor() as cursor:
-        cursor.execute(statements().spend, [who, period_no, hits])
-        counted, earlier = cursor.fetchone()
-    return int(counted), int(earlier)
+    spent = sql.row(statements().spend, [who, period_no, hits])
+    assert spent is not None  # an upsert returns its row
+    return int(spent[0]), int(spent[1])
 
 
 def give_back(who: str, period_no: int, hits: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(statements().give_back, [hits, hits, who, period_no])
+    sql.execute(statements().give_back, [hits, hits, who, period_no])
 
 
 def lock_room(slug: str, posts: int, now: datetime) -> tuple[int, int] | None:
     """Lock the room and advance its `seq` by `posts`: (its id, its new last seq); None: no room."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            statements().lock_room, [posts, connection.ops.adapt_datetimefield_value(now), slug]
-        )
-        row = cursor.fetchone()
+    row = sql.row(
+        statements().lock_room, [posts, connection.ops.adapt_datetimefield_value(now), slug]
+    )
     return None if row is None else (int(row[0]), int(row[1]))
 
 
@@ -159,9 +161,8 @@ def insert(rows: Sequence[tuple[Any, ...]]) -> list[int] | None:
     params: list[Any] = []
     for room_id, seq, author_id, author_name, body, created_at, client_id in rows:
         params += [room_id, seq, author_id, author_name, body, adapt(created_at), client_id]
-    with connection.cursor() as cursor:
-        cursor.execute(f"{statements().insert_into}{values}{statements().insert_end}", params)
-        ids = [int(row[0]) for row in cursor.fetchall()]
+    inserted = sql.rows(f"{statements().insert_into}{values}{statements().insert_end}", params)
+    ids = [int(row[0]) for row in inserted]
     return ids if len(ids) == len(rows) else None
 
 
@@ -175,37 +176,33 @@ def earlier_posts(slug: str, client_ids: Sequence[str]) -> dict[str, tuple[int, 
     if not client_ids:
         return {}
     placeholders = ", ".join(["%s"] * len(client_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(statements().earlier.format(client_ids=placeholders), [slug, *client_ids])
-        return {client_id: (pk, author) for client_id, pk, author in cursor}
+    found = sql.rows(statements().earlier.format(client_ids=placeholders), [slug, *client_ids])
+    return {client_id: (pk, author) for client_id, pk, author in found}
 
 
 def room_id(slug: str) -> int | None:
-    with connection.cursor() as cursor:
-        cursor.execute(statements().room_id, [slug])
-        row = cursor.fetchone()
+    row = sql.row(statements().room_id, [slug])
     return None if row is None else int(row[0])
 
 
 def last_seq(room_id: int) -> int | None:
-    with connection.cursor() as cursor:
-        cursor.execute(statements().last_seq, [room_id])
-        row = cursor.fetchone()
+    row = sql.row(statements().last_seq, [room_id])
     return None if row is None else int(row[0])
 
 
 def room(slug: str) -> Room | None:
-    return next(iter(Room.objects.raw(statements().room, [slug])), None)
+    found = sql.row(statements().room, [slug])
+    return None if found is None else ROOMS.load(found)
 
 
 def rooms(offset: int, limit: int) -> list[Room]:
-    return list(Room.objects.raw(statements().rooms, [limit, offset]))
+    return ROOMS.load_all(sql.rows(statements().rooms, [limit, offset]))
 
 
 def room_count() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(statements().room_count)
-        return int(cursor.fetchone()[0])
+    counted = sql.row(statements().room_count)
+    assert counted is not None  # COUNT(*) has its row
+    return int(counted[0])
 
 
 def history(
@@ -213,10 +210,8 @@ def history(
 ) -> list[HistoryRow]:
     """The room's messages with `after < seq < before`: the first `limit` of them by seq, or
     the last `limit` (newest first)."""
-    sql = statements().history_newest_first if newest_first else statements().history_oldest_first
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [slug, after, before, limit])
-        rows = cursor.fetchall()
+    read = statements().history_newest_first if newest_first else statements().history_oldest_first
+    rows = sql.rows(read, [slug, after, before, limit])
     return [HistoryRow._make((*row[:5], _aware(row[5]), *row[6:])) for row in rows]
 
 

@@ -12,13 +12,16 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Q
 
-from realtime.kernel import events
+from realtime.kernel import events, sql
 from realtime.kernel.listing import Listing
 
 from .frames import job_state_model
 from .models import WAITING, Job, JobLogLine
 
 LOG_PAGE_MAX = 500
+
+# A job row read whole, as `job_get` and `job_list` select it.
+JOBS = sql.Rows(Job)
 
 
 def job_get(*, job_id: Any, viewer: User) -> Job | None:
@@ -29,10 +32,10 @@ def job_get(*, job_id: Any, viewer: User) -> Job | None:
         return None
     # The SQL written once: the ORM built it again for each read, most of this read's CPU.
     if viewer.is_staff:
-        found = Job.objects.raw(_job_sql(mine=False), [_job_key(key)])
+        found = sql.row(_job_sql(mine=False), [_job_key(key)])
     else:
-        found = Job.objects.raw(_job_sql(mine=True), [_job_key(key), viewer.pk])
-    return next(iter(found), None)
+        found = sql.row(_job_sql(mine=True), [_job_key(key), viewer.pk])
+    return None if found is None else JOBS.load(found)
 
 
 def _job_key(key: uuid.UUID) -> Any:
@@ -45,8 +48,8 @@ def _job_sql(*, mine: bool) -> str:
     """The job with the id given (and, if `mine`, the owner given): at most one row."""
     quote = connection.ops.quote_name
     table, key, owner = (quote(name) for name in (Job._meta.db_table, *_columns("id", "owner")))
-    sql = f"SELECT * FROM {table} WHERE {key} = %s"  # noqa: S608 - names from the model
-    return f"{sql} AND {owner} = %s" if mine else sql
+    one = f"SELECT {JOBS.columns()} FROM {table} WHERE {key} = %s"  # noqa: S608 - model's names
+    return f"{one} AND {owner} = %s" if mine else one
 
 
 def _columns(*fields: str) -> list[str]:
@@ -80,12 +83,12 @@ def job_list(*, owner: User, status: str | None = None) -> Listing[Job]:
     page_sql, count_sql = _job_list_sql(by_status=status is not None)
 
     def page(offset: int, limit: int) -> list[Job]:
-        return list(Job.objects.raw(page_sql, [*mine, limit, offset]))
+        return JOBS.load_all(sql.rows(page_sql, [*mine, limit, offset]))
 
     def count() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(count_sql, mine)
-            return int(cursor.fetchone()[0])
+        counted = sql.row(count_sql, mine)
+        assert counted is not None  # COUNT(*) has its row
+        return int(counted[0])
 
     return Listing(page, count)
 
@@ -99,7 +102,7 @@ def _job_list_sql(*, by_status: bool) -> tuple[str, str]:
     )
     where = f"WHERE {owner} = %s" + (f" AND {status} = %s" if by_status else "")
     return (
-        f"SELECT * FROM {table} {where} ORDER BY {created} DESC LIMIT %s OFFSET %s",  # noqa: S608
+        f"SELECT {JOBS.columns()} FROM {table} {where} ORDER BY {created} DESC LIMIT %s OFFSET %s",  # noqa: S608
         f"SELECT COUNT(*) FROM {table} {where}",  # noqa: S608
     )
 

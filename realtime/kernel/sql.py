@@ -1,0 +1,129 @@
+"""Statements written once, run on the database driver's own cursor, and rows read into models.
+
+The domains write their hottest statements once per database vendor (`chat/store.py`,
+`jobs/selectors.py`, the session and user reads of `api/`). Django's cursor wrapper still
+costs each of them about 13 µs of CPU here (its wrappers, the `%s` to `?` rewrite for SQLite,
+thread-local lookups), against 1.4 µs for the driver's cursor; and a model read through
+`raw()` works out its columns and converters again for every query (about 90 µs). So:
+
+- `row`, `rows` and `execute` run a statement (`%s` placeholders, as Django's cursor takes
+  them) on the driver's cursor of Django's connection: the same connection, so the same
+  transaction, with Django's error translation (`wrap_database_errors`) and its check that
+  a broken transaction is not used. When someone watches the statements (Django's debug
+  cursor: `DEBUG`, `assertNumQueries`, `CaptureQueriesContext`; or an execute wrapper), they
+  run on Django's cursor instead, so that every pinned query count sees them.
+- `Rows(model)` names a model's columns for a `SELECT` and turns each row into an instance,
+  with the converters the ORM would apply, worked out once per vendor.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
+from django.db.models import Model
+from django.db.models.expressions import Col
+
+M = TypeVar("M", bound=Model)
+Params = Sequence[Any]
+
+
+def row(sql: str, params: Params = (), *, using: str = DEFAULT_DB_ALIAS) -> tuple[Any, ...] | None:
+    """The statement's first row, or None."""
+    return _run(connections[using], sql, params, _one)
+
+
+def rows(sql: str, params: Params = (), *, using: str = DEFAULT_DB_ALIAS) -> list[tuple[Any, ...]]:
+    """All the statement's rows."""
+    return _run(connections[using], sql, params, _all)
+
+
+def execute(sql: str, params: Params = (), *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Run a statement that returns no rows."""
+    _run(connections[using], sql, params, _none)
+
+
+def _one(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def _all(cursor: Any) -> Any:
+    return cursor.fetchall()
+
+
+def _none(cursor: Any) -> None:
+    return None
+
+
+def _run(db: BaseDatabaseWrapper, sql: str, params: Params, fetch: Any) -> Any:
+    if db.queries_logged or db.execute_wrappers:
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return fetch(cursor)
+    db.validate_no_broken_transaction()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        cursor = db.connection.cursor()
+        try:
+            cursor.execute(_driver_sql(db.vendor, sql), params)
+            return fetch(cursor)
+        finally:
+            cursor.close()
+
+
+@functools.lru_cache(maxsize=512)
+def _driver_sql(vendor: str, sql: str) -> str:
+    """The statement as the driver takes it: SQLite's takes `?` where Django's cursor takes `%s`."""
+    if vendor != "sqlite":
+        return sql
+    return FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+
+
+class Rows(Generic[M]):
+    """A model's concrete columns for a `SELECT`, and its rows read back into instances."""
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+        self._fields = model._meta.concrete_fields
+        self._names = [field.attname for field in self._fields]
+        self._columns = [str(field.column) for field in self._fields]
+
+    def columns(self, alias: str = "") -> str:
+        """`a."id", a."title", ...`: every concrete column, in field order, for a `SELECT`."""
+        quote = connection.ops.quote_name
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(f"{prefix}{quote(column)}" for column in self._columns)
+
+    def load(self, values: Sequence[Any]) -> M:
+        """An instance from the columns of `columns()`, converted as the ORM converts them."""
+        db = connections[DEFAULT_DB_ALIAS]
+        converted = list(values)
+        for index, converters, expression in self._converters(db.vendor):
+            value = converted[index]
+            for convert in converters:
+                value = convert(value, expression, db)
+            converted[index] = value
+        return self.model.from_db(db.alias, self._names, converted)
+
+    def load_all(self, found: Sequence[Sequence[Any]]) -> list[M]:
+        return [self.load(values) for values in found]
+
+    @functools.cache  # noqa: B019 - one per model and vendor, for the life of the process
+    def _converters(self, vendor: str) -> list[tuple[int, list[Any], Col]]:
+        """(index, converters, expression) of each column the ORM converts on this vendor."""
+        del vendor  # keys the cache: the converters are the connection's
+        table = self.model._meta.db_table
+        found = []
+        for index, field in enumerate(self._fields):
+            expression = Col(table, field)
+            converters = [
+                *connection.ops.get_db_converters(expression),
+                *expression.get_db_converters(connection),
+            ]
+            if converters:
+                found.append((index, converters, expression))
+        return found
