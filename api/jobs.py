@@ -35,8 +35,9 @@ from realtime.kernel.listing import Listing
 from realtime.kernel.names import job_channel
 
 from .declared import DeclaredSerializer
+from .direct import DirectReads
 from .fields import StrictCharField, StrictFloatField, query_data
-from .pagination import PageNumberPagination
+from .pagination import PageNumberPagination, page_body
 from .schema import domain_errors
 
 
@@ -160,6 +161,10 @@ def _job_or_404(request: Request, job_id: Any) -> Job:
     return job
 
 
+def _job_bodies(jobs: list[Job]) -> list[dict[str, Any]]:
+    return [job_state_body(job) for job in jobs]
+
+
 class JobKindListView(APIView):
     """The kinds a client may enqueue, each with the JSON Schema of its params."""
 
@@ -181,12 +186,15 @@ class JobKindListView(APIView):
 
 
 @extend_schema(tags=["jobs"])
-class JobListView(ListAPIView):
+class JobListView(DirectReads, ListAPIView):
     """My jobs, newest first; enqueue one with POST."""
 
     permission_classes = [IsAuthenticated]
     serializer_class = JobSerializer
     pagination_class = PageNumberPagination
+
+    def read(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+        return page_body(self, self.get_queryset(), _job_bodies)
 
     def get_queryset(self) -> Listing[Job]:  # type: ignore[override]  # a page per query
         query = JobListQuerySerializer(data=query_data(self.request))
@@ -277,10 +285,13 @@ class JobListView(ListAPIView):
         )
 
 
-class JobDetailView(APIView):
+class JobDetailView(DirectReads):
     """One job's state, for polling. Another user's job is as unknown as a made-up id."""
 
     permission_classes = [IsAuthenticated]
+
+    def read(self, request: Request, job_id: str) -> Any:
+        return job_state_body(_job_or_404(request, job_id))
 
     @extend_schema(
         operation_id="jobs_retrieve",
@@ -319,7 +330,7 @@ class JobDetailView(APIView):
         ],
     )
     def get(self, request: Request, job_id: str) -> Response:
-        return Response(JobSerializer(_job_or_404(request, job_id)).data)
+        return super().get(request, job_id=job_id)
 
 
 class JobCancelView(APIView):

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.core import paginator
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.views import APIView
+
+from realtime.kernel.listing import Listing
 
 MAX_PAGE_SIZE = 100
 # The largest OFFSET SQLite and PostgreSQL take (a signed 64-bit integer): no row is past it.
 MAX_OFFSET = 2**63 - 1
+
+
+Row = TypeVar("Row")
+
+
+def page_body(
+    view: GenericAPIView, rows: Listing[Row], represent: Callable[[list[Row]], list[Any]]
+) -> Any:
+    """The view's page of `rows` as its paginator answers it: the count, the links, and the
+    page's rows as `represent` gives them. Refusals raise (a bad `page` or `page_size`)."""
+    page: list[Row] | None = view.paginate_queryset(rows)  # type: ignore[arg-type]  # as a QuerySet
+    assert page is not None  # the view has a paginator
+    return view.get_paginated_response(represent(page)).data
 
 
 class Paginator(paginator.Paginator):
