@@ -60,11 +60,12 @@ always `hello`.
 
 **Typing.** Signed in and subscribed to a room, send `chat.typing` while the user types
 (every 2 s or so; a stop with `typing: false` when the text is sent or cleared). It has no
-reply. The room's other subscribers get one `typing` frame per `CHAT_TYPING_INTERVAL` (3 s)
-at most per typing socket, to show for its `expires_in` seconds (twice the interval) unless
-renewed; the typist's own sockets, all tabs of that user, get none. Extra frames are dropped
-silently, but every frame counts against the socket's frame rate like any other. Typing is
-never stored: not replayed by `since`, not in REST history.
+reply. From each typing socket the room's other subscribers get a `typing` start at most once
+a `CHAT_TYPING_INTERVAL` (3 s), and a stop only while that start still shows; a start shows
+for its `expires_in` seconds (twice the interval) unless renewed, stopped, or followed by that
+user's `chat.message`. The typist's own sockets, all tabs of that user, get none. Extra frames
+are dropped silently, but every frame counts against the socket's frame rate like any other.
+Typing is never stored: not replayed by `since`, not in REST history.
 
 **Errors.** Bad input is answered with an `error` frame and the socket stays usable; `code`
 is one of the `ErrorCode` values. Frames above 64 KiB are refused before parsing
