@@ -9,6 +9,7 @@ class ChatErrorCode(DomainErrorCode):
     INVALID_ROOM = "invalid_room", 400
     INVALID_MESSAGE = "invalid_message", 400
     POSTING_NOT_ALLOWED = "posting_not_allowed", 403
+    TYPING_NOT_ALLOWED = "typing_not_allowed", 403
     CLIENT_ID_CONFLICT = "client_id_conflict", 409
     RATE_LIMITED = "rate_limited", 429
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from realtime.kernel import events
-from realtime.kernel.names import ROOM_MESSAGE, room_channel
+from realtime.kernel.names import ROOM_MESSAGE, ROOM_TYPING, room_channel
 
 # What a message's body is made from: a `Message`'s fields, or a row of `message_history`.
 MESSAGE_COLUMNS = ("id", "seq", "author_id", "author_name", "body", "created_at", "client_id")
@@ -77,3 +77,14 @@ def message_body(message: MessageFields, slug: str) -> dict[str, Any]:
         "created_at": message.created_at.isoformat(),
         "client_id": message.client_id,
     }
+
+
+def typing_event(
+    slug: str, user: events.UserRef, *, typing: bool, expires_in: int
+) -> dict[str, object]:
+    """The channel-layer event of someone typing: who (so that their own sockets are left out)
+    and its ready-made `typing` frame."""
+    frame = events.TypingFrame(
+        channel=room_channel(slug), room=slug, user=user, typing=typing, expires_in=expires_in
+    )
+    return {"type": ROOM_TYPING, "room": slug, "user_id": user.id, "frame": events.dump(frame)}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,13 +15,14 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
-from realtime.kernel.broadcast import publish_on_commit
+from realtime.kernel import events
+from realtime.kernel.broadcast import publish_on_commit, publish_transient
 from realtime.kernel.names import room_group
 from realtime.kernel.ratelimit import parse_rate, retry_after
 
 from . import store
 from .errors import ChatError, ChatErrorCode
-from .frames import message_event
+from .frames import message_event, typing_event
 from .models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
 
 
@@ -320,6 +322,62 @@ def _write(
             publish_on_commit(room_group(slug), message_event(message, slug))
     if missing:  # a post to no room spends no budget: roll back, then go again without it
         raise _NoSuchRooms(missing)
+
+
+class TypingPace:
+    """What the typing rule remembers of one socket (or any other session of a transport).
+
+    Per room: when its last start went out, and whether that start may still show. The
+    transport keeps it in memory as long as the socket lives; nothing is stored. `clock` gives
+    monotonic seconds; tests move it instead of sleeping.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.rooms: dict[str, tuple[float, bool]] = {}  # room -> (start sent at, showing)
+
+    def forget_until(self, moment: float) -> None:
+        """Drop rooms whose last start went out by `moment`: they count as never started."""
+        for room in [room for room, (started, _) in self.rooms.items() if started <= moment]:
+            del self.rooms[room]
+
+
+def typing_expires_in() -> int:
+    """Seconds a receiver shows a start: two intervals, so a typist's next one comes first."""
+    return max(1, math.ceil(2 * settings.CHAT_TYPING_INTERVAL))
+
+
+def typing_announce(
+    *, room: str, user: events.UserRef | None, typing: bool, pace: TypingPace
+) -> bool:
+    """Tell the room's other subscribers that `user` is typing, or stopped; True if sent.
+
+    Signed-in users only: the indicator says who types, an anonymous socket has no one to name,
+    and an anonymous reader of a public room must not be able to signal into it (refused with
+    `typing_not_allowed`). Best effort and coalesced per `pace`: at most one start a
+    CHAT_TYPING_INTERVAL per room, and a stop only while a start sent from there still shows;
+    anything else is dropped, not refused. Never stored: it goes to the room's channel-layer
+    group, the way its messages reach its subscribers, and each receiver forgets it after
+    `expires_in` seconds. The transport checks first that its socket follows the room.
+    """
+    if user is None:
+        raise ChatError(ChatErrorCode.TYPING_NOT_ALLOWED, "Sign in to show that you are typing.")
+    now = pace.clock()
+    expires_in = typing_expires_in()
+    if room not in pace.rooms:
+        pace.forget_until(now - expires_in)  # bounded by the rooms typed in lately
+    started, showing = pace.rooms.get(room, (-math.inf, False))
+    if typing:
+        if now - started < settings.CHAT_TYPING_INTERVAL:
+            return False
+        pace.rooms[room] = (now, True)
+    else:
+        if not showing or now - started >= expires_in:
+            return False
+        pace.rooms[room] = (started, False)  # a new start still waits for the interval
+    event = typing_event(room, user, typing=typing, expires_in=expires_in if typing else 0)
+    publish_transient(room_group(room), event)
+    return True
 
 
 def _author_id(poster: Poster) -> int | None:

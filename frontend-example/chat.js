@@ -1,8 +1,9 @@
 /**
  * Rooms and chat: the room list (REST), one open room whose history is read over REST and
  * whose new messages stream over the socket from the last `seq` applied, its presence list,
- * and a composer that posts over the socket (over REST while the socket is down; a post the
- * server has not confirmed is kept and tried again, with the same client_id, so it lands once).
+ * who is typing, and a composer that posts over the socket (over REST while the socket is down;
+ * a post the server has not confirmed is kept and tried again, with the same client_id, so it
+ * lands once) and tells the room while you type.
  */
 
 import { ago, clockTime, h, $, newId } from "./dom.js";
@@ -12,6 +13,9 @@ import { Sequence } from "./sequence.js";
 
 const HISTORY_PAGE = 50;
 const CATCH_UP_PAGE = 200;
+// While you type, the room is told at most this often; the server forwards one `typing` per
+// CHAT_TYPING_INTERVAL (3 s) and each shows for twice that, so it does not flicker.
+const TYPING_EVERY_MS = 2_000;
 
 export class Chat {
   constructor({ api, gateway }) {
@@ -21,6 +25,9 @@ export class Chat {
     this.rooms = [];
     this.outbox = new Map(); // client_id -> a post not confirmed yet
     this.room = null; // {slug, channel, messages: Sequence, presenceVersion, firstSeq, lastShown}
+    this.typingSentAt = 0; // when this tab last told the open room that you type
+    this.typingShown = false; // ...and has not said since that you stopped
+    this.typers = new Map(); // user id -> {username, timer}: who types in the open room
     this.elements = {
       rooms: $("#room-list"),
       createForm: $("#room-create"),
@@ -33,12 +40,17 @@ export class Chat {
       anonymous: $("#presence-anonymous"),
       composer: $("#composer"),
       input: $("#message-input"),
+      typing: $("#typing"),
       error: $("#chat-error"),
     };
     gateway.on("chat.message", (frame) => {
-      if (frame.room === this.room?.slug) this.room.messages.add([frame]);
+      if (frame.room !== this.room?.slug) return;
+      this.room.messages.add([frame]);
+      if (frame.author) this.#notTyping(frame.author.id); // what they typed has arrived
     });
     gateway.on("presence", (frame) => this.#showPresence(frame));
+    gateway.on("typing", (frame) => this.#showTyping(frame));
+    this.elements.input.addEventListener("input", () => this.#typed());
     this.elements.composer.addEventListener("submit", (event) => {
       event.preventDefault();
       this.#send();
@@ -52,6 +64,7 @@ export class Chat {
 
   setUser(user) {
     this.user = user;
+    this.typingShown = false; // a new identity gets a new socket, which told nobody anything
     this.elements.createForm.hidden = !user;
   }
 
@@ -155,6 +168,10 @@ export class Chat {
 
   #close() {
     if (!this.room) return;
+    this.#stopTyping();
+    for (const typer of this.typers.values()) clearTimeout(typer.timer);
+    this.typers.clear();
+    this.elements.typing.textContent = "";
     this.gateway.unsubscribe(this.room.channel);
     this.room.messages.close();
     this.room = null;
@@ -245,6 +262,61 @@ export class Chat {
     this.#updateRoom(room.slug, { online: frame.count });
   }
 
+  // ---------------------------------------------------------------- typing
+
+  /** Someone else types in the open room: shown for `expires_in` s unless renewed or stopped. */
+  #showTyping(frame) {
+    if (!this.room || frame.channel !== this.room.channel) return;
+    if (!frame.typing) {
+      this.#notTyping(frame.user.id);
+      return;
+    }
+    clearTimeout(this.typers.get(frame.user.id)?.timer);
+    const timer = setTimeout(() => this.#notTyping(frame.user.id), frame.expires_in * 1000);
+    this.typers.set(frame.user.id, { username: frame.user.username, timer });
+    this.#renderTypers();
+  }
+
+  #notTyping(userId) {
+    const typer = this.typers.get(userId);
+    if (!typer) return;
+    clearTimeout(typer.timer);
+    this.typers.delete(userId);
+    this.#renderTypers();
+  }
+
+  #renderTypers() {
+    const names = [...this.typers.values()].map((typer) => typer.username);
+    let text = "";
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = `${names[0]}, ${names[1]} and ${names.length - 2} more are typing…`;
+    this.elements.typing.textContent = text;
+  }
+
+  /** A keystroke in the composer: tell the room, at most every TYPING_EVERY_MS (signed in only). */
+  #typed() {
+    if (!this.room || !this.user) return;
+    if (!this.elements.input.value.trim()) {
+      this.#stopTyping();
+      return;
+    }
+    const now = Date.now();
+    if (now - this.typingSentAt < TYPING_EVERY_MS) return;
+    if (this.gateway.notify({ type: "chat.typing", room: this.room.slug })) {
+      this.typingSentAt = now;
+      this.typingShown = true;
+    }
+  }
+
+  /** The text was sent or cleared: the others stop showing that you type. */
+  #stopTyping() {
+    if (!this.typingShown || !this.room) return;
+    this.typingShown = false;
+    this.typingSentAt = 0;
+    this.gateway.notify({ type: "chat.typing", room: this.room.slug, typing: false });
+  }
+
   // ---------------------------------------------------------------- posting
 
   #send() {
@@ -252,6 +324,7 @@ export class Chat {
     const body = this.elements.input.value;
     if (!room || !body.trim()) return;
     this.elements.input.value = "";
+    this.#stopTyping();
     this.#showError("");
     // One client_id for every try: the server posts it once, however often it is sent.
     const clientId = newId();

@@ -97,6 +97,13 @@ export class Gateway {
     if (this.state === "live") this.request({ type: "unsubscribe", channel }).catch(() => {});
   }
 
+  /** Sends a frame that gets no reply (`chat.typing`) if connected; false when it was not sent. */
+  notify(frame) {
+    if (this.state !== "live") return false;
+    this.socket.send(JSON.stringify(frame));
+    return true;
+  }
+
   /** Sends a frame with a `ref`; resolves with the reply that echoes it, rejects on `error`. */
   request(frame) {
     if (this.state !== "live" && frame.type !== "auth") {

@@ -44,8 +44,9 @@ always `hello`.
 **Subscription channels** (the `channel` of `subscribe`, `unsubscribe` and pushed frames):
 
 - `room:<slug>`: the room's `chat.message` frames (with `since=N`, first the messages with
-  `seq > N` from the database, then live ones, none lost or repeated) and its `presence`.
-  Too far behind (`SWITCHBOARD_REPLAY_LIMIT`): `resync_required`, fetch the history over REST.
+  `seq > N` from the database, then live ones, none lost or repeated), its `presence`, and
+  `typing` when someone else in it types. Too far behind (`SWITCHBOARD_REPLAY_LIMIT`):
+  `resync_required`, fetch the history over REST.
 - `job:<uuid>`: the job's owner (or staff) only. A `job.update` snapshot first, then each
   `job.update` (`job.seq` increasing) and `job.log` line.
 - `jobs:mine`: `job.update` for every job of the signed-in user, new ones included.
@@ -56,6 +57,15 @@ always `hello`.
   have) those after it come first, up to `SWITCHBOARD_TAIL_REPLAY` bytes of them, and the
   `seq` of `subscribed` is the offset they start from. The file may be rotated or truncated:
   the lines go on from the new file, whose offsets count from 0 again.
+
+**Typing.** Signed in and subscribed to a room, send `chat.typing` while the user types
+(every 2 s or so; a stop with `typing: false` when the text is sent or cleared). It has no
+reply. From each typing socket the room's other subscribers get a `typing` start at most once
+a `CHAT_TYPING_INTERVAL` (3 s), and a stop only while that start still shows; a start shows
+for its `expires_in` seconds (twice the interval) unless renewed, stopped, or followed by that
+user's `chat.message`. The typist's own sockets, all tabs of that user, get none. Extra frames
+are dropped silently, but every frame counts against the socket's frame rate like any other.
+Typing is never stored: not replayed by `since`, not in REST history.
 
 **Errors.** Bad input is answered with an `error` frame and the socket stays usable; `code`
 is one of the `ErrorCode` values. Frames above 64 KiB are refused before parsing

@@ -313,6 +313,9 @@ REST_FRAMEWORK = {
 # in the posting transaction itself (chat/store.py).
 JOBS_ENQUEUE_RATE = env.str("JOBS_ENQUEUE_RATE", default="30/min")
 CHAT_POST_RATE = env.str("CHAT_POST_RATE", default="60/min")
+# Typing indicators: at most one "typing" per socket and room is forwarded each this many
+# seconds (the rest are dropped); each tells its receivers to show it for twice as long.
+CHAT_TYPING_INTERVAL = env.float("CHAT_TYPING_INTERVAL", default=3.0)
 # Request bodies above this many bytes are refused with 413 before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
 

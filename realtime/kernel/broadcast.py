@@ -67,6 +67,23 @@ def publish_now(group: str, event: dict[str, Any], *, wait: bool = False) -> Non
         logger.exception("broadcast to %s failed", group)
 
 
+def publish_transient(group: str, event: dict[str, Any]) -> None:
+    """Send `event`, which announces nothing stored (someone typing), to `group` at once.
+
+    There is no commit to wait for, and nothing to repair: lost on the way, it is lost, and
+    its receivers forget it soon anyway. On an event loop's own thread (a socket's handler)
+    that loop's publisher sends it, after what the loop published before, and the call
+    returns at once; elsewhere as `publish_now`.
+    """
+    tagged = {**event, "group": group}
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        publish_now(group, tagged)
+        return
+    publish_from_loop([(group, tagged)])
+
+
 async def _send_in_time(layer: Any, group: str, event: dict[str, Any]) -> None:
     # Timed out on the publishing loop itself, so that a send that gives up is cancelled there
     # rather than left to go out late, once per caller, when the layer's server is back.

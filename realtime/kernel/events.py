@@ -104,14 +104,32 @@ class ChatSendFrame(Frame):
     ref: Ref | None = None
 
 
+class ChatTypingFrame(Frame):
+    """Tell the room's other subscribers that you are typing (`typing: false`: you stopped).
+
+    Only in a room this socket is subscribed to (else `not_subscribed`), and only signed in
+    (else `typing_not_allowed`). Best effort, with no reply: send it every 2 s or so while the
+    user types; the server forwards at most one a `CHAT_TYPING_INTERVAL` (3 s) per socket and
+    room and drops the others silently. A stop is forwarded only while a start sent from this
+    socket still shows. Nothing is stored.
+    """
+
+    type: Literal["chat.typing"]
+    room: RoomSlug
+    typing: bool = Field(default=True, strict=True)
+    ref: Ref | None = None
+
+
 ClientFrame = Annotated[
-    PingFrame | AuthFrame | SubscribeFrame | UnsubscribeFrame | ChatSendFrame,
+    PingFrame | AuthFrame | SubscribeFrame | UnsubscribeFrame | ChatSendFrame | ChatTypingFrame,
     Field(discriminator="type"),
 ]
 client_frame_adapter: TypeAdapter[
-    PingFrame | AuthFrame | SubscribeFrame | UnsubscribeFrame | ChatSendFrame
+    PingFrame | AuthFrame | SubscribeFrame | UnsubscribeFrame | ChatSendFrame | ChatTypingFrame
 ] = TypeAdapter(ClientFrame)
-CLIENT_FRAME_TYPES = frozenset({"ping", "auth", "subscribe", "unsubscribe", "chat.send"})
+CLIENT_FRAME_TYPES = frozenset(
+    {"ping", "auth", "subscribe", "unsubscribe", "chat.send", "chat.typing"}
+)
 
 
 # ------------------------------------------------------------------ server → client
@@ -225,6 +243,23 @@ class PresenceFrame(Frame):
     anonymous: int
     count: int
     version: int
+
+
+class TypingFrame(Frame):
+    """Someone else in the room is typing (`typing: false`: stopped); never stored, never replayed.
+
+    Show it for `expires_in` seconds unless another `typing` of the same user comes, and drop
+    it when that user's `chat.message` arrives. Never sent back to the typist's own sockets.
+    """
+
+    type: Literal["typing"] = "typing"
+    channel: ChannelName
+    room: RoomSlug
+    user: UserRef
+    typing: bool
+    expires_in: int = Field(
+        ge=0, description="Seconds after which to stop showing it (0 with `typing: false`)"
+    )
 
 
 class JobProgress(Frame):
@@ -349,6 +384,7 @@ ServerFrame = Annotated[
     | ChatMessageFrame
     | ChatSentFrame
     | PresenceFrame
+    | TypingFrame
     | JobUpdateFrame
     | JobLogFrame
     | LogLinesFrame

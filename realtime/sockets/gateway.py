@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from chat.errors import ChatError
 from chat.selectors import room_id_get, room_replay
-from chat.services import Post
+from chat.services import Post, TypingPace, typing_announce
 from jobs.frames import job_update_frame
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
@@ -40,6 +40,7 @@ class GatewayConsumer(RoomSocket):
     """Greets the socket, then serves `events.ClientFrame`s; each handler is named in a table."""
 
     async def connect(self) -> None:
+        self.typing_pace = TypingPace()
         await self.accept()
         await self.send_frame(events.HelloFrame(user=self.identity))
 
@@ -213,12 +214,22 @@ class GatewayConsumer(RoomSocket):
         )
         self.push_text(json.dumps(ack))
 
+    async def on_chat_typing(self, frame: events.ChatTypingFrame) -> None:
+        # Only to a room this socket follows: a room it may read, and whose typists it sees.
+        if frame.room not in self.subscriptions:
+            raise NotParsed(ErrorCode.NOT_SUBSCRIBED, "Not subscribed.", frame.ref)
+        # No database, no wait: the rule is in memory and the event goes out from this loop.
+        typing_announce(
+            room=frame.room, user=self.identity, typing=frame.typing, pace=self.typing_pace
+        )
+
     HANDLERS: dict[str, Any] = {
         "ping": on_ping,
         "auth": on_auth,
         "subscribe": on_subscribe,
         "unsubscribe": on_unsubscribe,
         "chat.send": on_chat_send,
+        "chat.typing": on_chat_typing,
     }
 
 

@@ -1,4 +1,5 @@
-"""A room's stream in this process: ordered by `seq`, de-duplicated, gap-repaired, with presence.
+"""A room's stream in this process: ordered by `seq`, de-duplicated, gap-repaired, with presence
+and who is typing.
 
 A room's messages reach each process once (not once per socket), are encoded once per frame
 format, and are delivered in `seq` order: a gap (the layer is at-most-once) is filled from the
@@ -15,7 +16,7 @@ from typing import Any, Self
 from channels.db import database_sync_to_async
 
 from chat.selectors import message_frames_between, room_last_seq
-from realtime.kernel.names import PRESENCE_CHANGED, ROOM_MESSAGE
+from realtime.kernel.names import PRESENCE_CHANGED, ROOM_MESSAGE, ROOM_TYPING
 
 from . import presence
 from .feed import CHECK, Feed
@@ -28,7 +29,7 @@ read_frames_between = database_sync_to_async(message_frames_between)
 
 
 class RoomFeed(Feed[Subscription]):
-    """A room's messages and presence snapshots for this process's sockets in it."""
+    """A room's messages, presence snapshots and typing for this process's sockets in it."""
 
     name = "room-feed"
 
@@ -48,6 +49,9 @@ class RoomFeed(Feed[Subscription]):
     async def handle(self, event: dict[str, Any]) -> None:
         if event["type"] == ROOM_MESSAGE:
             await self._message(int(event["seq"]), event["frame"])
+        elif event["type"] == ROOM_TYPING:
+            # Not to the typist's own sockets, any tab: it is about them.
+            self._to_gateway(json.dumps(event["frame"]), except_user=int(event["user_id"]))
         elif event["type"] == CHECK:
             await self._catch_up()
         elif event["type"] == PRESENCE_CHANGED and self.presence_due is None:
@@ -110,7 +114,12 @@ class RoomFeed(Feed[Subscription]):
         if snapshot.version <= self.presence_version:
             return
         self.presence_version = snapshot.version
-        text = json.dumps(presence.frame(self.slug, snapshot))
+        self._to_gateway(json.dumps(presence.frame(self.slug, snapshot)))
+
+    def _to_gateway(self, text: str, *, except_user: int | None = None) -> None:
+        """A frame that is not a message to the room's `/ws/` sockets (the tutorial's route
+        speaks only messages), but those of `except_user`."""
         for subscription in list(self.subscriptions):
-            if subscription.fmt == GATEWAY:
+            user = subscription.user
+            if subscription.fmt == GATEWAY and (user is None or user.id != except_user):
                 deliver(subscription, None, text)

@@ -280,6 +280,41 @@ async def test_two_people_chat_and_see_each_other(spa_server, people, open_page)
     await expect(alice.locator("#presence-anonymous")).to_have_text("and 1 anonymous")
 
 
+async def test_the_others_see_who_is_typing_until_it_is_sent_or_stops(
+    spa_server, people, open_page
+):
+    # given: alice and bob in a room, each in a browser of their own
+    slug = new_slug()
+    await make_room(slug)
+    pages = {}
+    for name in ("alice", "bob"):
+        pages[name] = await visit(open_page, name, f"{spa_server.url}/#/rooms/{slug}")
+        await sign_in(pages[name], name)
+    alice, bob = pages["alice"], pages["bob"]
+    for page in (alice, bob):
+        await expect(page.locator("#presence-list li")).to_have_text(["alice", "bob"])
+
+    # when: bob types
+    await bob.locator("#message-input").press_sequentially("hello", delay=30)
+
+    # then: alice sees it; bob is not shown himself
+    await expect(alice.locator("#typing")).to_have_text("bob is typing…")
+    await expect(bob.locator("#typing")).to_be_empty()
+
+    # when: bob stops typing without sending, it goes away by itself (`expires_in`, 6 s)
+    await expect(alice.locator("#typing")).to_be_empty(timeout=10_000)
+
+    # when: he types on, then sends
+    await bob.locator("#message-input").press_sequentially(" alice", delay=30)
+    await expect(alice.locator("#typing")).to_have_text("bob is typing…")
+    await bob.locator("#message-input").press("Enter")
+
+    # then: his message replaces the indicator at once, well before it would expire
+    await expect(messages(alice)).to_have_text(["hello alice"])
+    await expect(alice.locator("#typing")).to_be_empty(timeout=2_000)
+    await expect(bob.locator("#typing")).to_be_empty()
+
+
 async def test_signing_out_in_one_tab_signs_out_the_other(spa_server, people, open_page):
     # given: two tabs of one browser, signed in (one session; the socket of each rides on it)
     first = await visit(open_page, "alice", f"{spa_server.url}/")

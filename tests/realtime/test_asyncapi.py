@@ -24,6 +24,11 @@ def make_user_and_room() -> tuple[Any, str]:
     return user, str(Token.objects.create(user=user).key)
 
 
+def make_typist() -> str:
+    user = UserFactory.create(username="typist")
+    return str(Token.objects.create(user=user).key)
+
+
 async def test_every_server_message_is_seen_live_and_validates(live_server_url, worker, tail_file):
     # given
     user, token = await database_sync_to_async(make_user_and_room)()
@@ -38,6 +43,16 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     await client.request(type="ping")
     await client.request(type="subscribe", channel="room:contract")
     await client.expect("presence")
+    typist = await WsClient.open(
+        live_server_url,
+        additional_headers={
+            "Authorization": f"Token {await database_sync_to_async(make_typist)()}"
+        },
+    )
+    await typist.request(type="subscribe", channel="room:contract")
+    await typist.send(type="chat.typing", room="contract")
+    await client.expect("typing")
+    await client.request(type="chat.typing", room="nowhere")  # not subscribed: error
     await client.request(type="chat.send", room="contract", body="hi", client_id="c-1")
     await client.expect("chat.message")
     await client.request(type="subscribe", channel="room:contract", since=0)  # already: error
@@ -57,6 +72,7 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     seen = {frame["type"] for frame in client.frames}
     assert seen == server_messages("gateway"), seen ^ server_messages("gateway")
     await client.close()
+    await typist.close()
 
 
 async def test_tutorial_frames_and_close_code_are_the_documented_ones(live_server_url):

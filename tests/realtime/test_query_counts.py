@@ -321,6 +321,28 @@ async def test_posts_sent_together_share_a_transaction(queries):
     assert_count(statements, 2 * (3 + BEGIN))
 
 
+async def test_chat_typing(queries):
+    room = await room_with_messages(1)
+    (_, typist_token), (_, reader_token) = await user_with_token(), await user_with_token()
+    typist = await Socket(headers=token_header(typist_token)).open()
+    reader = await Socket(headers=token_header(reader_token)).open()
+    for socket in (typist, reader):
+        await socket.request(type="subscribe", channel=f"room:{room.slug}")
+
+    # none: the rule keeps what it needs in memory, and typing is never stored
+    with queries.capture() as statements:
+        await typist.communicator.send_to(
+            text_data=json.dumps({"type": "chat.typing", "room": room.slug})
+        )
+        while (frame := await reader.receive())["type"] != "typing":
+            pass
+
+    assert frame["typing"] is True
+    assert_count(statements, 0)
+    await typist.close()
+    await reader.close()
+
+
 # ---------------------------------------------------------------- jobs
 
 
