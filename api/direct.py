@@ -30,12 +30,12 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .authentication import TokenAuthentication
+from .renderers import JSONRenderer
 
 # What an `Accept` header may list for the answer to be DRF's plain JSON.
 PLAIN_JSON = frozenset({"application/json", "application/*", "*/*"})
@@ -45,6 +45,8 @@ _RENDERER = JSONRenderer()
 
 class DirectReads(APIView):
     """An `APIView` whose plain GETs `read()` answers directly (see the module)."""
+
+    renderer_classes = [JSONRenderer]  # the lane's, whatever the default becomes
 
     def read(self, request: Request, *args: Any, **kwargs: Any) -> Any:
         """The 200 body of this GET; raises what it answers otherwise."""
