@@ -19,13 +19,15 @@ thread-local lookups), against 1.4 µs for the driver's cursor; and a model read
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
+import orjson
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
-from django.db.models import Model
+from django.db.models import JSONField, Model
 from django.db.models.expressions import Col
 
 M = TypeVar("M", bound=Model)
@@ -100,17 +102,22 @@ class Rows(Generic[M]):
 
     def load(self, values: Sequence[Any]) -> M:
         """An instance from the columns of `columns()`, converted as the ORM converts them."""
-        db = connections[DEFAULT_DB_ALIAS]
-        converted = list(values)
-        for index, converters, expression in self._converters(db.vendor):
-            value = converted[index]
-            for convert in converters:
-                value = convert(value, expression, db)
-            converted[index] = value
-        return self.model.from_db(db.alias, self._names, converted)
+        return self.load_all([values])[0]
 
     def load_all(self, found: Sequence[Sequence[Any]]) -> list[M]:
-        return [self.load(values) for values in found]
+        """An instance for each row, as `load` makes it."""
+        db = connections[DEFAULT_DB_ALIAS]
+        conversions = self._converters(db.vendor)
+        loaded = []
+        for values in found:
+            converted = list(values)
+            for index, converters, expression in conversions:
+                value = converted[index]
+                for convert in converters:
+                    value = convert(value, expression, db)
+                converted[index] = value
+            loaded.append(self.model.from_db(db.alias, self._names, converted))
+        return loaded
 
     @functools.cache  # noqa: B019 - one per model and vendor, for the life of the process
     def _converters(self, vendor: str) -> list[tuple[int, list[Any], Col]]:
@@ -122,8 +129,36 @@ class Rows(Generic[M]):
             expression = Col(table, field)
             converters = [
                 *connection.ops.get_db_converters(expression),
-                *expression.get_db_converters(connection),
+                *map(_faster, expression.get_db_converters(connection)),
             ]
             if converters:
                 found.append((index, converters, expression))
         return found
+
+
+def _faster(converter: Any) -> Any:
+    """`converter`, or one that gives the same values faster.
+
+    A `JSONField` without a decoder of its own reads its text with orjson: 2 µs a value with
+    the standard library's decoder, 0.3 µs. orjson reads an integer beyond 64 bits as a float,
+    so text with 19 digits in a row (such an integer, or a long string of digits, or a long
+    decimal) goes to the field's own converter, as does anything orjson refuses.
+    """
+    field = getattr(converter, "__self__", None)
+    if getattr(converter, "__func__", None) is not JSONField.from_db_value or field is None:
+        return converter
+    if field.decoder is not None:
+        return converter
+
+    def from_db_value(value: Any, expression: Any, db: Any) -> Any:
+        if isinstance(value, str) and _LONG_NUMBER.search(value) is None:
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:
+                pass
+        return converter(value, expression, db)
+
+    return from_db_value
+
+
+_LONG_NUMBER = re.compile(r"[0-9]{19}")

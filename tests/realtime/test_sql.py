@@ -1,0 +1,65 @@
+"""Statements written once (`realtime.kernel.sql`): the rows and models the ORM would give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Model
+from django.test.utils import CaptureQueriesContext
+
+from chat.models import Room
+from jobs.models import Job
+from jobs.services import job_enqueue
+from realtime.kernel import sql
+from tests.factories import RoomFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def loaded(model: type[Model], pk: Any) -> Model:
+    rows = sql.Rows(model)
+    table, key = (connection.ops.quote_name(name) for name in (model._meta.db_table, "id"))
+    stored = model._meta.pk.get_db_prep_value(pk, connection)  # a UUID is hex on SQLite
+    found = sql.row(f"SELECT {rows.columns()} FROM {table} WHERE {key} = %s", [stored])  # noqa: S608
+    assert found is not None
+    return rows.load(found)
+
+
+def same(mine: Model, orms: Model) -> None:
+    for field in type(orms)._meta.concrete_fields:
+        ours, theirs = getattr(mine, field.attname), getattr(orms, field.attname)
+        assert type(ours) is type(theirs), field.name
+        assert ours == theirs, field.name
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        None,
+        {"text": "héllo ✓", "n": 3, "x": 1.5, "list": [1, None, True]},
+        {"huge": 2**70 + 1, "long": "12345678901234567890"},  # beyond orjson's integers
+        "just a string",
+    ],
+)
+def test_a_job_reads_as_the_orm_reads_it(result: Any) -> None:
+    job, _ = job_enqueue(
+        owner=UserFactory.create(), kind="demo.sleep", params={"steps": 1}, countdown=60
+    )
+    Job.objects.filter(pk=job.pk).update(result=result, error={"type": "E", "message": "m"})
+    same(loaded(Job, job.pk), Job.objects.get(pk=job.pk))
+
+
+def test_rooms_and_users_read_as_the_orm_reads_them() -> None:
+    room, user = RoomFactory.create(), UserFactory.create()
+    same(loaded(Room, room.pk), Room.objects.get(pk=room.pk))
+    same(loaded(type(user), user.pk), type(user).objects.get(pk=user.pk))
+
+
+def test_statements_are_seen_when_queries_are_counted() -> None:
+    # Counted: on Django's cursor, as the query-count pins need; not counted: on the driver's.
+    with CaptureQueriesContext(connection) as seen:
+        assert sql.row("SELECT %s", [1]) == (1,)
+    assert [query["sql"] for query in seen.captured_queries] == ["SELECT 1"]
+    assert sql.rows("SELECT %s UNION ALL SELECT %s", [1, 2]) == [(1,), (2,)]
