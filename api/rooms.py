@@ -204,7 +204,7 @@ class MemberAddSerializer(serializers.Serializer):
 
 
 class MemberRoleSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Role.choices)
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
 
 
 class DirectRoomSerializer(serializers.Serializer):

@@ -176,9 +176,12 @@ def member_add(
     return _membership_ensure(visible.room, _active_user(username), role)
 
 
-def member_role_set(*, slug: str, actor: User, user_id: int, role: str) -> Membership:
-    """Give a member another role: the room's owners only (a room keeps an owner)."""
+def member_role_set(*, slug: str, actor: User, user_id: int, role: str | None = None) -> Membership:
+    """Give a member another role: the room's owners only (a room keeps an owner). No role:
+    the member as they are, to whoever may read the room."""
     visible = _readable_room(slug, actor)
+    if role is None:
+        return _member(visible.room, user_id)
     _not_direct(visible.room)
     if role not in Role.values:
         raise ChatError(ChatErrorCode.INVALID_MEMBERSHIP, f"role: one of {', '.join(Role)}.")
@@ -229,7 +232,7 @@ def _locked(room: Room) -> Room:
 
 
 def _member(room: Room, user_id: int) -> Membership:
-    member = Membership.objects.filter(room=room, user_id=user_id).first()
+    member = Membership.objects.filter(room=room, user_id=user_id).select_related("user").first()
     if member is None:
         raise ChatError(
             ChatErrorCode.ROOM_NOT_FOUND, f"User {user_id} is not a member of {room.slug!r}."
