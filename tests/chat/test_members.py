@@ -11,7 +11,14 @@ from django.contrib.auth.models import User
 from chat import access, store
 from chat.errors import ChatError, ChatErrorCode
 from chat.models import Membership, Message, Posting, Role, Room, RoomKind
-from chat.selectors import member_list, message_history, room_get, room_id_get, room_list
+from chat.selectors import (
+    VisibleRoom,
+    member_list,
+    message_history,
+    room_get,
+    room_id_get,
+    room_list,
+)
 from chat.services import (
     Post,
     PostResult,
@@ -122,7 +129,7 @@ def test_the_creator_of_a_room_owns_it(owner):
 
     assert (room.kind, room.posting) == ("private", "admins")
     assert roles(room) == {"olive": "owner"}
-    assert room_get(slug="mine", viewer=owner).role == "owner"
+    assert room_get(slug="mine", viewer=owner) == VisibleRoom(room, "owner")
 
 
 def test_a_room_without_a_slug_gets_one_nobody_can_guess(owner):
@@ -169,8 +176,9 @@ def test_a_private_room_is_to_a_stranger_what_an_unknown_slug_is(private, strang
 def test_members_read_a_private_room(private, member):
     message_post(room=private, poster=poster(private.created_by), body="the plan")
 
-    assert room_get(slug="secret", viewer=member).role == "member"
+    assert room_get(slug="secret", viewer=member) == VisibleRoom(private, "member")
     page = message_history(slug="secret", viewer=member)
+    assert page is not None
     assert [m["body"] for m in page.messages] == ["the plan"]
     assert [(s.room.slug, s.role) for s in room_list(viewer=member)] == [("secret", "member")]
 

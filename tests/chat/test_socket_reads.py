@@ -71,5 +71,6 @@ def test_a_replay_takes_two_queries_at_most(
     with django_assert_num_queries(queries):
         replay = room_replay(room_id=room.pk, slug="lobby", viewer=None, since=since, limit=limit)
 
+    assert replay is not None
     assert replay.last_seq == 3
     assert replay.frames == (None if replayed is None else [frames[n] for n in replayed])

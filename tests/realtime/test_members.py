@@ -8,6 +8,8 @@ frame schemas and the committed AsyncAPI document.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from channels.db import database_sync_to_async
 from rest_framework.authtoken.models import Token
@@ -80,7 +82,7 @@ async def test_a_stranger_subscribing_or_replaying_is_told_what_an_unknown_room_
     stranger = await signed_in(live_server_url, stranger_token)
     anonymous = await WsClient.open(live_server_url)
 
-    def asks(client: WsClient) -> list[dict[str, object]]:
+    def asks(client: WsClient) -> list[dict[str, Any]]:
         return [
             {"type": "subscribe", "channel": "room:secret", "since": 0, "ref": 1},
             {"type": "subscribe", "channel": "room:secret", "ref": 2},
