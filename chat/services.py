@@ -154,10 +154,8 @@ def direct_room_open(*, opener: User, username: str) -> tuple[VisibleRoom, bool]
 def room_join(*, slug: str, user: User) -> tuple[Membership, bool]:
     """Become a member of a public room (True), or stay one (False); members only may join
     any other, so to anyone else it answers as an unknown room."""
-    visible = _readable_room(slug, user)
-    if visible.role is None and visible.room.kind != RoomKind.PUBLIC:
-        raise room_not_found(slug)  # not reached: such a room is not readable
-    return _membership_ensure(visible.room, user, Role.MEMBER)
+    # Whoever may read a room that is not public is a member of it already.
+    return _membership_ensure(_readable_room(slug, user).room, user, Role.MEMBER)
 
 
 def member_add(

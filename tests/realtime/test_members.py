@@ -14,8 +14,13 @@ import pytest
 from channels.db import database_sync_to_async
 from rest_framework.authtoken.models import Token
 
-from chat.models import Message, Room
+from chat.models import Membership, Message, Room
 from chat.services import member_add, member_remove, message_post, room_create
+from realtime.kernel.events import UserRef
+from realtime.kernel.names import room_group
+from realtime.sockets.feed import CHECK
+from realtime.sockets.room_feed import RoomFeed
+from realtime.sockets.subscription import GATEWAY, Subscription
 from tests.factories import UserFactory, poster
 from tests.support.ws import Frame, WsClient
 
@@ -213,3 +218,29 @@ async def test_the_tutorial_route_does_not_serve_a_private_room(live_server_url)
     assert await tab.closed() == 4400
     assert tab.frames == []
     assert await database_sync_to_async(Room.objects.count)() == 1
+
+
+async def test_a_feed_catching_up_lets_go_of_whoever_may_no_longer_read_the_room():
+    # given: this process's feed of a private room, followed by olive and mia; mia's removal
+    # was committed, but its event never arrived (the layer lost it)
+    owner_id, _ = await make_user("olive")
+    mia_id, _ = await make_user("mia")
+    room = await private_room(owner_id, "mia")
+    await database_sync_to_async(Membership.objects.filter(user_id=mia_id).delete)()
+    feed = RoomFeed(room_group(room.slug), slug=room.slug, room_id=room.pk, last_seq=2)
+    ended: list[tuple[str, str]] = []
+    for user_id, name in ((owner_id, "olive"), (mia_id, "mia")):
+        subscription = Subscription(
+            lambda text: None, GATEWAY, name, UserRef(id=user_id, username=name)
+        )
+        subscription.ended = lambda reason, name=name: ended.append((name, reason))
+        feed.subscriptions.add(subscription)
+
+    # when: the hub tells the feed to catch up, as it does once the layer delivers again
+    feed.put({"type": CHECK})
+    await feed.queue.join()
+    feed.stop()
+
+    # then: mia's subscription ended; olive's goes on
+    assert ended == [("mia", "removed")]
+    assert [s.conn_id for s in feed.subscriptions] == ["olive"]
