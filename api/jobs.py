@@ -27,7 +27,7 @@ from jobs.errors import JobError, JobErrorCode
 from jobs.frames import job_state_body
 from jobs.kinds import export_path
 from jobs.models import Job, JobStatus
-from jobs.registry import kinds_all
+from jobs.registry import kind_names, kinds_all
 from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log
 from jobs.services import job_cancel, job_enqueue
 from realtime.kernel import events
@@ -73,7 +73,7 @@ class EnqueuedSerializer(JobSerializer):
 
 # The schema names the kinds and the longest countdown; the service checks them, so a refusal
 # carries its domain code (`unknown_kind`, `invalid_schedule`).
-@extend_schema_field({"type": "string", "enum": [kind.name for kind in kinds_all()]})
+@extend_schema_field({"type": "string", "enum": kind_names()})
 class KindField(StrictCharField):
     pass
 

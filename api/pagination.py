@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.core import paginator
+from django.db.models import QuerySet
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
@@ -23,7 +24,9 @@ Row = TypeVar("Row")
 
 
 def page_body(
-    view: GenericAPIView, rows: Listing[Row], represent: Callable[[list[Row]], list[Any]]
+    view: GenericAPIView,
+    rows: Listing[Row] | QuerySet[Any],
+    represent: Callable[[list[Row]], list[Any]],
 ) -> Any:
     """The view's page of `rows` as its paginator answers it: the count, the links, and the
     page's rows as `represent` gives them. Refusals raise (a bad `page` or `page_size`)."""

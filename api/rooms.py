@@ -1,4 +1,8 @@
-"""`/api/rooms/`: list, create and read rooms; read and post their messages."""
+"""`/api/rooms/`: list, create, read and change rooms; their members; their messages.
+
+Every room answer goes through the chat domain's rules: a room the caller may not read answers
+exactly as a slug that names no room, on every operation.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +15,45 @@ from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_f
 from redis.exceptions import RedisError
 from rest_framework import serializers, status
 from rest_framework.generics import ListCreateAPIView
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
 
-from chat.errors import ChatError, ChatErrorCode
+from chat.errors import ChatErrorCode
 from chat.frames import message_body
-from chat.models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
+from chat.models import (
+    CLIENT_ID_MAX_LENGTH,
+    MESSAGE_MAX_LENGTH,
+    Membership,
+    Message,
+    Posting,
+    Role,
+    Room,
+    RoomKind,
+)
 from chat.presence import online_counts
 from chat.selectors import (
     HISTORY_MAX_LIMIT,
+    VisibleRoom,
+    member_list,
     message_history,
     room_get,
     room_list,
 )
-from chat.services import Poster, message_post, room_create
+from chat.services import (
+    Poster,
+    direct_room_open,
+    member_add,
+    member_remove,
+    member_role_set,
+    message_post,
+    room_create,
+    room_join,
+    room_not_found,
+    room_update,
+)
 from realtime.kernel import events
 from realtime.kernel.events import bounded_string
 from realtime.kernel.listing import Listing
@@ -51,21 +78,49 @@ def _online(slugs: list[str]) -> dict[str, int]:
 
 class RoomSerializer(serializers.ModelSerializer):
     online = serializers.SerializerMethodField(help_text="People in the room now (null: unknown)")
+    role = serializers.SerializerMethodField(
+        help_text="Your role in the room; null when you are not a member (or not signed in)"
+    )
 
     class Meta:
         model = Room
-        fields = ["slug", "title", "created_at", "last_message_at", "last_seq", "online"]
-        read_only_fields = ["created_at", "last_message_at", "last_seq", "online"]
+        fields = [
+            "slug",
+            "title",
+            "kind",
+            "posting",
+            "role",
+            "created_at",
+            "last_message_at",
+            "last_seq",
+            "online",
+        ]
+        read_only_fields = ["kind", "created_at", "last_message_at", "last_seq", "online", "role"]
+        extra_kwargs = {
+            "kind": {
+                "help_text": "`public`: anyone may read it; `private`: its members only; "
+                "`direct`: its two people only"
+            },
+            "posting": {
+                "help_text": "Who may post among its readers: `anyone` (signed in, or anonymous "
+                "where the server allows it), `members`, or `admins` (owners and admins)"
+            },
+        }
 
     def get_online(self, room: Room) -> int | None:
         counts: dict[str, int] = self.context.get("online", {})
         return counts.get(room.slug)
 
+    @extend_schema_field(serializers.ChoiceField(choices=Role.choices, allow_null=True))
+    def get_role(self, room: Room) -> str | None:
+        role: str | None = self.context.get("role")
+        return role
+
     def to_representation(self, instance: Room) -> dict[str, Any]:
-        return room_body(instance, self.get_online(instance))
+        return room_body(instance, self.get_online(instance), self.get_role(instance))
 
 
-def room_body(room: Room, online: int | None) -> dict[str, Any]:
+def room_body(room: Room, online: int | None, role: str | None) -> dict[str, Any]:
     """A room's `RoomSerializer.Meta.fields`, as DRF's fields give them, without those fields.
 
     A `ModelSerializer` builds its fields from the model for each serializer made, about 1 ms
@@ -74,6 +129,9 @@ def room_body(room: Room, online: int | None) -> dict[str, Any]:
     return {
         "slug": room.slug,
         "title": room.title,
+        "kind": room.kind,
+        "posting": room.posting,
+        "role": role,
         "created_at": _time(room.created_at),
         "last_message_at": _time(room.last_message_at),
         "last_seq": room.last_seq,
@@ -90,8 +148,67 @@ def _time(value: datetime | None) -> str | None:
 
 
 class RoomCreateSerializer(serializers.Serializer):
-    slug = StrictRegexField(ROOM_SLUG_PATTERN, max_length=64)
+    slug = StrictRegexField(
+        ROOM_SLUG_PATTERN,
+        max_length=64,
+        required=False,
+        help_text="Names the room everywhere; left out, the room gets one nobody can guess",
+    )
     title = StrictCharField(max_length=200, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(
+        choices=[RoomKind.PUBLIC, RoomKind.PRIVATE],
+        default=RoomKind.PUBLIC,
+        help_text="`private`: only its members may read it, or know it exists",
+    )
+    posting = serializers.ChoiceField(choices=Posting.choices, default=Posting.ANYONE)
+
+
+class RoomUpdateSerializer(serializers.Serializer):
+    title = StrictCharField(max_length=200, required=False, allow_blank=True)
+    posting = serializers.ChoiceField(choices=Posting.choices, required=False)
+
+
+class MemberUserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class MemberSerializer(serializers.Serializer):
+    """A member of a room, with their role."""
+
+    user = MemberUserSerializer()
+    role = serializers.ChoiceField(choices=Role.choices)
+    joined_at = serializers.DateTimeField()
+
+    def to_representation(self, instance: Membership) -> dict[str, Any]:
+        return member_body(instance)
+
+
+def member_body(member: Membership) -> dict[str, Any]:
+    """A membership as `MemberSerializer` declares it."""
+    user = member.user
+    return {
+        "user": {"id": user.pk, "username": user.get_username()},
+        "role": member.role,
+        "joined_at": _time(member.joined_at),
+    }
+
+
+def _member_bodies(members: list[Membership]) -> list[dict[str, Any]]:
+    return [member_body(member) for member in members]
+
+
+class MemberAddSerializer(serializers.Serializer):
+    username = StrictCharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+
+
+class DirectRoomSerializer(serializers.Serializer):
+    username = StrictCharField(max_length=150, help_text="The other person")
 
 
 class MessageSerializer(DeclaredSerializer):
@@ -140,13 +257,23 @@ class HistoryQuerySerializer(serializers.Serializer):
     )
 
 
-def _room_bodies(rooms: list[Room]) -> list[dict[str, Any]]:
-    online = _online([room.slug for room in rooms])
-    return [room_body(room, online.get(room.slug)) for room in rooms]
+def _room_bodies(rooms: list[VisibleRoom]) -> list[dict[str, Any]]:
+    online = _online([seen.room.slug for seen in rooms])
+    return [room_body(seen.room, online.get(seen.room.slug), seen.role) for seen in rooms]
+
+
+def _visible_body(seen: VisibleRoom) -> dict[str, Any]:
+    return room_body(seen.room, _online([seen.room.slug]).get(seen.room.slug), seen.role)
 
 
 def _user(request: Request) -> User | None:
     return request.user if isinstance(request.user, User) else None
+
+
+def _signed_in(request: Request) -> User:
+    user = _user(request)
+    assert user is not None  # the view's permission classes let only users through
+    return user
 
 
 def _poster(request: Request) -> Poster:
@@ -154,11 +281,15 @@ def _poster(request: Request) -> Poster:
     return Poster(user=_user(request), address=BaseThrottle().get_ident(request))
 
 
-def _room_or_404(slug: str) -> Room:
-    room = room_get(slug=slug)
-    if room is None:
-        raise ChatError(ChatErrorCode.ROOM_NOT_FOUND, f"No room {slug!r}.")
-    return room
+def _room_or_404(request: Request, slug: str) -> VisibleRoom:
+    """The room, if the caller may read it; else exactly what an unknown slug answers."""
+    seen = room_get(slug=slug, viewer=_user(request))
+    if seen is None:
+        raise room_not_found(slug)
+    return seen
+
+
+_NOT_FOUND = domain_errors(ChatErrorCode.ROOM_NOT_FOUND)
 
 
 @extend_schema(tags=["rooms"])
@@ -168,20 +299,28 @@ class RoomListView(DirectReads, ListCreateAPIView):
     serializer_class = RoomSerializer
     pagination_class = PageNumberPagination
 
-    def get_queryset(self) -> Listing[Room]:  # type: ignore[override]  # a page per query
-        return room_list()
+    def get_queryset(self) -> Listing[VisibleRoom]:  # type: ignore[override]  # a page per query
+        return room_list(viewer=_user(self.request))
 
     def read(self, request: Request, *args: Any, **kwargs: Any) -> Any:
         return page_body(self, self.get_queryset(), _room_bodies)
 
-    @extend_schema(operation_id="rooms_list", summary="List rooms")
+    @extend_schema(
+        operation_id="rooms_list",
+        summary="List rooms",
+        description="Every public room, and the private and direct rooms you are a member of.",
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="rooms_create",
         summary="Create a room",
-        description="Signed in. The slug (`[A-Za-z0-9_-]`, 1-64) names the room everywhere.",
+        description=(
+            "Signed in; you become the room's owner. The slug (`[A-Za-z0-9_-]`, 1-64) names "
+            "the room everywhere; slugs are one namespace, so a slug taken by a private room is "
+            "`room_exists` too (leave it out for one nobody can guess)."
+        ),
         request=RoomCreateSerializer,
         responses={
             201: RoomSerializer,
@@ -192,16 +331,14 @@ class RoomListView(DirectReads, ListCreateAPIView):
         incoming = RoomCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         room = room_create(created_by=_user(request), **incoming.validated_data)
-        return Response(RoomSerializer(room).data, status=status.HTTP_201_CREATED)
+        return Response(room_body(room, 0, Role.OWNER), status=status.HTTP_201_CREATED)
 
 
 class RoomDetailView(DirectReads):
-    """One room."""
-
-    permission_classes = [AllowAny]
+    """One room, and its settings."""
 
     def read(self, request: Request, slug: str) -> Any:
-        return room_body(_room_or_404(slug), _online([slug]).get(slug))
+        return _visible_body(_room_or_404(request, slug))
 
     @extend_schema(
         operation_id="rooms_retrieve",
@@ -212,6 +349,182 @@ class RoomDetailView(DirectReads):
     def get(self, request: Request, slug: str) -> Response:
         return super().get(request, slug=slug)
 
+    @extend_schema(
+        operation_id="rooms_update",
+        summary="Change a room's settings",
+        description="The room's owners and admins: its title, and who may post in it.",
+        tags=["rooms"],
+        request=RoomUpdateSerializer,
+        responses={
+            200: RoomSerializer,
+            **domain_errors(
+                ChatErrorCode.INVALID_ROOM,
+                ChatErrorCode.ROOM_ADMIN_REQUIRED,
+                ChatErrorCode.ROOM_NOT_FOUND,
+            ),
+        },
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        incoming = RoomUpdateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        seen = room_update(slug=slug, actor=_signed_in(request), **incoming.validated_data)
+        return Response(_visible_body(seen))
+
+
+@extend_schema(tags=["rooms"])
+class RoomMembersView(DirectReads, ListCreateAPIView):
+    """A room's members (whoever may read the room sees them), and adding one."""
+
+    serializer_class = MemberSerializer
+    pagination_class = PageNumberPagination
+
+    def read(self, request: Request, slug: str) -> Any:
+        room = _room_or_404(request, slug).room
+        return page_body(self, member_list(room=room), _member_bodies)
+
+    @extend_schema(
+        operation_id="rooms_members_list",
+        summary="List a room's members",
+        description="Owners first, then admins, then members, each by when they joined.",
+        responses={200: MemberSerializer(many=True), **_NOT_FOUND},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="rooms_members_create",
+        summary="Add (invite) a member",
+        description=(
+            "The room's owners (any role) and admins (`member` only). 201 when added; 200 "
+            "with the membership as it is when they were a member already (their role is "
+            "changed with `PATCH .../members/{user_id}/`). A direct room keeps its two people."
+        ),
+        request=MemberAddSerializer,
+        responses={
+            201: MemberSerializer,
+            200: MemberSerializer,
+            **domain_errors(
+                ChatErrorCode.INVALID_MEMBERSHIP,
+                ChatErrorCode.ROOM_ADMIN_REQUIRED,
+                ChatErrorCode.ROOM_NOT_FOUND,
+                ChatErrorCode.USER_NOT_FOUND,
+            ),
+        },
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        incoming = MemberAddSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        member, added = member_add(slug=slug, actor=_signed_in(request), **incoming.validated_data)
+        return Response(
+            member_body(member), status=status.HTTP_201_CREATED if added else status.HTTP_200_OK
+        )
+
+
+class RoomMemberView(APIView):
+    """One member: their role, or removing them (or yourself: leaving)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="rooms_members_update",
+        summary="Change a member's role",
+        description="The room's owners. A room keeps an owner.",
+        tags=["rooms"],
+        request=MemberRoleSerializer,
+        responses={
+            200: MemberSerializer,
+            **domain_errors(
+                ChatErrorCode.INVALID_MEMBERSHIP,
+                ChatErrorCode.ROOM_ADMIN_REQUIRED,
+                ChatErrorCode.ROOM_NOT_FOUND,
+                ChatErrorCode.LAST_OWNER,
+            ),
+        },
+    )
+    def patch(self, request: Request, slug: str, user_id: int) -> Response:
+        incoming = MemberRoleSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        member = member_role_set(
+            slug=slug, actor=_signed_in(request), user_id=user_id, **incoming.validated_data
+        )
+        return Response(member_body(member))
+
+    @extend_schema(
+        operation_id="rooms_members_destroy",
+        summary="Remove a member, or leave",
+        description=(
+            "Your own id: leave the room. Otherwise the room's owners (anyone) and admins "
+            "(members). A room keeps an owner, a direct room its two people. Whoever may no "
+            "longer read the room has their socket subscriptions to it ended "
+            "(`unsubscribed` with a `reason`)."
+        ),
+        tags=["rooms"],
+        responses={
+            204: None,
+            **domain_errors(
+                ChatErrorCode.INVALID_MEMBERSHIP,
+                ChatErrorCode.ROOM_ADMIN_REQUIRED,
+                ChatErrorCode.ROOM_NOT_FOUND,
+                ChatErrorCode.LAST_OWNER,
+            ),
+        },
+    )
+    def delete(self, request: Request, slug: str, user_id: int) -> Response:
+        member_remove(slug=slug, actor=_signed_in(request), user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomJoinView(APIView):
+    """Joining a public room (members may post where only members may)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="rooms_join",
+        summary="Join a public room",
+        description=(
+            "201 when you joined, 200 when you were a member already. A private or direct "
+            "room takes only members its owners add: to anyone else it is an unknown room."
+        ),
+        tags=["rooms"],
+        request=None,
+        responses={201: MemberSerializer, 200: MemberSerializer, **_NOT_FOUND},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        member, joined = room_join(slug=slug, user=_signed_in(request))
+        return Response(
+            member_body(member), status=status.HTTP_201_CREATED if joined else status.HTTP_200_OK
+        )
+
+
+class DirectRoomsView(APIView):
+    """Direct rooms: one per pair of people."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="direct_rooms_open",
+        summary="Open a direct room with someone",
+        description=(
+            "The room of you and `username`: 201 when it was made now, 200 with the same room "
+            "every time after (either of you opening it). Its slug tells nobody who is in it."
+        ),
+        tags=["rooms"],
+        request=DirectRoomSerializer,
+        responses={
+            201: RoomSerializer,
+            200: RoomSerializer,
+            **domain_errors(ChatErrorCode.INVALID_MEMBERSHIP, ChatErrorCode.USER_NOT_FOUND),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        incoming = DirectRoomSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        seen, made = direct_room_open(opener=_signed_in(request), **incoming.validated_data)
+        return Response(
+            _visible_body(seen), status=status.HTTP_201_CREATED if made else status.HTTP_200_OK
+        )
+
 
 class RoomMessagesView(DirectReads):
     """A room's history by `seq`, and posting to it (also sent to the room's sockets)."""
@@ -221,9 +534,9 @@ class RoomMessagesView(DirectReads):
     def read(self, request: Request, slug: str) -> Any:
         query = HistoryQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
-        page = message_history(slug=slug, **query.validated_data)
+        page = message_history(slug=slug, viewer=_user(request), **query.validated_data)
         if page is None:
-            raise ChatError(ChatErrorCode.ROOM_NOT_FOUND, f"No room {slug!r}.")
+            raise room_not_found(slug)
         # Each message is already its body as `MessageSerializer` declares it.
         return {"results": page.messages, "last_seq": page.last_seq}
 
@@ -283,7 +596,7 @@ class RoomMessagesView(DirectReads):
     def post(self, request: Request, slug: str) -> Response:
         incoming = MessagePostSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        room = _room_or_404(slug)
+        room = _room_or_404(request, slug).room
         result = message_post(room=room, poster=_poster(request), **incoming.validated_data)
         return Response(
             MessageSerializer(result.message, context={"room": room.slug}).data,

@@ -12,6 +12,10 @@ class ChatErrorCode(DomainErrorCode):
     TYPING_NOT_ALLOWED = "typing_not_allowed", 403
     CLIENT_ID_CONFLICT = "client_id_conflict", 409
     RATE_LIMITED = "rate_limited", 429
+    ROOM_ADMIN_REQUIRED = "room_admin_required", 403
+    USER_NOT_FOUND = "user_not_found", 404
+    INVALID_MEMBERSHIP = "invalid_membership", 400
+    LAST_OWNER = "last_owner", 409
 
 
 class ChatError(DomainError):

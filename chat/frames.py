@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from realtime.kernel import events
-from realtime.kernel.names import ROOM_MESSAGE, ROOM_TYPING, room_channel
+from realtime.kernel.names import ROOM_ACCESS_ENDED, ROOM_MESSAGE, ROOM_TYPING, room_channel
 
 # What a message's body is made from: a `Message`'s fields, or a row of `message_history`.
 MESSAGE_COLUMNS = ("id", "seq", "author_id", "author_name", "body", "created_at", "client_id")
@@ -88,3 +88,9 @@ def typing_event(
         channel=room_channel(slug), room=slug, user=user, typing=typing, expires_in=expires_in
     )
     return {"type": ROOM_TYPING, "room": slug, "user_id": user.id, "frame": events.dump(frame)}
+
+
+def access_ended_event(slug: str, user_id: int, reason: str) -> dict[str, object]:
+    """The channel-layer event telling every process that a user may no longer read a room:
+    their subscriptions to it end with an `unsubscribed` frame giving `reason`."""
+    return {"type": ROOM_ACCESS_ENDED, "room": slug, "user_id": user_id, "reason": reason}

@@ -1,4 +1,4 @@
-"""Chat data: rooms, and their messages numbered by a per-room `seq` with no gaps."""
+"""Chat data: rooms, their members, and their messages numbered by a per-room `seq` with no gaps."""
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -9,7 +9,40 @@ from django.utils import timezone
 from realtime.kernel.events import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
-__all__ = ["CLIENT_ID_MAX_LENGTH", "MESSAGE_MAX_LENGTH", "Message", "Room"]
+__all__ = [
+    "CLIENT_ID_MAX_LENGTH",
+    "MESSAGE_MAX_LENGTH",
+    "Membership",
+    "Message",
+    "Posting",
+    "Role",
+    "Room",
+    "RoomKind",
+]
+
+
+class RoomKind(models.TextChoices):
+    """Who may read a room (`chat.access`): anyone, its members, or its two people."""
+
+    PUBLIC = "public"
+    PRIVATE = "private"
+    DIRECT = "direct"
+
+
+class Posting(models.TextChoices):
+    """Who may post in a room, among those who may read it (`chat.access`)."""
+
+    ANYONE = "anyone"
+    MEMBERS = "members"
+    ADMINS = "admins"
+
+
+class Role(models.TextChoices):
+    """A member's role: owners and admins manage the room and its members (`chat.access`)."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
 
 
 class Room(models.Model):
@@ -26,12 +59,36 @@ class Room(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_seq = models.PositiveBigIntegerField(default=0)
     last_message_at = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(max_length=8, choices=RoomKind.choices, default=RoomKind.PUBLIC)
+    posting = models.CharField(max_length=8, choices=Posting.choices, default=Posting.ANYONE)
+    # A direct room's two users, "<lower id>:<higher id>": the same pair always gets one room.
+    direct_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
 
     class Meta:
         ordering = ["slug"]
 
     def __str__(self) -> str:
         return self.slug
+
+
+class Membership(models.Model):
+    """A user's place in a room, with their role; one per room and user."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships"
+    )
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["room_id", "joined_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="chat_membership_room_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.room_id} ({self.role})"
 
 
 class Message(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
@@ -20,17 +22,55 @@ from realtime.kernel.broadcast import publish_on_commit, publish_transient
 from realtime.kernel.names import room_group
 from realtime.kernel.ratelimit import parse_rate, retry_after
 
-from . import store
+from . import access, store
 from .errors import ChatError, ChatErrorCode
-from .frames import message_event, typing_event
-from .models import CLIENT_ID_MAX_LENGTH, MESSAGE_MAX_LENGTH, Message, Room
+from .frames import access_ended_event, message_event, typing_event
+from .models import (
+    CLIENT_ID_MAX_LENGTH,
+    MESSAGE_MAX_LENGTH,
+    Membership,
+    Message,
+    Posting,
+    Role,
+    Room,
+    RoomKind,
+)
+from .selectors import VisibleRoom, room_get
 
 
-def room_create(*, slug: str, title: str = "", created_by: User | None = None) -> Room:
-    """Create a room after validating its slug and title."""
-    room = Room(slug=slug, title=title or slug, created_by=created_by)
+def room_not_found(slug: str) -> ChatError:
+    """The answer about a slug that names no room the asker may read: the same, whichever."""
+    return ChatError(ChatErrorCode.ROOM_NOT_FOUND, f"No room {slug!r}.")
+
+
+def _random_slug(prefix: str = "") -> str:
+    """A slug nobody can guess (128 bits), for rooms whose name must not tell anything."""
+    return prefix + secrets.token_urlsafe(16)
+
+
+def room_create(
+    *,
+    slug: str | None = None,
+    title: str = "",
+    created_by: User | None = None,
+    kind: str = RoomKind.PUBLIC,
+    posting: str = Posting.ANYONE,
+) -> Room:
+    """Create a public or private room after validating it; its creator becomes its owner.
+
+    Without a slug the room gets one nobody can guess. Slugs are one namespace: a slug taken by
+    a private room is `room_exists` here too, though it answers `not_found` to everything else.
+    """
+    if kind not in (RoomKind.PUBLIC, RoomKind.PRIVATE):
+        raise ChatError(ChatErrorCode.INVALID_ROOM, "kind: a new room is public or private.")
+    if posting not in Posting.values:
+        raise ChatError(ChatErrorCode.INVALID_ROOM, f"posting: one of {', '.join(Posting)}.")
+    if kind != RoomKind.PUBLIC and created_by is None:
+        raise ChatError(ChatErrorCode.INVALID_ROOM, "A private room needs its owner.")
+    slug = _random_slug() if slug is None else slug
+    room = Room(slug=slug, title=title or slug, created_by=created_by, kind=kind, posting=posting)
     try:
-        room.full_clean()
+        room.full_clean(exclude=["direct_key"])
     except ValidationError as exc:
         if "slug" in exc.message_dict and Room.objects.filter(slug=slug).exists():
             raise ChatError(ChatErrorCode.ROOM_EXISTS, f"Room {slug!r} already exists.") from exc
@@ -38,22 +78,203 @@ def room_create(*, slug: str, title: str = "", created_by: User | None = None) -
     try:
         with transaction.atomic():
             room.save()
+            if created_by is not None:
+                Membership.objects.create(room=room, user=created_by, role=Role.OWNER)
     except IntegrityError as exc:  # lost a race with another creator of the same slug
         raise ChatError(ChatErrorCode.ROOM_EXISTS, f"Room {slug!r} already exists.") from exc
     return room
 
 
 def room_ensure(*, slug: str, title: str = "") -> Room:
-    """The room with this slug, created if missing (the tutorial creates rooms by visiting)."""
+    """The public room with this slug, created if missing (the tutorial creates rooms by
+    visiting, and serves public rooms only: another kind answers as a room that is not)."""
     room = Room.objects.filter(slug=slug).first()
-    if room is not None:
-        return room
+    if room is None:
+        try:
+            return room_create(slug=slug, title=title)
+        except ChatError as exc:
+            if exc.code != ChatErrorCode.ROOM_EXISTS:
+                raise
+            room = Room.objects.get(slug=slug)
+    if room.kind != RoomKind.PUBLIC:
+        raise room_not_found(slug)
+    return room
+
+
+def room_update(
+    *, slug: str, actor: User, title: str | None = None, posting: str | None = None
+) -> VisibleRoom:
+    """Change a room's title or who may post in it: its owners and admins only."""
+    visible = _readable_room(slug, actor)
+    if not access.may_manage(visible.role):
+        raise _admin_required()
+    room = visible.room
+    if posting is not None and posting not in Posting.values:
+        raise ChatError(ChatErrorCode.INVALID_ROOM, f"posting: one of {', '.join(Posting)}.")
+    room.title = room.title if title is None else (title or room.slug)
+    room.posting = room.posting if posting is None else posting
     try:
-        return room_create(slug=slug, title=title)
-    except ChatError as exc:
-        if exc.code != ChatErrorCode.ROOM_EXISTS:
-            raise
-        return Room.objects.get(slug=slug)
+        room.full_clean(exclude=["slug", "direct_key"])
+    except ValidationError as exc:
+        raise ChatError(ChatErrorCode.INVALID_ROOM, _first_error(exc)) from exc
+    room.save(update_fields=["title", "posting"])
+    return visible
+
+
+def direct_room_open(*, opener: User, username: str) -> tuple[VisibleRoom, bool]:
+    """The direct room of `opener` and the user named `username`, made the first time: the
+    same pair always gets the same room (a unique key of the pair settles concurrent opens).
+    True when it was made now. Its slug is random: it tells nobody who talks to whom."""
+    other = _active_user(username)
+    if other.pk == opener.pk:
+        raise ChatError(ChatErrorCode.INVALID_MEMBERSHIP, "A direct room is between two people.")
+    low, high = sorted((opener, other), key=lambda user: int(user.pk))
+    key = f"{low.pk}:{high.pk}"
+    made = False
+    room = Room.objects.filter(direct_key=key).first()
+    if room is None:
+        try:
+            with transaction.atomic():
+                room = Room.objects.create(
+                    slug=_random_slug("dm-"),
+                    title=f"{low.get_username()} & {high.get_username()}",
+                    created_by=opener,
+                    kind=RoomKind.DIRECT,
+                    direct_key=key,
+                )
+                Membership.objects.bulk_create(
+                    [Membership(room=room, user=user, role=Role.MEMBER) for user in (low, high)]
+                )
+            made = True
+        except IntegrityError:  # the other one opened it at the same moment
+            room = Room.objects.get(direct_key=key)
+    return VisibleRoom(room, Role.MEMBER), made
+
+
+def room_join(*, slug: str, user: User) -> tuple[Membership, bool]:
+    """Become a member of a public room (True), or stay one (False); members only may join
+    any other, so to anyone else it answers as an unknown room."""
+    # Whoever may read a room that is not public is a member of it already.
+    return _membership_ensure(_readable_room(slug, user).room, user, Role.MEMBER)
+
+
+def member_add(
+    *, slug: str, actor: User, username: str, role: str = Role.MEMBER
+) -> tuple[Membership, bool]:
+    """Add (invite) a user to a room with a role (True), or leave a member as they are (False).
+
+    Owners may add with any role, admins as members; a direct room keeps its two people.
+    """
+    visible = _readable_room(slug, actor)
+    _not_direct(visible.room)
+    if role not in Role.values:
+        raise ChatError(ChatErrorCode.INVALID_MEMBERSHIP, f"role: one of {', '.join(Role)}.")
+    if not access.may_manage(visible.role) or not access.may_grant(visible.role, role):
+        raise _admin_required()
+    return _membership_ensure(visible.room, _active_user(username), role)
+
+
+def member_role_set(*, slug: str, actor: User, user_id: int, role: str | None = None) -> Membership:
+    """Give a member another role: the room's owners only (a room keeps an owner). No role:
+    the member as they are, to whoever may read the room."""
+    visible = _readable_room(slug, actor)
+    if role is None:
+        return _member(visible.room, user_id)
+    _not_direct(visible.room)
+    if role not in Role.values:
+        raise ChatError(ChatErrorCode.INVALID_MEMBERSHIP, f"role: one of {', '.join(Role)}.")
+    with transaction.atomic():
+        room = _locked(visible.room)
+        member = _member(room, user_id)
+        if not access.may_remove(visible.role, member.role) or not access.may_grant(
+            visible.role, role
+        ):
+            raise _admin_required()
+        if member.role == Role.OWNER and role != Role.OWNER:
+            _keep_an_owner(room)
+        member.role = role
+        member.save(update_fields=["role"])
+    return member
+
+
+def member_remove(*, slug: str, actor: User, user_id: int) -> None:
+    """Remove a member, or leave (`user_id` is the actor's own): owners remove anyone, admins
+    members. A room keeps an owner, a direct room its two people. Once committed, the removed
+    user's subscriptions to a room they may no longer read end, in every server process."""
+    visible = _readable_room(slug, actor)
+    _not_direct(visible.room)
+    leaving = user_id == actor.pk
+    with transaction.atomic():
+        room = _locked(visible.room)
+        member = _member(room, user_id)
+        if not leaving and not access.may_remove(visible.role, member.role):
+            raise _admin_required()
+        if member.role == Role.OWNER:
+            _keep_an_owner(room)
+        member.delete()
+        if not access.may_read(room.kind, None):
+            reason = "left" if leaving else "removed"
+            publish_on_commit(room_group(room.slug), access_ended_event(room.slug, user_id, reason))
+
+
+def _readable_room(slug: str, user: User) -> VisibleRoom:
+    visible = room_get(slug=slug, viewer=user)
+    if visible is None:
+        raise room_not_found(slug)
+    return visible
+
+
+def _locked(room: Room) -> Room:
+    """The room's row, locked until the transaction ends (membership changes take turns)."""
+    return Room.objects.select_for_update().get(pk=room.pk)
+
+
+def _member(room: Room, user_id: int) -> Membership:
+    member = Membership.objects.filter(room=room, user_id=user_id).select_related("user").first()
+    if member is None:
+        raise ChatError(
+            ChatErrorCode.ROOM_NOT_FOUND, f"User {user_id} is not a member of {room.slug!r}."
+        )
+    return member
+
+
+def _keep_an_owner(room: Room) -> None:
+    """Refuse to take away the room's last owner."""
+    if Membership.objects.filter(room=room, role=Role.OWNER).count() < 2:
+        raise ChatError(
+            ChatErrorCode.LAST_OWNER, "A room keeps an owner: make another member owner first."
+        )
+
+
+def _not_direct(room: Room) -> None:
+    if room.kind == RoomKind.DIRECT:
+        raise ChatError(
+            ChatErrorCode.INVALID_MEMBERSHIP, "A direct room always has its two people."
+        )
+
+
+def _membership_ensure(room: Room, user: User, role: str) -> tuple[Membership, bool]:
+    existing = Membership.objects.filter(room=room, user=user).select_related("user").first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            return Membership.objects.create(room=room, user=user, role=role), True
+    except IntegrityError:  # added at the same moment by someone else
+        return Membership.objects.select_related("user").get(room=room, user=user), False
+
+
+def _active_user(username: str) -> User:
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise ChatError(ChatErrorCode.USER_NOT_FOUND, f"No user {username!r}.")
+    return user
+
+
+def _admin_required() -> ChatError:
+    return ChatError(
+        ChatErrorCode.ROOM_ADMIN_REQUIRED, "Only the room's owners and admins may do this."
+    )
 
 
 @dataclass(frozen=True)
@@ -137,13 +358,10 @@ def messages_post(posts: Sequence[Post]) -> list[PostResult | ChatError]:
             break
         except _Retried:
             careful = True
-        except _NoSuchRooms as missing:
+        except _Refused as refused:
             # Rolled back, budgets included: those posts are refused, the others go again.
-            for n in todo:
-                if posts[n].room in missing.slugs:
-                    outcomes[n] = ChatError(
-                        ChatErrorCode.ROOM_NOT_FOUND, f"No room {posts[n].room!r}."
-                    )
+            for n, refusal in refused.outcomes.items():
+                outcomes[n] = refusal
         except IntegrityError:
             # Another transaction committed one of these client_ids after this one looked
             # (PostgreSQL, posts in parallel): look again, and answer with that post.
@@ -159,10 +377,12 @@ class _Retried(Exception):
     """A post of the batch names a client_id already in its room."""
 
 
-class _NoSuchRooms(Exception):
-    def __init__(self, slugs: set[str]) -> None:
-        super().__init__(f"no rooms {sorted(slugs)}")
-        self.slugs = slugs
+class _Refused(Exception):
+    """Posts of the batch to no room, or to one where their poster may not post."""
+
+    def __init__(self, outcomes: dict[int, ChatError]) -> None:
+        super().__init__(f"{len(outcomes)} posts refused")
+        self.outcomes = outcomes
 
 
 def _refusal(post: Post) -> ChatError | None:
@@ -187,13 +407,16 @@ def _append(
         client_id = posts[n].client_id
         if client_id is not None:
             keyed[n] = (posts[n].room, client_id)
-    wanted: dict[str, set[str]] = {}
-    for slug, client_id in keyed.values() if careful else ():
-        wanted.setdefault(slug, set()).add(client_id)
+    # Looked for as their poster may see them: none in a room the poster may not read.
+    wanted: dict[tuple[str, int | None], set[str]] = {}
+    for n, (slug, client_id) in keyed.items() if careful else ():
+        wanted.setdefault((slug, _author_id(posts[n].poster)), set()).add(client_id)
     earlier = {
-        (slug, client_id): found
-        for slug in sorted(wanted)
-        for client_id, found in store.earlier_posts(slug, sorted(wanted[slug])).items()
+        (slug, client_id, viewer): found
+        for slug, viewer in sorted(wanted, key=lambda key: (key[0], key[1] or 0))
+        for client_id, found in store.earlier_posts(
+            slug, sorted(wanted[slug, viewer]), viewer
+        ).items()
     }
     retries: dict[int, int] = {}  # post -> the earlier message's id
     repeats: dict[int, int] = {}  # post -> the post of this batch it repeats
@@ -204,8 +427,8 @@ def _append(
         key = keyed.get(n)
         if key is None:
             fresh.append(n)
-        elif key in earlier:
-            pk, earlier_author = earlier[key]
+        elif (*key, author_id) in earlier:
+            pk, earlier_author = earlier[*key, author_id]
             if earlier_author == author_id:
                 retries[n] = pk
             else:
@@ -280,20 +503,28 @@ def _spend_budgets(
 def _write(
     posts: Sequence[Post], allowed: list[int], now: datetime, outcomes: dict[int, Any]
 ) -> None:
-    """Lock each room, take its next `seq`s and write its messages, announced after commit."""
+    """Lock each room, take its next `seq`s and write its messages, announced after commit.
+
+    Who may post is read with the lock (the room's kind and posting, a poster's role), so a
+    post to a public room takes no statement more; posts by several members to another room
+    read their roles in one more. A post its poster may not make is refused, as for an unknown
+    room when they may not read it.
+    """
     by_room: dict[str, list[int]] = {}
     for n in allowed:
         by_room.setdefault(posts[n].room, []).append(n)
-    missing: set[str] = set()
+    refused: dict[int, ChatError] = {}
     for slug in sorted(by_room):
         ordered = by_room[slug]
-        locked = store.lock_room(slug, len(ordered), now)
+        first_author = _author_id(posts[ordered[0]].poster)
+        locked = store.lock_room(slug, len(ordered), now, first_author)
         if locked is None:
-            missing.add(slug)
+            refused.update((n, room_not_found(slug)) for n in ordered)
             continue
-        if missing:
+        refused.update(_may_not_post(locked, slug, [(n, posts[n]) for n in ordered]))
+        if refused:
             continue  # all of it is rolled back
-        room_id, last_seq = locked
+        room_id, last_seq = locked.id, locked.last_seq
         messages = [
             Message(
                 room_id=room_id,
@@ -320,8 +551,36 @@ def _write(
             message._state.db = DEFAULT_DB_ALIAS
             outcomes[n] = PostResult(message, created=True)
             publish_on_commit(room_group(slug), message_event(message, slug))
-    if missing:  # a post to no room spends no budget: roll back, then go again without it
-        raise _NoSuchRooms(missing)
+    if refused:  # a refused post spends no budget: roll back, then go again without it
+        raise _Refused(refused)
+
+
+def _may_not_post(
+    locked: store.Locked, slug: str, posts: list[tuple[int, Post]]
+) -> dict[int, ChatError]:
+    """The posts to a locked room that their posters may not make, with the refusal of each."""
+    if locked.kind == RoomKind.PUBLIC and locked.posting == Posting.ANYONE:
+        return {}
+    authors = {_author_id(post.poster) for _, post in posts}
+    roles: dict[int | None, str] = {}  # an anonymous poster (None) is no member
+    if len(authors) > 1:
+        found = store.roles(locked.id, sorted(a for a in authors if a is not None))
+        roles.update(found.items())
+    elif locked.role is not None:  # the lock read this poster's role
+        roles[authors.pop()] = locked.role
+    refusals: dict[int, ChatError] = {}
+    for n, post in posts:
+        role = roles.get(_author_id(post.poster))
+        if not access.may_read(locked.kind, role):
+            refusals[n] = room_not_found(slug)
+        elif not access.may_post(locked.kind, locked.posting, role):
+            refusals[n] = ChatError(
+                ChatErrorCode.POSTING_NOT_ALLOWED,
+                "Only the room's owners and admins may post here."
+                if locked.posting == Posting.ADMINS
+                else "Only the room's members may post here: join it first.",
+            )
+    return refusals
 
 
 class TypingPace:

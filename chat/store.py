@@ -9,6 +9,11 @@ which hands them to Django's cursor when a test counts queries); every one is pl
 SQLite (3.35+, for RETURNING) and PostgreSQL both run unchanged. Two reads that every
 socket subscription makes (a room's id, its last `seq`) are here for the same reason, and so
 are the REST reads of rooms (one room, a page of the list, the count).
+
+Every read of a room or its messages is for a viewer (a user id, or None when anonymous) and
+finds only the rooms that viewer may read (`chat.access.may_read`, as `visible` here): a
+private room is to anyone else what an unknown slug is. Posting reads who may post with the
+room's lock, in the same statement.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from django.utils import timezone
 
 from realtime.kernel import sql
 
-from .models import Message, PostingBudget, Room
+from .models import Membership, Message, PostingBudget, Room
 
 
 class HistoryRow(NamedTuple):
@@ -43,6 +48,17 @@ class HistoryRow(NamedTuple):
 # A room row read whole: `Statements.room` and `Statements.rooms` select its columns.
 ROOMS = sql.Rows(Room)
 
+
+class Locked(NamedTuple):
+    """A room locked for posting: its seq taken, with what decides who may post in it."""
+
+    id: int
+    last_seq: int
+    kind: str
+    posting: str
+    role: str | None  # the role of the user named with the lock (None: not a member)
+
+
 # No seq reaches this: the upper bound of a history read without `before`.
 SEQ_END = 2**62
 
@@ -55,10 +71,13 @@ class Statements:
     insert_into: str  # `insert` appends a VALUES tuple per row, then `insert_end`
     insert_end: str
     earlier: str  # posts in a room with these client_ids; `{client_ids}` is filled per call
+    roles: str  # roles of some users in a room; `{user_ids}` is filled per call
     room_id: str
     last_seq: str
-    room: str  # the room with a slug
-    rooms: str  # a page of rooms, most recently active first
+    readable_last_seq: str
+    readers: str  # a room's kind, and which of some users are members; `{user_ids}` per call
+    room: str  # the room with a slug, with the viewer's role
+    rooms: str  # a page of rooms, most recently active first, with the viewer's role in each
     room_count: str
     history_oldest_first: str  # a room's messages with after < seq < before
     history_newest_first: str
@@ -68,7 +87,12 @@ class Statements:
 def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_name reads it
     del vendor
     q = connection.ops.quote_name
-    budget, room, message = (q(model._meta.db_table) for model in (PostingBudget, Room, Message))
+    budget, room, message, member = (
+        q(model._meta.db_table) for model in (PostingBudget, Room, Message, Membership)
+    )
+    # The viewer's membership, joined to `r`; and the rooms they may read (`access.may_read`).
+    viewers = f"LEFT JOIN {member} v ON v.room_id = r.id AND v.user_id = %s"
+    visible = "(r.kind = 'public' OR v.role IS NOT NULL)"
     return Statements(
         # Count `hits` more posts for `who` in period `period_no`: the row rolls over to the
         # new period (the one before becomes `earlier_hits`, or 0 if it was longer ago).
@@ -88,10 +112,12 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
             f"WHERE who = %s AND period_no = %s"
         ),
         # Takes the room row's lock (PostgreSQL; SQLite's transactions take the database's)
-        # and advances its `seq` by the posts about to be written, in one statement.
+        # and advances its `seq` by the posts about to be written, in one statement, which
+        # also returns who may post there: the room's kind and posting, and a poster's role.
         lock_room=(
             f"UPDATE {room} SET last_seq = last_seq + %s, last_message_at = %s "
-            f"WHERE slug = %s RETURNING id, last_seq"
+            f"WHERE slug = %s RETURNING id, last_seq, kind, posting, "
+            f"(SELECT role FROM {member} WHERE room_id = {room}.id AND user_id = %s)"
         ),
         insert_into=(
             f"INSERT INTO {message} "
@@ -102,30 +128,47 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
         insert_end=(
             " ON CONFLICT (room_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING id"
         ),
+        # Only in a room the poster may read: elsewhere a client_id is as good as new, and
+        # the post is refused as for an unknown room when its room is locked.
         earlier=(
             f"SELECT m.client_id, m.id, m.author_id FROM {message} m "
-            f"JOIN {room} r ON r.id = m.room_id "
-            f"WHERE r.slug = %s AND m.client_id IN ({{client_ids}})"
+            f"JOIN {room} r ON r.id = m.room_id {viewers} "
+            f"WHERE r.slug = %s AND {visible} AND m.client_id IN ({{client_ids}})"
         ),
-        room_id=f"SELECT id FROM {room} WHERE slug = %s",
+        roles=(
+            f"SELECT user_id, role FROM {member} WHERE room_id = %s AND user_id IN ({{user_ids}})"
+        ),
+        room_id=f"SELECT r.id FROM {room} r {viewers} WHERE r.slug = %s AND {visible}",
         last_seq=f"SELECT last_seq FROM {room} WHERE id = %s",
-        room=f"SELECT {ROOMS.columns()} FROM {room} WHERE slug = %s",
+        readable_last_seq=(
+            f"SELECT r.last_seq FROM {room} r {viewers} WHERE r.id = %s AND {visible}"
+        ),
+        readers=(
+            f"SELECT r.kind, v.user_id FROM {room} r LEFT JOIN {member} v "
+            f"ON v.room_id = r.id AND v.user_id IN ({{user_ids}}) WHERE r.id = %s"
+        ),
+        room=(
+            f"SELECT {ROOMS.columns('r')}, v.role FROM {room} r {viewers} "
+            f"WHERE r.slug = %s AND {visible}"
+        ),
         # Rooms never written to last (NULLS LAST, spelled so both databases read it alike).
         rooms=(
-            f"SELECT {ROOMS.columns()} FROM {room} "
-            f"ORDER BY last_message_at IS NULL, last_message_at DESC, slug LIMIT %s OFFSET %s"
+            f"SELECT {ROOMS.columns('r')}, v.role FROM {room} r {viewers} WHERE {visible} "
+            f"ORDER BY r.last_message_at IS NULL, r.last_message_at DESC, r.slug "
+            f"LIMIT %s OFFSET %s"
         ),
-        room_count=f"SELECT COUNT(*) FROM {room}",
-        history_oldest_first=_history(message, room, "ASC"),
-        history_newest_first=_history(message, room, "DESC"),
+        room_count=f"SELECT COUNT(*) FROM {room} r {viewers} WHERE {visible}",
+        history_oldest_first=_history(message, room, viewers, visible, "ASC"),
+        history_newest_first=_history(message, room, viewers, visible, "DESC"),
     )
 
 
-def _history(message: str, room: str, order: str) -> str:
+def _history(message: str, room: str, viewers: str, visible: str, order: str) -> str:
     columns = ", ".join(f"m.{column}" for column in HistoryRow._fields[:-1])
     return (
         f"SELECT {columns}, r.last_seq FROM {message} m JOIN {room} r ON r.id = m.room_id "
-        f"WHERE r.slug = %s AND m.seq > %s AND m.seq < %s ORDER BY m.seq {order} LIMIT %s"
+        f"{viewers} WHERE r.slug = %s AND {visible} AND m.seq > %s AND m.seq < %s "
+        f"ORDER BY m.seq {order} LIMIT %s"
     )
 
 
@@ -144,12 +187,22 @@ def give_back(who: str, period_no: int, hits: int) -> None:
     sql.execute(statements().give_back, [hits, hits, who, period_no])
 
 
-def lock_room(slug: str, posts: int, now: datetime) -> tuple[int, int] | None:
-    """Lock the room and advance its `seq` by `posts`: (its id, its new last seq); None: no room."""
+def lock_room(slug: str, posts: int, now: datetime, user_id: int | None) -> Locked | None:
+    """Lock the room and advance its `seq` by `posts`, with `user_id`'s role; None: no room."""
     row = sql.row(
-        statements().lock_room, [posts, connection.ops.adapt_datetimefield_value(now), slug]
+        statements().lock_room,
+        [posts, connection.ops.adapt_datetimefield_value(now), slug, user_id],
     )
-    return None if row is None else (int(row[0]), int(row[1]))
+    return None if row is None else Locked(int(row[0]), int(row[1]), row[2], row[3], row[4])
+
+
+def roles(room_id: int, user_ids: Sequence[int]) -> dict[int, str]:
+    """The roles of those of these users who are members of the room."""
+    if not user_ids:
+        return {}
+    placeholders = ", ".join(["%s"] * len(user_ids))
+    found = sql.rows(statements().roles.format(user_ids=placeholders), [room_id, *user_ids])
+    return {int(user_id): role for user_id, role in found}
 
 
 def insert(rows: Sequence[tuple[Any, ...]]) -> list[int] | None:
@@ -166,8 +219,11 @@ def insert(rows: Sequence[tuple[Any, ...]]) -> list[int] | None:
     return ids if len(ids) == len(rows) else None
 
 
-def earlier_posts(slug: str, client_ids: Sequence[str]) -> dict[str, tuple[int, int | None]]:
-    """Posts already made in the room with these client_ids: their (id, author id) by client_id.
+def earlier_posts(
+    slug: str, client_ids: Sequence[str], viewer: int | None
+) -> dict[str, tuple[int, int | None]]:
+    """Posts already made in the room with these client_ids: their (id, author id) by client_id;
+    none if `viewer` may not read the room.
 
     One room per statement, its client_ids in one IN list: what the unique index on
     (room, client_id) answers directly (an OR of (room, client_id) pairs made SQLite plan a
@@ -176,12 +232,14 @@ def earlier_posts(slug: str, client_ids: Sequence[str]) -> dict[str, tuple[int, 
     if not client_ids:
         return {}
     placeholders = ", ".join(["%s"] * len(client_ids))
-    found = sql.rows(statements().earlier.format(client_ids=placeholders), [slug, *client_ids])
+    found = sql.rows(
+        statements().earlier.format(client_ids=placeholders), [viewer, slug, *client_ids]
+    )
     return {client_id: (pk, author) for client_id, pk, author in found}
 
 
-def room_id(slug: str) -> int | None:
-    row = sql.row(statements().room_id, [slug])
+def room_id(slug: str, viewer: int | None) -> int | None:
+    row = sql.row(statements().room_id, [viewer, slug])
     return None if row is None else int(row[0])
 
 
@@ -190,28 +248,45 @@ def last_seq(room_id: int) -> int | None:
     return None if row is None else int(row[0])
 
 
-def room(slug: str) -> Room | None:
-    found = sql.row(statements().room, [slug])
-    return None if found is None else ROOMS.load(found)
+def readable_last_seq(room_id: int, viewer: int | None) -> int | None:
+    row = sql.row(statements().readable_last_seq, [viewer, room_id])
+    return None if row is None else int(row[0])
 
 
-def rooms(offset: int, limit: int) -> list[Room]:
-    return ROOMS.load_all(sql.rows(statements().rooms, [limit, offset]))
+def room_readers(room_id: int, user_ids: Sequence[int]) -> set[int] | None:
+    """Which of these users may read the room: None for a public room (all of them)."""
+    placeholders = ", ".join(["%s"] * len(user_ids)) or "NULL"
+    found = sql.rows(statements().readers.format(user_ids=placeholders), [*user_ids, room_id])
+    if found and found[0][0] == "public":
+        return None
+    return {int(user_id) for _, user_id in found if user_id is not None}
 
 
-def room_count() -> int:
-    counted = sql.row(statements().room_count)
+def room(slug: str, viewer: int | None) -> tuple[Room, str | None] | None:
+    """The room with this slug if `viewer` may read it, with their role in it."""
+    found = sql.row(statements().room, [viewer, slug])
+    return None if found is None else (ROOMS.load(found[:-1]), found[-1])
+
+
+def rooms(viewer: int | None, offset: int, limit: int) -> list[tuple[Room, str | None]]:
+    """A page of the rooms `viewer` may read, each with their role in it."""
+    found = sql.rows(statements().rooms, [viewer, limit, offset])
+    return [(ROOMS.load(row[:-1]), row[-1]) for row in found]
+
+
+def room_count(viewer: int | None) -> int:
+    counted = sql.row(statements().room_count, [viewer])
     assert counted is not None  # COUNT(*) has its row
     return int(counted[0])
 
 
 def history(
-    slug: str, *, after: int, before: int, limit: int, newest_first: bool
+    slug: str, viewer: int | None, *, after: int, before: int, limit: int, newest_first: bool
 ) -> list[HistoryRow]:
     """The room's messages with `after < seq < before`: the first `limit` of them by seq, or
-    the last `limit` (newest first)."""
+    the last `limit` (newest first); none if `viewer` may not read it."""
     read = statements().history_newest_first if newest_first else statements().history_oldest_first
-    rows = sql.rows(read, [slug, after, before, limit])
+    rows = sql.rows(read, [viewer, slug, after, before, limit])
     return [HistoryRow._make((*row[:5], _aware(row[5]), *row[6:])) for row in rows]
 
 

@@ -88,6 +88,10 @@ export class Api {
     return this.request("POST", path, { body });
   }
 
+  delete(path) {
+    return this.request("DELETE", path);
+  }
+
   // ---------------------------------------------------------------- auth
 
   /** `{authenticated, user}`; a token the server no longer knows is dropped. */

@@ -1,5 +1,8 @@
 /**
- * Rooms and chat: the room list (REST), one open room whose history is read over REST and
+ * Rooms and chat: the room list (REST; public rooms and the private and direct rooms you are a
+ * member of, each with its kind), creating a room (private if asked), opening a direct room
+ * with someone, one open room with its members (inviting and removing for its owners and
+ * admins, joining and leaving), one open room whose history is read over REST and
  * whose new messages stream over the socket from the last `seq` applied, its presence list,
  * who is typing, and a composer that posts over the socket (over REST while the socket is down;
  * a post the server has not confirmed is kept and tried again, with the same client_id, so it
@@ -31,7 +34,14 @@ export class Chat {
     this.elements = {
       rooms: $("#room-list"),
       createForm: $("#room-create"),
+      directForm: $("#direct-open"),
       title: $("#room-title"),
+      kind: $("#room-kind"),
+      members: $("#members"),
+      memberList: $("#member-list"),
+      inviteForm: $("#member-invite"),
+      join: $("#room-join"),
+      leave: $("#room-leave"),
       online: $("#room-online"),
       messages: $("#messages"),
       earlier: $("#load-earlier"),
@@ -50,6 +60,29 @@ export class Chat {
     });
     gateway.on("presence", (frame) => this.#showPresence(frame));
     gateway.on("typing", (frame) => this.#showTyping(frame));
+    // The server ended a subscription itself: this user may no longer read that room.
+    gateway.on("unsubscribed", (frame) => {
+      if (!frame.reason) return;
+      const slug = frame.channel.replace(/^room:/, "");
+      this.rooms = this.rooms.filter((room) => room.slug !== slug);
+      if (slug === this.slug) {
+        this.#close();
+        this.elements.title.textContent = "Pick a room";
+        this.elements.kind.textContent = "";
+        this.#showError(frame.reason === "removed" ? "You were removed from this room." : "You left this room.");
+      }
+      this.#renderRooms();
+    });
+    this.elements.directForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.#openDirect(new FormData(event.target));
+    });
+    this.elements.inviteForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.#invite(new FormData(event.target));
+    });
+    this.elements.join.addEventListener("click", () => this.#join());
+    this.elements.leave.addEventListener("click", () => this.#removeMember(this.user?.id));
     this.elements.input.addEventListener("input", () => this.#typed());
     this.elements.composer.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -66,6 +99,7 @@ export class Chat {
     this.user = user;
     this.typingShown = false; // a new identity gets a new socket, which told nobody anything
     this.elements.createForm.hidden = !user;
+    this.elements.directForm.hidden = !user;
   }
 
   get slug() {
@@ -94,6 +128,7 @@ export class Chat {
           "a",
           { href: `#/rooms/${encodeURIComponent(room.slug)}` },
           h("span", { class: "room-title" }, room.title || room.slug),
+          h("span", { class: "room-kind" }, room.kind === "public" ? "" : room.kind),
           h("span", { class: "room-online" }, room.online == null ? "" : `${room.online} online`),
           h("span", { class: "room-activity" }, ago(room.last_message_at)),
         ),
@@ -112,8 +147,9 @@ export class Chat {
 
   async #createRoom(form) {
     const slug = form.get("slug").trim();
+    const kind = form.get("private") ? "private" : "public";
     try {
-      await this.api.post("/api/rooms/", { slug, title: form.get("title").trim() });
+      await this.api.post("/api/rooms/", { slug, title: form.get("title").trim(), kind });
     } catch (error) {
       this.#showError(`The room was not created: ${error.describe()}`);
       return;
@@ -121,6 +157,103 @@ export class Chat {
     this.elements.createForm.reset();
     await this.loadRooms();
     location.hash = `#/rooms/${encodeURIComponent(slug)}`;
+  }
+
+  /** The direct room of you and someone: the same room every time, made the first time. */
+  async #openDirect(form) {
+    let room;
+    try {
+      room = await this.api.post("/api/direct-rooms/", { username: form.get("username").trim() });
+    } catch (error) {
+      this.#showError(`No direct room: ${error.describe()}`);
+      return;
+    }
+    this.elements.directForm.reset();
+    await this.loadRooms();
+    location.hash = `#/rooms/${encodeURIComponent(room.slug)}`;
+  }
+
+  // ---------------------------------------------------------------- members
+
+  #roomPath(room = this.room) {
+    return `/api/rooms/${encodeURIComponent(room.slug)}/`;
+  }
+
+  /** The open room's settings (kind, your role) and its members, with what you may do. */
+  async #loadMembers() {
+    const room = this.room;
+    if (!room) return;
+    let detail;
+    let members;
+    try {
+      detail = await this.api.get(this.#roomPath(room));
+      members = await this.api.get(`${this.#roomPath(room)}members/`);
+    } catch (error) {
+      if (this.room === room) this.#showError(`Members could not be loaded: ${error.message}`);
+      return;
+    }
+    if (this.room !== room) return;
+    room.kind = detail.kind;
+    room.role = detail.role;
+    this.elements.kind.textContent = detail.kind === "public" ? "" : detail.kind;
+    const manages = detail.role === "owner" || detail.role === "admin";
+    this.elements.memberList.replaceChildren(
+      ...members.results.map((member) => {
+        const removable =
+          manages && detail.kind !== "direct" && member.user.id !== this.user?.id && (detail.role === "owner" || member.role === "member");
+        return h(
+          "li",
+          { class: "member", dataset: { userId: member.user.id } },
+          member.user.username,
+          h("span", { class: "role" }, member.role),
+          removable ? h("button", { type: "button", class: "quiet", onclick: () => this.#removeMember(member.user.id) }, "remove") : null,
+        );
+      }),
+    );
+    this.elements.members.hidden = false;
+    this.elements.inviteForm.hidden = !manages || detail.kind === "direct";
+    this.elements.join.hidden = !this.user || detail.kind !== "public" || detail.role !== null;
+    this.elements.leave.hidden = !this.user || detail.kind === "direct" || detail.role === null;
+  }
+
+  async #invite(form) {
+    try {
+      await this.api.post(`${this.#roomPath()}members/`, { username: form.get("username").trim() });
+    } catch (error) {
+      this.#showError(`Not invited: ${error.describe()}`);
+      return;
+    }
+    this.elements.inviteForm.reset();
+    await this.#loadMembers();
+  }
+
+  async #join() {
+    try {
+      await this.api.post(`${this.#roomPath()}join/`);
+    } catch (error) {
+      this.#showError(`Not joined: ${error.describe()}`);
+      return;
+    }
+    await this.#loadMembers();
+  }
+
+  /** Removes a member, or (your own id) leaves the room. */
+  async #removeMember(userId) {
+    const room = this.room;
+    if (!room || userId == null) return;
+    try {
+      await this.api.delete(`${this.#roomPath(room)}members/${userId}/`);
+    } catch (error) {
+      this.#showError(`Not removed: ${error.describe()}`);
+      return;
+    }
+    if (userId === this.user?.id && room.kind !== "public") {
+      this.rooms = this.rooms.filter((candidate) => candidate.slug !== room.slug);
+      if (this.room === room) this.#close();
+      this.#renderRooms();
+      return;
+    }
+    await this.#loadMembers();
   }
 
   // ---------------------------------------------------------------- one room
@@ -140,8 +273,10 @@ export class Chat {
     this.#renderRooms();
     const known = this.rooms.find((candidate) => candidate.slug === slug);
     this.elements.title.textContent = known?.title || slug;
+    this.elements.kind.textContent = known && known.kind !== "public" ? known.kind : "";
     this.elements.input.disabled = false;
     this.#showError("");
+    this.#loadMembers();
 
     let page;
     try {
@@ -181,6 +316,8 @@ export class Chat {
     this.elements.presence.replaceChildren();
     this.elements.anonymous.textContent = "";
     this.elements.online.textContent = "";
+    this.elements.members.hidden = true;
+    this.elements.memberList.replaceChildren();
   }
 
   /** History before the first message shown, a page at a time, above it. */

@@ -62,9 +62,11 @@ def export_path(job: Job, fmt: str) -> str:
 @job_kind("room.export", "Export a room's history to a file", RoomExportParams)
 def room_export(job: Job, params: RoomExportParams, reporter: Reporter) -> dict[str, Any]:
     """Write every message of a room, in `seq` order, a batch at a time with progress."""
-    room = room_get(slug=params.room)
-    if room is None:
+    # As its owner may read it now: a room they may not read is no room, to them.
+    seen = room_get(slug=params.room, viewer=job.owner)
+    if seen is None:
         raise LookupError(f"No room {params.room!r}.")
+    room = seen.room
     upto = room.last_seq  # a snapshot: messages posted meanwhile are not part of this export
     reporter.log(f"Exporting {upto} messages of {room.slug} as {params.format}")
     done = 0

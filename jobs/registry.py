@@ -47,3 +47,8 @@ def kind_get(name: str) -> JobKind | None:
 
 def kinds_all() -> list[JobKind]:
     return sorted(_KINDS.values(), key=lambda kind: kind.name)
+
+
+def kind_names() -> list[str]:
+    """The names of the kinds a client may enqueue (the API schema's `KindEnum`)."""
+    return [kind.name for kind in kinds_all()]

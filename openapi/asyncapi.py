@@ -46,7 +46,11 @@ always `hello`.
 - `room:<slug>`: the room's `chat.message` frames (with `since=N`, first the messages with
   `seq > N` from the database, then live ones, none lost or repeated), its `presence`, and
   `typing` when someone else in it types. Too far behind (`SWITCHBOARD_REPLAY_LIMIT`):
-  `resync_required`, fetch the history over REST.
+  `resync_required`, fetch the history over REST. A private or direct room is for its
+  members only: to anyone else it answers `not_found`, exactly as a room that does not
+  exist. When a member may no longer read it (removed, or left), every subscription of theirs
+  to it ends with `unsubscribed` carrying a `reason`, in every server process; nothing of the
+  room follows. A member just added may subscribe at once.
 - `job:<uuid>`: the job's owner (or staff) only. A `job.update` snapshot first, then each
   `job.update` (`job.seq` increasing) and `job.log` line.
 - `jobs:mine`: `job.update` for every job of the signed-in user, new ones included.
@@ -78,6 +82,8 @@ which counts posts over REST and both socket routes together, gets `rate_limited
 TUTORIAL_DESCRIPTION = """\
 The Channels tutorial's room socket, kept working unchanged: each frame, both ways, is
 `{"message": "..."}`. Its messages are the room's messages, as seen on `/ws/` and over REST.
+It serves public rooms only (and makes one by that name if there is none); a name taken by a
+private or direct room is closed with 4400, as a name no room can have.
 A frame that cannot be posted is answered with `{"message": <explanation>, "error": <code>}`.
 """
 

@@ -350,6 +350,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "ReadinessStatusEnum": ["ok", "unavailable"],
+        # A room's `kind` and a job's are told apart by name.
+        "KindEnum": "jobs.registry.kind_names",
+        "RoomKindEnum": "chat.models.RoomKind",
+        "NewRoomKindEnum": ["public", "private"],
     },
 }
 

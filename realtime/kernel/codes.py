@@ -78,7 +78,7 @@ ErrorCodeField = Annotated[str, _KnownErrorCode()]
 class CloseCode:
     """WebSocket close codes the server uses (4000-4999 are application codes)."""
 
-    INVALID_ROOM = 4400  # the tutorial route was given a room name that cannot exist
+    INVALID_ROOM = 4400  # no public room can have that name on the tutorial route
     SIGNED_OUT = 4401  # the session or token the socket was opened with has ended
     FORBIDDEN = 4403
     TOO_SLOW = 4408  # did not read its frames: more than SWITCHBOARD_WS_BACKLOG piled up

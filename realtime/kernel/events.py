@@ -171,8 +171,22 @@ class SubscribedFrame(Frame):
 
 
 class UnsubscribedFrame(Frame):
+    """The subscription has ended: the reply to `unsubscribe`, or sent unasked with a `reason`.
+
+    The server ends a room's subscription itself when its user may no longer read the room
+    (a private or direct room they were removed from or left, on any socket): no message of
+    the room follows, and the room now answers `not_found` like an unknown one.
+    """
+
     type: Literal["unsubscribed"] = "unsubscribed"
     channel: ChannelName
+    reason: Literal["removed", "left"] | None = Field(
+        default=None,
+        description=(
+            "Why the server ended the subscription unasked: `removed` from the room by an owner "
+            "or admin, or `left` it (from this client or another). Absent in a reply."
+        ),
+    )
     ref: Ref | None = None
 
 

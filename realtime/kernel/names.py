@@ -27,6 +27,7 @@ CHANNEL_PATTERN = rf"^(room:{ROOM_SLUG_CHARS}|job:{UUID_CHARS}|jobs:mine|log:{LO
 # Types of channel-layer events (not socket frames).
 ROOM_MESSAGE = "room.message"
 ROOM_TYPING = "room.typing"
+ROOM_ACCESS_ENDED = "room.access_ended"  # a user may no longer read a room: their sockets leave it
 PRESENCE_CHANGED = "presence.changed"
 JOB_UPDATE = "job.update"
 JOB_LOG = "job.log"

@@ -20,7 +20,7 @@ from chat.services import Poster
 from realtime.kernel import events
 from realtime.kernel.codes import AnyErrorCode, CloseCode, ErrorCode
 from realtime.kernel.errors import DomainError
-from realtime.kernel.names import account_group, room_group
+from realtime.kernel.names import account_group, room_channel, room_group
 
 from . import presence
 from .account_feed import AccountFeed
@@ -130,6 +130,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
             self._write, limit=settings.SWITCHBOARD_WS_BACKLOG, on_overflow=self._too_slow
         )
         self.closing: asyncio.Task[None] | None = None
+        self.leaving: set[asyncio.Task[None]] = set()  # rooms this socket was let go from
         self.credential = credential_of(self.scope) if self.identity else None
         self.account: str | None = None
         if not await self.open_account(account_of(self.scope, self.identity)):
@@ -270,11 +271,41 @@ class RoomSocket(LayerlessWebsocketConsumer):
     async def join_room(self, slug: str, room_id: int, fmt: str) -> Subscription:
         """Subscribe to a room's live feed; messages wait in the subscription until `go_live`."""
         subscription = Subscription(self.push_text, fmt, self.conn_id, self.identity)
-        await self.hub.join(
-            room_group(slug), subscription, RoomFeed.open, slug=slug, room_id=room_id
-        )
+        subscription.ended = lambda reason: self.room_access_ended(slug, subscription, reason)
         self.subscriptions[slug] = subscription
+        try:
+            await self.hub.join(
+                room_group(slug), subscription, RoomFeed.open, slug=slug, room_id=room_id
+            )
+        except BaseException:
+            del self.subscriptions[slug]
+            raise
         return subscription
+
+    def room_access_ended(self, slug: str, subscription: Subscription, reason: str) -> None:
+        """Its user may no longer read the room (removed, or left): the room's feed has let go
+        of the subscription; the socket drops it, leaves the room's presence and says why."""
+        if self.subscriptions.get(slug) is not subscription:
+            return
+        if subscription.pending is not None:
+            subscription.end_reason = reason  # the subscribe under way ends it once answered
+            return
+        del self.subscriptions[slug]
+        self.tell_room_ended(slug, reason)
+        task = asyncio.ensure_future(self._let_go(slug, subscription))
+        self.leaving.add(task)
+        task.add_done_callback(self.leaving.discard)
+
+    def tell_room_ended(self, slug: str, reason: str) -> None:
+        """Tell the client that its subscription to the room ended, and why."""
+        frame = events.UnsubscribedFrame(channel=room_channel(slug), reason=reason)  # type: ignore[arg-type]
+        self.push_text(json.dumps(events.dump(frame)))
+
+    async def _let_go(self, slug: str, subscription: Subscription) -> None:
+        try:
+            await self.hub.leave(room_group(slug), subscription)
+        finally:
+            await presence.leave(slug, subscription.conn_id, subscription.user)
 
     async def enter_presence(self, slug: str) -> None:
         await presence.enter(slug, self.conn_id, self.identity)

@@ -85,22 +85,30 @@ class GatewayConsumer(RoomSocket):
         if slug in self.subscriptions:
             raise NotParsed(ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
         self.check_subscription_count(frame)
-        room_id = await read_room_id(slug=slug)
+        viewer = self.user if self.identity is not None else None
+        # A room this user may not read answers exactly as a room that does not exist.
+        room_id = await read_room_id(slug=slug, viewer=viewer)
         if room_id is None:
             raise NotParsed(ErrorCode.NOT_FOUND, f"No room {slug!r}.", frame.ref)
         # Join the live feed first, then read: a message committed in between is both
-        # replayed and held by the subscription, and `go_live` sends it once.
+        # replayed and held by the subscription, and `go_live` sends it once. Whether the
+        # user may read the room is read again with it: a removal committed before is seen
+        # here, one committed after reaches the feed that the subscription is now in.
         subscription = await self.join_room(slug, room_id, GATEWAY)
         try:
             replay = await read_room_replay(
                 room_id=room_id,
                 slug=slug,
+                viewer=viewer,
                 since=frame.since,
                 limit=settings.SWITCHBOARD_REPLAY_LIMIT,
             )
         except BaseException:
             await self.leave_room(slug)  # so that the client may simply ask again
             raise
+        if replay is None:
+            await self.leave_room(slug)
+            raise NotParsed(ErrorCode.NOT_FOUND, f"No room {slug!r}.", frame.ref)
         if replay.frames is None:
             await self.send_frame(
                 events.ResyncRequiredFrame(
@@ -118,6 +126,8 @@ class GatewayConsumer(RoomSocket):
                 self.push_text(json.dumps(message))
         subscription.go_live(replay.last_seq)
         await self.enter_presence(slug)
+        if subscription.end_reason is not None:  # removed while this subscribe was under way
+            self.room_access_ended(slug, subscription, subscription.end_reason)
 
     async def subscribe_jobs(self, frame: events.SubscribeFrame) -> None:
         """`job:<id>`: the job's snapshot, then its updates; `jobs:mine`: all my jobs' updates."""

@@ -15,8 +15,8 @@ from typing import Any, Self
 
 from channels.db import database_sync_to_async
 
-from chat.selectors import message_frames_between, room_last_seq
-from realtime.kernel.names import PRESENCE_CHANGED, ROOM_MESSAGE, ROOM_TYPING
+from chat.selectors import message_frames_between, room_last_seq, room_readers
+from realtime.kernel.names import PRESENCE_CHANGED, ROOM_ACCESS_ENDED, ROOM_MESSAGE, ROOM_TYPING
 
 from . import presence
 from .feed import CHECK, Feed
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 read_last_seq = database_sync_to_async(room_last_seq)
 read_frames_between = database_sync_to_async(message_frames_between)
+read_room_readers = database_sync_to_async(room_readers)
 
 
 class RoomFeed(Feed[Subscription]):
@@ -52,6 +53,8 @@ class RoomFeed(Feed[Subscription]):
         elif event["type"] == ROOM_TYPING:
             # Not to the typist's own sockets, any tab: it is about them.
             self._to_gateway(json.dumps(event["frame"]), except_user=int(event["user_id"]))
+        elif event["type"] == ROOM_ACCESS_ENDED:
+            self._end_for({int(event["user_id"])}, str(event["reason"]))
         elif event["type"] == CHECK:
             await self._catch_up()
         elif event["type"] == PRESENCE_CHANGED and self.presence_due is None:
@@ -75,13 +78,30 @@ class RoomFeed(Feed[Subscription]):
             await self._send_between(self.last_seq, seq - 1)
         self._fan_out(seq, frame)
 
+    def _end_for(self, user_ids: set[int], reason: str) -> None:
+        """These users may no longer read the room: their subscriptions end here, at once
+        (nothing more of the room reaches them), and their sockets are told why."""
+        for subscription in list(self.subscriptions):
+            user = subscription.user
+            if user is not None and user.id in user_ids:
+                self.subscriptions.discard(subscription)
+                try:
+                    subscription.end(reason)
+                except Exception:
+                    logger.exception("ending a subscription to %s failed", self.slug)
+
     async def _catch_up(self) -> None:
         """Send what was committed but never arrived (the layer lost it, or Redis was away).
 
-        Presence changes may have been lost the same way: a fresh snapshot follows.
+        Presence changes may have been lost the same way: a fresh snapshot follows. So may a
+        member's removal: whoever may no longer read the room is let go first.
         """
         if self.presence_due is None:
             self.presence_due = asyncio.create_task(self._presence_later())
+        users = sorted({s.user.id for s in self.subscriptions if s.user is not None})
+        if users:
+            readers = await read_room_readers(room_id=self.room_id, user_ids=users)
+            self._end_for(set(users) - readers, "removed")
         last = await read_last_seq(room_id=self.room_id)
         if last > self.last_seq:
             logger.info("room %s: repairing %d missed messages", self.slug, last - self.last_seq)

@@ -32,7 +32,17 @@ class Subscription:
     their sockets in one synchronous pass.
     """
 
-    __slots__ = ("conn_id", "fmt", "last_seq", "log_after", "pending", "push", "user")
+    __slots__ = (
+        "conn_id",
+        "end_reason",
+        "ended",
+        "fmt",
+        "last_seq",
+        "log_after",
+        "pending",
+        "push",
+        "user",
+    )
 
     def __init__(self, push: Push, fmt: str, conn_id: str, user: events.UserRef | None) -> None:
         self.push = push
@@ -42,6 +52,9 @@ class Subscription:
         self.last_seq = 0
         self.log_after = 0  # job log lines up to this number are already known to the client
         self.pending: list[tuple[int | None, str]] | None = []
+        # Called (with why) when its user may no longer read the room: the feed has let go.
+        self.ended: Callable[[str], None] | None = None
+        self.end_reason: str | None = None  # ended before it went live: its socket finishes it
 
     def deliver(self, seq: int | None, text: str) -> None:
         """Send a frame (`seq` None: not a message, e.g. presence) unless already sent."""
@@ -52,6 +65,11 @@ class Subscription:
         elif seq > self.last_seq:
             self.last_seq = seq
             self.push(text)
+
+    def end(self, reason: str) -> None:
+        """Its user may no longer read the room: tell its socket (the feed dropped it)."""
+        if self.ended is not None:
+            self.ended(reason)
 
     def go_live(self, last_seq: int) -> None:
         """After the replay up to `last_seq`: send what arrived meanwhile, then stream."""

@@ -5,6 +5,7 @@ Its messages are the room's messages: stored, numbered and seen by REST and the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -36,7 +37,13 @@ class TutorialChatConsumer(RoomSocket):
             await self.accept()
             await self.close(CloseCode.INVALID_ROOM)
             return
-        room = await database_sync_to_async(room_ensure)(slug=slug)
+        try:
+            room = await database_sync_to_async(room_ensure)(slug=slug)
+        except ChatError:
+            # Public rooms only: the name is taken by a room this route cannot serve.
+            await self.accept()
+            await self.close(CloseCode.INVALID_ROOM)
+            return
         await self.accept()
         subscription = await self.join_room(slug, room.pk, TUTORIAL)
         subscription.go_live(await database_sync_to_async(room_last_seq)(room_id=room.pk))
@@ -51,6 +58,10 @@ class TutorialChatConsumer(RoomSocket):
         outcome = await post_queue().post(Post(self.room.slug, self.poster(), frame.message))
         if isinstance(outcome, ChatError):
             raise outcome
+
+    def tell_room_ended(self, slug: str, reason: str) -> None:
+        """The tutorial's protocol has no such frame (and serves public rooms only): close."""
+        self.closing = asyncio.ensure_future(self._leave_and_close(CloseCode.INVALID_ROOM))
 
     async def refuse(
         self,

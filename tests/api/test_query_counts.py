@@ -19,7 +19,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chat.models import Room
-from chat.services import message_post
+from chat.services import message_post, room_create, room_join
 from jobs.kinds import export_path
 from jobs.models import Job
 from jobs.services import job_claim, job_enqueue, job_log_append
@@ -91,8 +91,9 @@ def test_rooms_list_last_page(anonymous, django_assert_num_queries, rooms, page_
 
 
 def test_rooms_create(api, django_assert_num_queries):
-    # token; validation: the creator exists, the slug is free; savepoint, insert, release
-    with django_assert_num_queries(6):
+    # token; validation: the creator exists, the slug is free; savepoint, insert, the
+    # creator's membership as owner (one more since rooms have members), release
+    with django_assert_num_queries(7):
         response = api.post("/api/rooms/", {"slug": "new-room"}, format="json")
 
     assert response.status_code == 201
@@ -407,3 +408,100 @@ def test_health_ready(anonymous):
 
     assert response.json()["checks"]["database"]["ok"] is True
     assert len(statements) == 1, describe(statements)
+
+
+# ---------------------------------------------------------------- rooms with members
+
+
+@pytest.fixture
+def private(owner: User) -> Room:
+    """A private room of the owner's, with a message."""
+    room = room_create(slug="secret", created_by=owner, kind="private")
+    message_post(room=room, poster=poster(owner), body="the plan")
+    return room
+
+
+def test_rooms_list_signed_in(api, owner, private, django_assert_num_queries):
+    RoomFactory.create()
+
+    # token; the page, with the viewer's role in each room (one join, not a query per room)
+    with django_assert_num_queries(2):
+        response = api.get("/api/rooms/")
+
+    assert len(response.json()["results"]) == 2
+
+
+def test_rooms_detail_of_a_private_room(api, private, django_assert_num_queries):
+    # token; the room, if the viewer may read it, with their role: the same one statement
+    with django_assert_num_queries(2):
+        response = api.get(f"/api/rooms/{private.slug}/")
+
+    assert response.json()["role"] == "owner"
+
+
+def test_room_messages_post_to_a_private_room(api, private, django_assert_num_queries):
+    # As to a public room: the poster's role is read with the room's lock, in its statement.
+    with django_assert_num_queries(7):
+        response = api.post(f"/api/rooms/{private.slug}/messages/", {"body": "hi"}, format="json")
+
+    assert response.status_code == 201
+
+
+def test_room_messages_post_refused_to_a_stranger(private, django_assert_num_queries):
+    stranger = APIClient()
+    stranger.credentials(
+        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=UserFactory.create()).key}"
+    )
+
+    # token; the room, which the stranger may not read: 404 before any write
+    with django_assert_num_queries(2):
+        response = stranger.post(f"/api/rooms/{private.slug}/messages/", {"body": "x"}, "json")
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("members", [2, 40])
+def test_room_members_list(anonymous, owner, django_assert_num_queries, members):
+    room = room_create(slug="square", created_by=owner)
+    for _ in range(members - 1):
+        room_join(slug="square", user=UserFactory.create())
+
+    # the room; the page with each member's user (joined): then the count, when it is full
+    with django_assert_num_queries(2 if members < 30 else 3):
+        response = anonymous.get(f"/api/rooms/{room.slug}/members/?page_size=30")
+
+    assert len(response.json()["results"]) == min(members, 30)
+
+
+def test_room_join(api, django_assert_num_queries):
+    room = room_create(slug="square", created_by=UserFactory.create())
+
+    # token, the room; the membership looked for; savepoint, insert, release
+    with django_assert_num_queries(6):
+        response = api.post(f"/api/rooms/{room.slug}/join/")
+
+    assert response.status_code == 201
+
+
+def test_room_members_add(api, private, django_assert_num_queries):
+    UserFactory.create(username="newcomer")
+
+    # token, the room with the actor's role; the user; the membership looked for; savepoint,
+    # insert, release
+    with django_assert_num_queries(7):
+        response = api.post(
+            f"/api/rooms/{private.slug}/members/", {"username": "newcomer"}, format="json"
+        )
+
+    assert response.status_code == 201
+
+
+def test_direct_room_opened_again(api, owner, django_assert_num_queries):
+    UserFactory.create(username="friend")
+    api.post("/api/direct-rooms/", {"username": "friend"}, format="json")
+
+    # token; the other user; the pair's room
+    with django_assert_num_queries(3):
+        response = api.post("/api/direct-rooms/", {"username": "friend"}, format="json")
+
+    assert response.status_code == 200

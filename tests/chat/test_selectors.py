@@ -10,6 +10,7 @@ from chat.models import Message, Room
 from chat.selectors import (
     HISTORY_MAX_LIMIT,
     HistoryPage,
+    VisibleRoom,
     message_history,
     messages_between,
     room_get,
@@ -37,7 +38,7 @@ def seqs(messages) -> list[int]:
 
 def history(room: Room, **window) -> list[int]:
     """The seqs of a page of the room's history."""
-    page = message_history(slug=room.slug, **window)
+    page = message_history(slug=room.slug, viewer=None, **window)
     assert page is not None
     return [message["seq"] for message in page.messages]
 
@@ -90,7 +91,7 @@ def test_history_is_one_room_only(room):
 
 def test_a_page_of_history_is_one_query_with_the_rooms_last_seq(room, django_assert_num_queries):
     with django_assert_num_queries(1):
-        page = message_history(slug=room.slug, before=4)
+        page = message_history(slug=room.slug, viewer=None, before=4)
 
     assert page is not None
     assert page.last_seq == 10
@@ -102,7 +103,7 @@ def test_an_empty_page_asks_the_room_for_its_last_seq(
     room, django_assert_num_queries, window, last_seq
 ):
     with django_assert_num_queries(2):
-        page = message_history(slug=room.slug, **window)
+        page = message_history(slug=room.slug, viewer=None, **window)
 
     assert page == HistoryPage(messages=[], last_seq=last_seq)
 
@@ -113,9 +114,9 @@ def test_the_history_of_a_room_never_written_to_is_empty_and_of_no_room_none(
     RoomFactory.create(slug="quiet")
 
     with django_assert_num_queries(2):
-        assert message_history(slug="quiet") == HistoryPage(messages=[], last_seq=0)
+        assert message_history(slug="quiet", viewer=None) == HistoryPage(messages=[], last_seq=0)
     with django_assert_num_queries(2):
-        assert message_history(slug="nowhere") is None
+        assert message_history(slug="nowhere", viewer=None) is None
 
 
 def test_each_message_of_a_page_is_its_chat_message_frame_without_the_envelope(room):
@@ -124,7 +125,7 @@ def test_each_message_of_a_page_is_its_chat_message_frame_without_the_envelope(r
     message_post(room=room, poster=poster(author), body="signed é \u2028", client_id="c-1")
 
     # when
-    page = message_history(slug=room.slug)
+    page = message_history(slug=room.slug, viewer=None)
 
     # then: every body is what the declared frame gives, field for field and in order
     assert page is not None
@@ -153,7 +154,7 @@ def test_room_list_most_recently_active_first_then_by_slug():
     RoomFactory.create(slug="newer", last_message_at=now)
 
     # when
-    slugs = [room.slug for room in room_list()]
+    slugs = [seen.room.slug for seen in room_list(viewer=None)]
 
     # then: rooms with activity, newest first, before the silent ones, which go by slug
     assert slugs == ["newer", "older", "a-quiet", "b-quiet"]
@@ -163,15 +164,15 @@ def test_a_post_moves_its_room_to_the_top():
     first, second = RoomFactory.create(slug="first"), RoomFactory.create(slug="second")
     message_post(room=first, poster=poster(None), body="early")
     message_post(room=second, poster=poster(None), body="later")
-    assert [room.slug for room in room_list()][:2] == ["second", "first"]
+    assert [seen.room.slug for seen in room_list(viewer=None)][:2] == ["second", "first"]
 
     message_post(room=first, poster=poster(None), body="latest")
 
-    assert [room.slug for room in room_list()][:2] == ["first", "second"]
+    assert [seen.room.slug for seen in room_list(viewer=None)][:2] == ["first", "second"]
 
 
 def test_room_get_by_slug_or_none():
     room = RoomFactory.create(slug="here")
 
-    assert room_get(slug="here") == room
-    assert room_get(slug="nowhere") is None
+    assert room_get(slug="here", viewer=None) == VisibleRoom(room, None)
+    assert room_get(slug="nowhere", viewer=None) is None

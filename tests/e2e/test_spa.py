@@ -652,3 +652,94 @@ async def test_while_the_socket_cannot_connect_the_page_reads_and_posts_over_res
     await expect(alice.locator("#connection")).to_have_text("Live")
     await say(bob, "live again")
     await expect(messages(alice)).to_have_text(["can you read me?", "yes, over REST", "live again"])
+
+
+async def test_a_private_room_and_a_direct_room_are_seen_by_their_members_only(
+    spa_server, open_page
+):
+    # given: alice, bob and carol; carol's page keeps every frame and response it receives
+    for name in ("alice", "bob", "carol"):
+        await database_sync_to_async(UserFactory.create)(username=name)
+    slug = new_slug("secret")
+    received: list[str] = []
+
+    async def recording(page: Page) -> None:
+        def on_socket(socket: object) -> None:
+            socket.on("framereceived", lambda payload: received.append(str(payload)))  # type: ignore[attr-defined]
+
+        async def on_response(response: object) -> None:
+            try:
+                received.append(await response.text())  # type: ignore[attr-defined]
+            except Exception:  # a response without a body (204)
+                return
+
+        page.on("websocket", on_socket)
+        page.on("response", on_response)
+
+    alice = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(alice, "alice")
+
+    # when: alice creates a private room and invites bob from the member list
+    await alice.locator("#room-create input[name=slug]").fill(slug)
+    await alice.locator("#room-create input[name=title]").fill("Secret plans")
+    await alice.locator("#room-create input[name=private]").check()
+    await alice.locator("#room-create button[type=submit]").click()
+    await expect(alice.locator("#room-title")).to_have_text("Secret plans")
+    await expect(alice.locator("#room-kind")).to_have_text("private")
+    await alice.locator("#member-invite input[name=username]").fill("bob")
+    await alice.locator("#member-invite button[type=submit]").click()
+    await expect(alice.locator("#member-list li .role")).to_have_text(["owner", "member"])
+
+    # then: bob finds it in his list, reads and posts; alice sees his message
+    bob = await visit(open_page, "bob", f"{spa_server.url}/")
+    await sign_in(bob, "bob")
+    await expect(bob.locator(f'#room-list li[data-slug="{slug}"] .room-kind')).to_have_text(
+        "private"
+    )
+    await bob.locator(f'#room-list li[data-slug="{slug}"] a').click()
+    await expect(bob.locator("#room-title")).to_have_text("Secret plans")
+    await say(bob, "the plan is at noon")
+    await expect(messages(alice)).to_have_text(["the plan is at noon"])
+
+    # when: carol, signed in, guesses the room's link
+    carol = await visit(open_page, "carol", f"{spa_server.url}/", before=recording)
+    await sign_in(carol, "carol")
+    await carol.goto(f"{spa_server.url}/#/rooms/{slug}")
+    await carol.reload()
+    await expect(carol.locator("#connection")).to_have_attribute("data-state", "live")
+
+    # then: she is told there is no such room, and nothing of it reached her page
+    await expect(carol.locator("#chat-error")).to_contain_text(f"No room '{slug}'")
+    await say(alice, "carol must not see this")
+    await expect(messages(bob)).to_have_text(["the plan is at noon", "carol must not see this"])
+    await expect(carol.locator(f'#room-list li[data-slug="{slug}"]')).to_have_count(0)
+    seen_by_carol = await carol.locator("body").inner_text()
+    for secret in ("Secret plans", "the plan is at noon", "carol must not see this"):
+        assert secret not in seen_by_carol
+        assert not [text for text in received if secret in text]
+    assert received  # the recorders did hear her page's traffic
+
+    # when: alice removes bob while his page has the room open
+    await alice.locator('#member-list li[data-user-id] button:text("remove")').click()
+
+    # then: his page is told at once, and the room leaves his list
+    await expect(bob.locator("#chat-error")).to_have_text("You were removed from this room.")
+    await expect(bob.locator(f'#room-list li[data-slug="{slug}"]')).to_have_count(0)
+    await expect(alice.locator("#member-list li .role")).to_have_text(["owner"])
+
+    # when: alice opens a direct room with carol and writes to her
+    await alice.locator("#direct-open input[name=username]").fill("carol")
+    await alice.locator("#direct-open button[type=submit]").click()
+    await expect(alice.locator("#room-kind")).to_have_text("direct")
+    await say(alice, "hi carol")
+    await expect(messages(alice)).to_have_text(["hi carol"])
+
+    # then: carol finds it in her list; bob does not
+    await carol.reload()
+    direct = carol.locator("#room-list li", has=carol.locator(".room-kind", has_text="direct"))
+    await expect(direct).to_have_count(1)
+    await direct.locator("a").click()
+    await expect(messages(carol)).to_have_text(["hi carol"])
+    await bob.reload()
+    await expect(bob.locator("#room-list .room-kind", has_text="direct")).to_have_count(0)
+    await screenshot(alice, "members")

@@ -22,7 +22,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from chat.models import Message, Room
-from chat.services import Post, PostResult, message_post
+from chat.services import Post, PostResult, message_post, room_create
 from config.asgi import application
 from jobs.models import Job
 from jobs.services import job_enqueue
@@ -340,6 +340,78 @@ async def test_chat_typing(queries):
     assert frame["typing"] is True
     assert_count(statements, 0)
     await typist.close()
+    await reader.close()
+
+
+# ---------------------------------------------------------------- private rooms
+
+
+@database_sync_to_async
+def private_room_of(owner: User, messages: int) -> Room:
+    room = room_create(slug=f"secret-{owner.pk}", created_by=owner, kind="private")
+    for n in range(messages):
+        message_post(room=room, poster=poster(owner), body=f"m{n}")
+    return room
+
+
+async def test_subscribe_to_a_private_room_as_a_member(queries):
+    owner, token = await user_with_token()
+    room = await private_room_of(owner, 3)
+    socket = await Socket(headers=token_header(token)).open()
+
+    # as to a public room: the room (if the member may read it); the feed's last seq; the
+    # replay's last seq (if they still may: the membership is checked again, in that read)
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel=f"room:{room.slug}")
+
+    assert (reply["type"], reply["seq"]) == ("subscribed", 3)
+    assert_count(statements, 3)
+    await socket.close()
+
+
+async def test_subscribe_to_a_private_room_as_a_stranger(queries):
+    owner, _ = await user_with_token()
+    _, token = await user_with_token()
+    room = await private_room_of(owner, 1)
+    socket = await Socket(headers=token_header(token)).open()
+
+    # as to an unknown room: one look
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel=f"room:{room.slug}", since=0)
+
+    assert reply["code"] == "not_found"
+    assert_count(statements, 1)
+    await socket.close()
+
+
+async def test_chat_send_to_a_private_room(queries):
+    owner, token = await user_with_token()
+    room = await private_room_of(owner, 1)
+    socket = await Socket(headers=token_header(token)).open()
+
+    # as to a public room: the poster's role comes with the room's lock, in its statement
+    with queries.capture() as statements:
+        reply = await socket.request(type="chat.send", room=room.slug, body="hi")
+
+    assert (reply["type"], reply["seq"]) == ("chat.sent", 2)
+    assert_count(statements, 3 + BEGIN)
+    await socket.close()
+
+
+async def test_messages_of_a_private_room_reach_its_sockets_with_no_query(queries):
+    owner, token = await user_with_token()
+    room = await private_room_of(owner, 0)
+    reader = await Socket(headers=token_header(token)).open()
+    await reader.request(type="subscribe", channel=f"room:{room.slug}")
+
+    # the post itself; its delivery checks no membership (that was done at subscribe)
+    with queries.capture() as statements:
+        await database_sync_to_async(message_post)(room=room, poster=poster(owner), body="x")
+        while (frame := await reader.receive())["type"] != "chat.message":
+            pass
+
+    assert frame["seq"] == 1
+    assert_count(statements, 3 + BEGIN)
     await reader.close()
 
 
