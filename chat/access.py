@@ -6,7 +6,7 @@ answers exactly as for an unknown slug. Its `posting` says who among its readers
 Owners and admins manage a room; only owners name owners and admins or touch another admin.
 
 The statements of `chat.store` that filter by these rules (`readable` there) say the same in
-SQL; tests/chat/test_access.py holds the two together.
+SQL; tests/chat/test_members.py holds the two together.
 """
 
 from __future__ import annotations
