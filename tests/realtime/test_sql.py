@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Model, signals
 from django.test.utils import CaptureQueriesContext
 
 from chat.models import Room
@@ -63,3 +63,51 @@ def test_statements_are_seen_when_queries_are_counted() -> None:
         assert sql.row("SELECT %s", [1]) == (1,)
     assert [query["sql"] for query in seen.captured_queries] == ["SELECT 1"]
     assert sql.rows("SELECT %s UNION ALL SELECT %s", [1, 2]) == [(1,), (2,)]
+
+
+def test_an_instance_is_made_as_from_db_makes_it() -> None:
+    room = RoomFactory.create()
+    mine, orms = loaded(Room, room.pk), Room.objects.get(pk=room.pk)
+    assert vars(mine).keys() == vars(orms).keys()
+    assert (mine._state.adding, mine._state.db) == (orms._state.adding, orms._state.db)
+    assert mine == orms
+    assert mine.created_at.tzinfo is not None
+
+
+def test_a_model_with_init_receivers_is_made_through_its_init() -> None:
+    room = RoomFactory.create()
+    seen: list[Any] = []
+
+    def receiver(sender: Any, instance: Model, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    signals.post_init.connect(receiver, sender=Room)
+    try:
+        mine = loaded(Room, room.pk)
+    finally:
+        signals.post_init.disconnect(receiver, sender=Room)
+    assert seen == [mine]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "2026-01-05 10:00:00.123456",
+        "2026-01-05 10:00:00",
+        "2026-01-05T10:00:00+02:00",
+        "2026-1-5 10:00",
+    ],
+)
+def test_sqlite_datetimes_read_as_django_reads_them(stored: str) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's datetimes are text")
+    field = Room._meta.get_field("created_at")
+    expression = field.get_col(Room._meta.db_table)
+    (django_converter,) = connection.ops.get_db_converters(expression)
+    fast = sql._faster(django_converter)
+    assert fast is not django_converter
+    ours, djangos = (
+        fast(stored, expression, connection),
+        django_converter(stored, expression, connection),
+    )
+    assert (ours, ours.utcoffset()) == (djangos, djangos.utcoffset())
