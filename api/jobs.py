@@ -36,7 +36,7 @@ from realtime.kernel.names import job_channel
 
 from .declared import DeclaredSerializer
 from .direct import DirectReads
-from .fields import StrictCharField, StrictFloatField, query_data
+from .fields import StrictCharField, StrictFloatField, valid_query
 from .pagination import PageNumberPagination, page_body
 from .schema import domain_errors
 
@@ -197,9 +197,8 @@ class JobListView(DirectReads, ListAPIView):
         return page_body(self, self.get_queryset(), _job_bodies)
 
     def get_queryset(self) -> Listing[Job]:  # type: ignore[override]  # a page per query
-        query = JobListQuerySerializer(data=query_data(self.request))
-        query.is_valid(raise_exception=True)
-        return job_list(owner=_owner(self.request), status=query.validated_data.get("status"))
+        query = valid_query(JobListQuerySerializer, self.request)
+        return job_list(owner=_owner(self.request), status=query.get("status"))
 
     @extend_schema(
         operation_id="jobs_list",
@@ -397,10 +396,9 @@ class JobLogView(APIView):
         responses=LogPageSerializer,
     )
     def get(self, request: Request, job_id: str) -> Response:
-        query = LogQuerySerializer(data=query_data(request))
-        query.is_valid(raise_exception=True)
+        query = valid_query(LogQuerySerializer, request)
         job = _job_or_404(request, job_id)
-        lines = job_log(job=job, **query.validated_data)
+        lines = job_log(job=job, **query)
         return Response(
             {"results": LogLineSerializer(lines, many=True).data, "log_lines": job.log_lines}
         )

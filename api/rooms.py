@@ -61,7 +61,7 @@ from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .declared import DeclaredSerializer
 from .direct import DirectReads
-from .fields import StrictCharField, StrictRegexField, StringField, query_data
+from .fields import StrictCharField, StrictRegexField, StringField, valid_query
 from .pagination import PageNumberPagination, page_body
 from .schema import domain_errors
 
@@ -532,9 +532,8 @@ class RoomMessagesView(DirectReads):
     permission_classes = [AllowAny]  # who may post, and how often, the service decides
 
     def read(self, request: Request, slug: str) -> Any:
-        query = HistoryQuerySerializer(data=query_data(request))
-        query.is_valid(raise_exception=True)
-        page = message_history(slug=slug, viewer=_user(request), **query.validated_data)
+        query = valid_query(HistoryQuerySerializer, request)
+        page = message_history(slug=slug, viewer=_user(request), **query)
         if page is None:
             raise room_not_found(slug)
         # Each message is already its body as `MessageSerializer` declares it.

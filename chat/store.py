@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from django.db import connection
-from django.utils import timezone
 
 from realtime.kernel import sql
 
@@ -292,4 +291,4 @@ def history(
 
 def _aware(value: datetime) -> datetime:
     """A stored time as the ORM gives it: SQLite's driver reads it naive (it is UTC)."""
-    return timezone.make_aware(value, UTC) if timezone.is_naive(value) else value
+    return value.replace(tzinfo=UTC) if value.utcoffset() is None else value

@@ -11,11 +11,14 @@ from django.http import HttpRequest
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import request as drf_request
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
-from rest_framework.test import APIClient
+from rest_framework.test import APIClient, APIRequestFactory
 
 from api import drf_internals, spectacular_internals
 from api.drf_internals import http_request
+from api.fields import valid_query
 from realtime.kernel.dependency_checks import DependencyChanged
 from realtime.kernel.events import NO_NUL_PATTERN
 from tests.factories import PASSWORD
@@ -33,6 +36,7 @@ def test_each_check_passes_on_the_installed_versions(internals: ModuleType):
     ("name", "owner"),
     [
         ("._request", "api/drf_internals.py"),
+        ("_validated_data", "api/drf_internals.py"),
         ("_map_serializer_field", "api/spectacular_internals.py"),
         ("_insert_field_validators", "api/spectacular_internals.py"),
         ("_get_response_for_code", "api/spectacular_internals.py"),
@@ -67,6 +71,43 @@ def test_the_drf_check_fails_when_a_request_keeps_djangos_under_another_name(mon
 
     with pytest.raises(DependencyChanged, match=r"Request\.__init__ no longer uses _request;"):
         drf_internals.check()
+
+
+def test_the_drf_check_fails_when_a_serializer_keeps_its_validation_elsewhere(monkeypatch):
+    def is_valid(self: Any, *, raise_exception: bool = False) -> bool:
+        self.validated = self.run_validation(self.initial_data)
+        return True
+
+    monkeypatch.setattr(serializers.BaseSerializer, "is_valid", is_valid)
+
+    gone = r"is_valid no longer uses _validated_data, _errors;"
+    with pytest.raises(DependencyChanged, match=gone):
+        drf_internals.check()
+
+
+class Query(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=10, default=5)
+    before = serializers.IntegerField(required=False)
+
+
+@pytest.mark.parametrize("order", ["good first", "bad first"])
+def test_one_kept_serializer_validates_each_query_afresh(order: str):
+    def query(string: str) -> Request:
+        return Request(APIRequestFactory().get(f"/?{string}"))
+
+    answers = [
+        ("limit=3&before=9", {"limit": 3, "before": 9}),
+        ("", {"limit": 5}),  # nothing kept of the query before
+        ("limit=x", ValidationError),
+        ("before=2", {"limit": 5, "before": 2}),
+    ]
+    for string, wanted in answers if order == "good first" else answers[::-1]:
+        if wanted is ValidationError:
+            with pytest.raises(ValidationError) as refused:
+                valid_query(Query, query(string))
+            assert set(refused.value.detail) == {"limit"}
+        else:
+            assert valid_query(Query, query(string)) == wanted
 
 
 def test_a_drf_request_gives_back_the_django_request_it_wraps():
