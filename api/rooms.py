@@ -38,6 +38,7 @@ from chat.selectors import (
     HISTORY_MAX_LIMIT,
     VisibleRoom,
     member_list,
+    message_get,
     message_history,
     room_get,
     room_list,
@@ -48,6 +49,9 @@ from chat.services import (
     member_add,
     member_remove,
     member_role_set,
+    message_delete,
+    message_edit,
+    message_not_found,
     message_post,
     room_create,
     room_join,
@@ -238,6 +242,15 @@ class ClientIdField(StringField):
 class MessagePostSerializer(serializers.Serializer):
     body = MessageBodyField()
     client_id = ClientIdField(required=False)
+
+
+class MessageEditSerializer(serializers.Serializer):
+    body = MessageBodyField(
+        required=False, help_text="The new text; left out, the message is answered as it is"
+    )
+    client_id = ClientIdField(
+        required=False, help_text="A retry with the same one applies once (unique in the room)"
+    )
 
 
 class MessagePageSerializer(serializers.Serializer):
@@ -601,3 +614,68 @@ class RoomMessagesView(DirectReads):
             MessageSerializer(result.message, context={"room": room.slug}).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
+
+
+_MESSAGE_CHANGE_ERRORS = (
+    ChatErrorCode.MESSAGE_NOT_FOUND,
+    ChatErrorCode.NOT_MESSAGE_AUTHOR,
+    ChatErrorCode.INVALID_MESSAGE,
+)
+
+
+class RoomMessageView(APIView):
+    """One message: editing its text, or deleting it (a tombstone stays)."""
+
+    permission_classes = [AllowAny]  # who may change a message, the service decides
+
+    @extend_schema(
+        operation_id="rooms_messages_update",
+        summary="Edit a message",
+        description=(
+            "Its author only. The message keeps its `seq`; its `body` and `edited_at` change, "
+            "and the edit takes the room's next `seq` (sent to the room's sockets as "
+            "`message.edited`). A message that is not in a room you may read answers "
+            "`message_not_found`, as one that does not exist. Edits are rate limited with "
+            "posts (429 `rate_limited`). A retry with the same `client_id` applies once. "
+            "Without `body`, the message as it is, to whoever may read it."
+        ),
+        tags=["rooms"],
+        request=MessageEditSerializer,
+        responses={
+            200: MessageSerializer,
+            **domain_errors(
+                *_MESSAGE_CHANGE_ERRORS,
+                ChatErrorCode.MESSAGE_DELETED,
+                ChatErrorCode.CLIENT_ID_CONFLICT,
+                ChatErrorCode.RATE_LIMITED,
+            ),
+        },
+    )
+    def patch(self, request: Request, slug: str, message_id: int) -> Response:
+        incoming = MessageEditSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        if "body" in incoming.validated_data:
+            message = message_edit(
+                slug=slug, poster=_poster(request), message_id=message_id, **incoming.validated_data
+            ).message
+        else:
+            found = message_get(slug=slug, message_id=message_id, viewer=_user(request))
+            if found is None:
+                raise message_not_found(slug, message_id)
+            message = found
+        return Response(MessageSerializer(message, context={"room": slug}).data)
+
+    @extend_schema(
+        operation_id="rooms_messages_destroy",
+        summary="Delete a message",
+        description=(
+            "Its author, or the room's owners and admins. The message stays in the history as "
+            "a tombstone (`deleted: true`, an empty `body`); the deletion takes the room's next "
+            "`seq` (`message.deleted` on the sockets). Deleting it again changes nothing (204)."
+        ),
+        tags=["rooms"],
+        responses={204: None, **domain_errors(*_MESSAGE_CHANGE_ERRORS)},
+    )
+    def delete(self, request: Request, slug: str, message_id: int) -> Response:
+        message_delete(slug=slug, poster=_poster(request), message_id=message_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

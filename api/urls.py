@@ -14,6 +14,11 @@ urlpatterns = [
     path("rooms/", rooms.RoomListView.as_view(), name="rooms"),
     path("rooms/<str:slug>/", rooms.RoomDetailView.as_view(), name="room"),
     path("rooms/<str:slug>/messages/", rooms.RoomMessagesView.as_view(), name="room-messages"),
+    path(
+        "rooms/<str:slug>/messages/<int:message_id>/",
+        rooms.RoomMessageView.as_view(),
+        name="room-message",
+    ),
     path("rooms/<str:slug>/members/", rooms.RoomMembersView.as_view(), name="room-members"),
     path(
         "rooms/<str:slug>/members/<int:user_id>/",

@@ -1,9 +1,12 @@
-"""Who may do what in a room, decided once: every read, post and membership change asks here.
+"""Who may do what in a room, decided once: every read, post, change of a message and
+membership change asks here.
 
 A room's `kind` says who may read it: a public room anyone (signed in or not), a private or
 direct room its members only. To anyone else such a room does not exist: every interface
 answers exactly as for an unknown slug. Its `posting` says who among its readers may post.
 Owners and admins manage a room; only owners name owners and admins or touch another admin.
+A message is edited by its author only (an anonymous post by nobody), and deleted by its author
+or by the room's owners and admins; either only by someone who may still read the room.
 
 The statements of `chat.store` that filter by these rules (`readable` there) say the same in
 SQL; tests/chat/test_members.py holds the two together.
@@ -45,3 +48,13 @@ def may_grant(role: str | None, granted: str) -> bool:
 def may_remove(role: str | None, removed: str) -> bool:
     """Whether this role may remove a member whose role is `removed` (leaving is apart)."""
     return role == Role.OWNER or (role == Role.ADMIN and removed == Role.MEMBER)
+
+
+def may_edit(author_id: int | None, user_id: int | None) -> bool:
+    """Whether this user (None: anonymous) may change the text of a message by `author_id`."""
+    return user_id is not None and author_id == user_id
+
+
+def may_delete(author_id: int | None, user_id: int | None, role: str | None) -> bool:
+    """Whether this user, with this role in the room, may delete a message by `author_id`."""
+    return may_edit(author_id, user_id) or (user_id is not None and may_manage(role))

@@ -16,6 +16,9 @@ class ChatErrorCode(DomainErrorCode):
     USER_NOT_FOUND = "user_not_found", 404
     INVALID_MEMBERSHIP = "invalid_membership", 400
     LAST_OWNER = "last_owner", 409
+    MESSAGE_NOT_FOUND = "message_not_found", 404
+    NOT_MESSAGE_AUTHOR = "not_message_author", 403
+    MESSAGE_DELETED = "message_deleted", 409
 
 
 class ChatError(DomainError):

@@ -1,4 +1,5 @@
-"""How a message looks to clients, declared once: its `chat.message` frame, also REST's body."""
+"""How a message looks to clients, declared once: its `chat.message` frame, also REST's body;
+and how its changes (edits, deletions) look: `message.edited` and `message.deleted` frames."""
 
 from __future__ import annotations
 
@@ -6,10 +7,26 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from realtime.kernel import events
-from realtime.kernel.names import ROOM_ACCESS_ENDED, ROOM_MESSAGE, ROOM_TYPING, room_channel
+from realtime.kernel.names import (
+    ROOM_ACCESS_ENDED,
+    ROOM_CHANGE,
+    ROOM_MESSAGE,
+    ROOM_TYPING,
+    room_channel,
+)
 
 # What a message's body is made from: a `Message`'s fields, or a row of `message_history`.
-MESSAGE_COLUMNS = ("id", "seq", "author_id", "author_name", "body", "created_at", "client_id")
+MESSAGE_COLUMNS = (
+    "id",
+    "seq",
+    "author_id",
+    "author_name",
+    "body",
+    "created_at",
+    "client_id",
+    "edited_at",
+    "deleted",
+)
 
 
 class MessageFields(Protocol):
@@ -29,6 +46,10 @@ class MessageFields(Protocol):
     def created_at(self) -> datetime: ...
     @property
     def client_id(self) -> str | None: ...
+    @property
+    def edited_at(self) -> datetime | None: ...
+    @property
+    def deleted(self) -> bool: ...
 
 
 def message_event(message: MessageFields, slug: str) -> dict[str, object]:
@@ -76,7 +97,51 @@ def message_body(message: MessageFields, slug: str) -> dict[str, Any]:
         "body": message.body,
         "created_at": message.created_at.isoformat(),
         "client_id": message.client_id,
+        "edited_at": None if message.edited_at is None else message.edited_at.isoformat(),
+        "deleted": bool(message.deleted),  # SQLite's driver reads 0 or 1
     }
+
+
+class ChangeFields(Protocol):
+    """A change's stored fields (a `MessageChange`), with the `seq` of its message."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def message_id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def change_frame(change: ChangeFields, message_seq: int, slug: str) -> dict[str, object]:
+    """The `message.edited` or `message.deleted` frame of a change, live or replayed.
+
+    Changes are rare next to posts: built through the declared models, validated.
+    """
+    common: dict[str, Any] = {
+        "channel": room_channel(slug),
+        "room": slug,
+        "seq": change.seq,
+        "id": change.message_id,
+        "message_seq": message_seq,
+    }
+    frame: events.Frame
+    if change.kind == "deleted":
+        frame = events.MessageDeletedFrame(**common)
+    else:
+        at = change.created_at.isoformat()
+        frame = events.MessageEditedFrame(**common, body=change.body, edited_at=at)
+    return events.dump(frame)
+
+
+def change_event(change: ChangeFields, message_seq: int, slug: str) -> dict[str, object]:
+    """The channel-layer event announcing a change: its `seq` and its ready-made frame."""
+    frame = change_frame(change, message_seq, slug)
+    return {"type": ROOM_CHANGE, "room": slug, "seq": change.seq, "frame": frame}
 
 
 def typing_event(

@@ -12,8 +12,10 @@ from realtime.kernel.names import ROOM_SLUG_PATTERN
 __all__ = [
     "CLIENT_ID_MAX_LENGTH",
     "MESSAGE_MAX_LENGTH",
+    "ChangeKind",
     "Membership",
     "Message",
+    "MessageChange",
     "Posting",
     "Role",
     "Room",
@@ -102,6 +104,10 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # NULL, not "", means "no client_id": the uniqueness constraint applies only when set.
     client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH, null=True, blank=True)  # noqa: DJ001
+    # When its text was last changed (None: never); a deleted message keeps no body.
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # With a database default: the hand-written INSERT of posts (`chat.store`) leaves it out.
+    deleted = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["room_id", "seq"]  # not "room": that would join chat_room to sort by slug
@@ -116,6 +122,47 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq}"
+
+
+class ChangeKind(models.TextChoices):
+    """What a change did to its message."""
+
+    EDITED = "edited"
+    DELETED = "deleted"
+
+
+class MessageChange(models.Model):
+    """An edit or a deletion of a message: an event of the room's sequence, with its own `seq`.
+
+    A room's `seq`s are shared by its messages and their changes (no `seq` is both), so
+    `last_seq` counts both and replay by `since` carries both, with no gap between them.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="changes")
+    seq = models.PositiveBigIntegerField()
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="changes")
+    kind = models.CharField(max_length=8, choices=ChangeKind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # An edit's new text; "" for a deletion, and for every edit of a message deleted since.
+    body = models.TextField(max_length=MESSAGE_MAX_LENGTH, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH, null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        ordering = ["room_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="chat_change_room_seq"),
+            models.UniqueConstraint(
+                fields=["room", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="chat_change_room_client_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} ({self.kind} {self.message_id})"
 
 
 class PostingBudget(models.Model):

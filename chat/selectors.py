@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 
 from realtime.kernel.listing import Listing
 
 from . import store
-from .frames import message_body, message_frame
-from .models import Membership, Message, Role, Room
+from .frames import change_frame, message_body, message_frame
+from .models import Membership, Message, MessageChange, Role, Room
 
 HISTORY_MAX_LIMIT = 200
 
@@ -87,6 +87,12 @@ def member_list(*, room: Room) -> QuerySet[Membership]:
     )
 
 
+def message_get(*, slug: str, message_id: int, viewer: Viewer) -> Message | None:
+    """The message with this id in the room with this slug, if `viewer` may read it (one query)."""
+    found = store.message(slug, message_id, viewer_id(viewer))
+    return None if found is None else found[0]
+
+
 @dataclass(frozen=True)
 class HistoryPage:
     """A page of a room's history, as REST returns it."""
@@ -128,19 +134,38 @@ def message_history(
     return HistoryPage([message_body(row, slug) for row in rows], rows[0].room_last_seq)
 
 
-def messages_between(*, room_id: int, after: int, upto: int) -> list[Message]:
-    """Messages with `after < seq <= upto`, in order (replay and gap repair)."""
-    return list(
-        Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto).order_by("seq")
-    )
+def messages_between(*, room_id: int, after: int, upto: int, deleted: bool = True) -> list[Message]:
+    """Messages with `after < seq <= upto`, in order (replay and gap repair), each as it is now;
+    without the deleted ones unless `deleted` (an export leaves them out)."""
+    found = Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
+    if not deleted:
+        found = found.filter(deleted=False)
+    return list(found.order_by("seq"))
 
 
 def message_frames_between(
     *, room_id: int, slug: str, after: int, upto: int
 ) -> list[dict[str, Any]]:
-    """The `chat.message` frames with `after < seq <= upto`, in order (one query)."""
+    """The frames with `after < seq <= upto`, in `seq` order: each message's `chat.message` (as
+    it is now: its current text, or a tombstone) and each change's `message.edited` or
+    `message.deleted`.
+
+    One query when those `seq`s are all messages' (every `seq` of a room is a message's or a
+    change's, so a full count tells), two when some are changes'.
+    """
     messages = messages_between(room_id=room_id, after=after, upto=upto)
-    return [message_frame(message, slug) for message in messages]
+    frames = [(message.seq, message_frame(message, slug)) for message in messages]
+    if len(messages) < upto - after:
+        changes = (
+            MessageChange.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
+            .annotate(message_seq=F("message__seq"))
+            .order_by("seq")
+        )
+        frames += [
+            (change.seq, change_frame(change, change.message_seq, slug)) for change in changes
+        ]
+        frames.sort(key=lambda seq_frame: seq_frame[0])
+    return [frame for _, frame in frames]
 
 
 def room_readers(*, room_id: int, user_ids: list[int]) -> set[int]:

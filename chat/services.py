@@ -24,12 +24,14 @@ from realtime.kernel.ratelimit import parse_rate, retry_after
 
 from . import access, store
 from .errors import ChatError, ChatErrorCode
-from .frames import access_ended_event, message_event, typing_event
+from .frames import access_ended_event, change_event, message_event, typing_event
 from .models import (
     CLIENT_ID_MAX_LENGTH,
     MESSAGE_MAX_LENGTH,
+    ChangeKind,
     Membership,
     Message,
+    MessageChange,
     Posting,
     Role,
     Room,
@@ -581,6 +583,146 @@ def _may_not_post(
                 else "Only the room's members may post here: join it first.",
             )
     return refusals
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """A message as a change left it, and the change (its own `seq` in the room).
+
+    `created` is False when the change was made before: a retry with the same `client_id`,
+    or the deletion of a message deleted already (then `change` is that deletion).
+    """
+
+    message: Message
+    change: MessageChange
+    created: bool
+
+
+def message_edit(
+    *, slug: str, poster: Poster, message_id: int, body: str, client_id: str | None = None
+) -> ChangeResult:
+    """Change the text of a message, by its author: the next `seq` of the room is the edit's.
+
+    The message keeps its own `seq`; its `body` and `edited_at` change, and the edit is an
+    event of the room's sequence (`message.edited`, replayed by `since`), broadcast after
+    commit. The rules are `_message_change`'s; an edit spends the posting budget as a post
+    does (CHAT_POST_RATE); a deleted message is not edited (`message_deleted`).
+    """
+    _check_body(body)
+    _check_client_id(client_id)
+    return _message_change(slug, poster, message_id, ChangeKind.EDITED, body, client_id)
+
+
+def message_delete(
+    *, slug: str, poster: Poster, message_id: int, client_id: str | None = None
+) -> ChangeResult:
+    """Delete a message (its author, or the room's owners and admins): it stays as a tombstone
+    with no body, and the deletion takes the next `seq` of the room (`message.deleted`).
+
+    The text of the message's earlier edits goes with it. Deleting a deleted message changes
+    nothing and answers the first deletion.
+    """
+    _check_client_id(client_id)
+    return _message_change(slug, poster, message_id, ChangeKind.DELETED, "", client_id)
+
+
+def message_not_found(slug: str, message_id: int) -> ChatError:
+    """The answer about a message that is not in a room the asker may read, or no room at all:
+    the same, whichever (it tells nothing of a private room)."""
+    return ChatError(ChatErrorCode.MESSAGE_NOT_FOUND, f"No message {message_id} in room {slug!r}.")
+
+
+class _ChangedMeanwhile(Exception):
+    """The message was deleted after it was read: read it again."""
+
+
+def _message_change(
+    slug: str, poster: Poster, message_id: int, kind: str, body: str, client_id: str | None
+) -> ChangeResult:
+    """Every rule of changing a message, whichever interface asked (`chat.access` decides who).
+
+    The message is read with the viewer's role in its room, once, before the transaction
+    (nothing in it that decides who may change it ever changes); in the transaction, a
+    `client_id` seen before in the room is answered with its change, the room's row is locked
+    as its `seq` advances, and the message is changed only if it is not deleted yet: a race
+    lost to a deletion, or to a concurrent change with the same `client_id`, reads again.
+    """
+    user_id = _author_id(poster)
+    for attempt in range(1, APPEND_ATTEMPTS + 1):
+        found = store.message(slug, message_id, user_id)
+        if found is None:
+            raise message_not_found(slug, message_id)
+        message, role = found
+        allowed = (
+            access.may_edit(message.author_id, user_id)
+            if kind == ChangeKind.EDITED
+            else access.may_delete(message.author_id, user_id, role)
+        )
+        if not allowed:
+            raise ChatError(
+                ChatErrorCode.NOT_MESSAGE_AUTHOR,
+                "Only its author may edit a message."
+                if kind == ChangeKind.EDITED
+                else "Only its author, or the room's owners and admins, may delete a message.",
+            )
+        try:
+            with transaction.atomic():
+                return _apply_change(slug, poster, message, kind, body, client_id)
+        except (IntegrityError, _ChangedMeanwhile):
+            if attempt == APPEND_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply_change(
+    slug: str, poster: Poster, message: Message, kind: str, body: str, client_id: str | None
+) -> ChangeResult:
+    """Inside the transaction: a retry answered, the budget spent, the `seq` taken, rows written."""
+    user_id = _author_id(poster)
+    if client_id is not None:
+        earlier = MessageChange.objects.filter(room_id=message.room_id, client_id=client_id).first()
+        if earlier is not None:
+            if (earlier.actor_id, earlier.message_id, earlier.kind) != (user_id, message.pk, kind):
+                raise _conflict()
+            return ChangeResult(message, earlier, created=False)
+    if message.deleted:
+        if kind == ChangeKind.EDITED:
+            raise ChatError(ChatErrorCode.MESSAGE_DELETED, "A deleted message is not edited.")
+        first = MessageChange.objects.get(message=message, kind=ChangeKind.DELETED)
+        return ChangeResult(message, first, created=False)
+    now = timezone.now()
+    if kind == ChangeKind.EDITED:
+        refused: dict[int, Any] = {}
+        edit = Post(slug, poster, body, client_id)
+        _spend_budgets([edit], [0], now, refused, careful=True)
+        if refused:
+            raise refused[0]
+    seq = store.take_seq(message.room_id)
+    if seq is None:  # the room went away meanwhile
+        raise message_not_found(slug, message.pk)
+    current = Message.objects.filter(pk=message.pk, deleted=False)
+    if kind == ChangeKind.EDITED:
+        if not current.update(body=body, edited_at=now):
+            raise _ChangedMeanwhile
+        message.body, message.edited_at = body, now
+    else:
+        if not current.update(body="", deleted=True):
+            raise _ChangedMeanwhile
+        if message.edited_at is not None:  # its earlier texts go too
+            MessageChange.objects.filter(message=message, kind=ChangeKind.EDITED).update(body="")
+        message.body, message.deleted = "", True
+    change = MessageChange.objects.create(
+        room_id=message.room_id,
+        seq=seq,
+        message=message,
+        kind=kind,
+        actor_id=user_id,
+        body=body,
+        created_at=now,
+        client_id=client_id,
+    )
+    publish_on_commit(room_group(slug), change_event(change, message.seq, slug))
+    return ChangeResult(message, change, created=True)
 
 
 class TypingPace:

@@ -8,7 +8,8 @@ column names and run on the driver's cursor in Django's transaction (`realtime.k
 which hands them to Django's cursor when a test counts queries); every one is plain SQL that
 SQLite (3.35+, for RETURNING) and PostgreSQL both run unchanged. Two reads that every
 socket subscription makes (a room's id, its last `seq`) are here for the same reason, and so
-are the REST reads of rooms (one room, a page of the list, the count).
+are the REST reads of rooms (one room, a page of the list, the count), and the two that every
+change of a message makes (the message with its room's rules, the room's next `seq`).
 
 Every read of a room or its messages is for a viewer (a user id, or None when anonymous) and
 finds only the rooms that viewer may read (`chat.access.may_read`, as `visible` here): a
@@ -41,11 +42,15 @@ class HistoryRow(NamedTuple):
     body: str
     created_at: datetime
     client_id: str | None
+    edited_at: datetime | None
+    deleted: bool
     room_last_seq: int
 
 
 # A room row read whole: `Statements.room` and `Statements.rooms` select its columns.
 ROOMS = sql.Rows(Room)
+# A message row read whole: `Statements.message` selects its columns.
+MESSAGES = sql.Rows(Message)
 
 
 class Locked(NamedTuple):
@@ -80,6 +85,8 @@ class Statements:
     room_count: str
     history_oldest_first: str  # a room's messages with after < seq < before
     history_newest_first: str
+    message: str  # a message of the room with a slug, with the viewer's role in the room
+    take_seq: str  # the room's next `seq`, for a change of one of its messages
 
 
 @functools.cache
@@ -159,6 +166,14 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
         room_count=f"SELECT COUNT(*) FROM {room} r {viewers} WHERE {visible}",
         history_oldest_first=_history(message, room, viewers, visible, "ASC"),
         history_newest_first=_history(message, room, viewers, visible, "DESC"),
+        message=(
+            f"SELECT {MESSAGES.columns('m')}, v.role FROM {message} m "
+            f"JOIN {room} r ON r.id = m.room_id {viewers} "
+            f"WHERE r.slug = %s AND {visible} AND m.id = %s"
+        ),
+        # Takes the room row's lock as `lock_room` does, but is no activity of the room: an
+        # edit does not bring an old room to the top of the list.
+        take_seq=f"UPDATE {room} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",
     )
 
 
@@ -286,7 +301,31 @@ def history(
     the last `limit` (newest first); none if `viewer` may not read it."""
     read = statements().history_newest_first if newest_first else statements().history_oldest_first
     rows = sql.rows(read, [viewer, slug, after, before, limit])
-    return [HistoryRow._make((*row[:5], _aware(row[5]), *row[6:])) for row in rows]
+    return [
+        HistoryRow._make(
+            (*row[:5], _aware(row[5]), row[6], _aware_or_none(row[7]), bool(row[8]), row[9])
+        )
+        for row in rows
+    ]
+
+
+def message(slug: str, message_id: int, viewer: int | None) -> tuple[Message, str | None] | None:
+    """The message with this id in the room with this slug if `viewer` may read the room, with
+    their role in it."""
+    if not 0 < message_id < 2**63:  # no row has it, and the database would refuse the number
+        return None
+    found = sql.row(statements().message, [viewer, slug, message_id])
+    return None if found is None else (MESSAGES.load(found[:-1]), found[-1])
+
+
+def take_seq(room_id: int) -> int | None:
+    """Lock the room and advance its `seq` by one: the `seq` taken (None: no such room)."""
+    row = sql.row(statements().take_seq, [room_id])
+    return None if row is None else int(row[0])
+
+
+def _aware_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _aware(value)
 
 
 def _aware(value: datetime) -> datetime:

@@ -27,6 +27,8 @@ REPLIES: dict[str, list[str]] = {
     "subscribe": ["subscribed", "resync_required"],
     "unsubscribe": ["unsubscribed"],
     "chat.send": ["chat.sent"],
+    "chat.edit": ["chat.edited"],
+    "chat.delete": ["chat.deleted"],
     "ping": ["pong"],
 }
 
@@ -43,14 +45,14 @@ always `hello`.
 
 **Subscription channels** (the `channel` of `subscribe`, `unsubscribe` and pushed frames):
 
-- `room:<slug>`: the room's `chat.message` frames (with `since=N`, first the messages with
-  `seq > N` from the database, then live ones, none lost or repeated), its `presence`, and
-  `typing` when someone else in it types. Too far behind (`SWITCHBOARD_REPLAY_LIMIT`):
-  `resync_required`, fetch the history over REST. A private or direct room is for its
-  members only: to anyone else it answers `not_found`, exactly as a room that does not
-  exist. When a member may no longer read it (removed, or left), every subscription of theirs
-  to it ends with `unsubscribed` carrying a `reason`, in every server process; nothing of the
-  room follows. A member just added may subscribe at once.
+- `room:<slug>`: the room's `chat.message`, `message.edited` and `message.deleted` frames
+  (with `since=N`, first those with `seq > N` from the database, then live ones, none lost
+  or repeated), its `presence`, and `typing` when someone else in it types. Too far behind
+  (`SWITCHBOARD_REPLAY_LIMIT`): `resync_required`, fetch the history over REST. A private or
+  direct room is for its members only: to anyone else it answers `not_found`, exactly as a
+  room that does not exist. When a member may no longer read it (removed, or left), every
+  subscription of theirs to it ends with `unsubscribed` carrying a `reason`, in every server
+  process; nothing of the room follows. A member just added may subscribe at once.
 - `job:<uuid>`: the job's owner (or staff) only. A `job.update` snapshot first, then each
   `job.update` (`job.seq` increasing) and `job.log` line.
 - `jobs:mine`: `job.update` for every job of the signed-in user, new ones included.
@@ -70,6 +72,16 @@ for its `expires_in` seconds (twice the interval) unless renewed, stopped, or fo
 user's `chat.message`. The typist's own sockets, all tabs of that user, get none. Extra frames
 are dropped silently, but every frame counts against the socket's frame rate like any other.
 Typing is never stored: not replayed by `since`, not in REST history.
+
+**Edits and deletions.** `chat.edit` changes the text of your own message, `chat.delete`
+deletes your own (or any, in a room you own or administer); each is replied to with
+`chat.edited` / `chat.deleted`. Each change is an event of the room's sequence with a `seq`
+of its own, sent to the room's subscribers as `message.edited` / `message.deleted` (`id` and
+`message_seq` name the message). So a room's messages have gaps in their `seq`s where changes
+took them, and a client tracking `seq` counts every frame that has one. A message replayed by
+`since` (or read over REST) carries its current text: an edited one its `edited_at`, a
+deleted one is a tombstone (`deleted: true`, `body` empty); the changes after `since` follow
+in `seq` order all the same. A retried `chat.edit` with the same `client_id` applies once.
 
 **Errors.** Bad input is answered with an `error` frame and the socket stays usable; `code`
 is one of the `ErrorCode` values. Frames above 64 KiB are refused before parsing

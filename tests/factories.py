@@ -6,8 +6,8 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 
-from chat.models import Room
-from chat.services import Poster
+from chat.models import Message, Room
+from chat.services import Poster, message_post
 
 PASSWORD = "correct horse battery staple"
 
@@ -38,3 +38,8 @@ class RoomFactory(factory.django.DjangoModelFactory[Room]):
 def poster(user: User | None = None) -> Poster:
     """Who posts in a test that posts directly: the user, or an anonymous local client."""
     return Poster(user=user, address="127.0.0.1")
+
+
+def say(room: Room, user: User | None, body: str) -> Message:
+    """A message posted directly, by the user or an anonymous local client."""
+    return message_post(room=room, poster=poster(user), body=body).message

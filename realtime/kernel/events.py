@@ -120,15 +120,65 @@ class ChatTypingFrame(Frame):
     ref: Ref | None = None
 
 
-ClientFrame = Annotated[
-    PingFrame | AuthFrame | SubscribeFrame | UnsubscribeFrame | ChatSendFrame | ChatTypingFrame,
-    Field(discriminator="type"),
+MessageId = Annotated[int, Field(ge=1, le=2**63 - 1, strict=True, description="The message's `id`")]
+ClientId = Annotated[
+    str, Field(strict=True, json_schema_extra=bounded_string(CLIENT_ID_MAX_LENGTH))
 ]
-client_frame_adapter: TypeAdapter[
-    PingFrame | AuthFrame | SubscribeFrame | UnsubscribeFrame | ChatSendFrame | ChatTypingFrame
-] = TypeAdapter(ClientFrame)
+
+
+class ChatEditFrame(Frame):
+    """Change the text of your own message (`id`, as `chat.message` gave it); replied to with
+    `chat.edited`. A retry with the same `client_id` applies once and gets the same reply.
+
+    Refused with `message_not_found` (no such message in a room you may read), `not_message_author`,
+    `message_deleted`, `invalid_message` or `rate_limited` (edits spend the posting budget).
+    """
+
+    type: Literal["chat.edit"]
+    room: RoomSlug
+    id: MessageId
+    body: str = Field(strict=True, json_schema_extra=bounded_string(MESSAGE_MAX_LENGTH))
+    client_id: ClientId | None = None
+    ref: Ref | None = None
+
+
+class ChatDeleteFrame(Frame):
+    """Delete a message: your own, or any in a room you own or administer; replied to with
+    `chat.deleted`. Deleting a deleted message changes nothing and gets the first reply again.
+
+    Refused with `message_not_found` or `not_message_author`.
+    """
+
+    type: Literal["chat.delete"]
+    room: RoomSlug
+    id: MessageId
+    client_id: ClientId | None = None
+    ref: Ref | None = None
+
+
+ClientFrameType = (
+    PingFrame
+    | AuthFrame
+    | SubscribeFrame
+    | UnsubscribeFrame
+    | ChatSendFrame
+    | ChatTypingFrame
+    | ChatEditFrame
+    | ChatDeleteFrame
+)
+ClientFrame = Annotated[ClientFrameType, Field(discriminator="type")]
+client_frame_adapter: TypeAdapter[ClientFrameType] = TypeAdapter(ClientFrame)
 CLIENT_FRAME_TYPES = frozenset(
-    {"ping", "auth", "subscribe", "unsubscribe", "chat.send", "chat.typing"}
+    {
+        "ping",
+        "auth",
+        "subscribe",
+        "unsubscribe",
+        "chat.send",
+        "chat.typing",
+        "chat.edit",
+        "chat.delete",
+    }
 )
 
 
@@ -155,13 +205,14 @@ class AuthenticatedFrame(Frame):
 
 
 class SubscribedFrame(Frame):
-    """The subscription is on; `seq` is the room's last message when it started.
+    """The subscription is on; `seq` is the room's last `seq` (message or change) when it started.
 
-    Replayed messages (`seq` in `since+1..seq`) follow, then live ones. For a job, `seq` is the
-    job's `seq` in the snapshot that follows. For a log, `seq` is the byte offset its lines
-    continue from: `since` when nothing is missing; less than `since` when the file was rotated
-    or truncated since (its lines follow from that offset in the file as it is now); more when
-    `since` was too far behind (`SWITCHBOARD_TAIL_REPLAY`) and older lines were skipped.
+    Replayed messages and changes (`seq` in `since+1..seq`, each once) follow, then live ones.
+    For a job, `seq` is the job's `seq` in the snapshot that follows. For a log, `seq` is the
+    byte offset its lines continue from: `since` when nothing is missing; less than `since` when
+    the file was rotated or truncated since (its lines follow from that offset in the file as it
+    is now); more when `since` was too far behind (`SWITCHBOARD_TAIL_REPLAY`) and older lines
+    were skipped.
     """
 
     type: Literal["subscribed"] = "subscribed"
@@ -203,7 +254,9 @@ class ResyncRequiredFrame(Frame):
 class ChatMessageFrame(Frame):
     """A message in a room: replayed or live, in `seq` order, each exactly once.
 
-    Without its `type` and `channel`, it is also a message as REST returns it.
+    Without its `type` and `channel`, it is also a message as REST returns it. A message read
+    from the database (replayed, or history) carries its current text: `edited_at` set when it
+    was edited, and a deleted one is a tombstone with an empty `body` and `deleted: true`.
     """
 
     type: Literal["chat.message"] = "chat.message"
@@ -216,6 +269,66 @@ class ChatMessageFrame(Frame):
     body: str = Field(max_length=MESSAGE_MAX_LENGTH)
     created_at: Timestamp
     client_id: Annotated[str, Field(max_length=CLIENT_ID_MAX_LENGTH)] | None = None
+    edited_at: Timestamp | None = Field(description="When its text last changed; null: never")
+    deleted: bool = Field(description="Deleted: a tombstone, its `body` empty")
+
+
+class MessageChangeFrame(Frame):
+    """What `message.edited` and `message.deleted` share: their own `seq`, and the message's."""
+
+    type: str
+    channel: ChannelName
+    room: RoomSlug
+    seq: Seq
+    id: int
+    message_seq: Seq
+
+
+class MessageEditedFrame(MessageChangeFrame):
+    """A message's author changed its text: an event of the room's sequence with its own `seq`.
+
+    `id` and `message_seq` name the message; `body` and `edited_at` are its new text and time.
+    Replayed by `since` like messages, in `seq` order (a replayed edit of a message deleted since
+    has an empty `body`; its `message.deleted` follows).
+    """
+
+    type: Literal["message.edited"] = "message.edited"
+    body: str = Field(max_length=MESSAGE_MAX_LENGTH)
+    edited_at: Timestamp
+
+
+class MessageDeletedFrame(MessageChangeFrame):
+    """A message was deleted (by its author, or a room owner or admin): show a tombstone.
+
+    An event of the room's sequence with its own `seq`; `id` and `message_seq` name the message.
+    """
+
+    type: Literal["message.deleted"] = "message.deleted"
+
+
+class ChangeAckFrame(Frame):
+    """What `chat.edited` and `chat.deleted` share."""
+
+    type: str
+    room: RoomSlug
+    seq: Seq
+    id: int
+    message_seq: Seq
+    client_id: str | None = None
+    duplicate: bool = False
+    ref: Ref | None = None
+
+
+class ChatEditedFrame(ChangeAckFrame):
+    """Reply to `chat.edit`: the change's `seq`; `duplicate` when `client_id` was seen before."""
+
+    type: Literal["chat.edited"] = "chat.edited"
+
+
+class ChatDeletedFrame(ChangeAckFrame):
+    """Reply to `chat.delete`: the deletion's `seq`; `duplicate` when it was deleted before."""
+
+    type: Literal["chat.deleted"] = "chat.deleted"
 
 
 # The fields of a `chat.message` frame that are about the socket, not the message.
@@ -396,7 +509,11 @@ ServerFrame = Annotated[
     | UnsubscribedFrame
     | ResyncRequiredFrame
     | ChatMessageFrame
+    | MessageEditedFrame
+    | MessageDeletedFrame
     | ChatSentFrame
+    | ChatEditedFrame
+    | ChatDeletedFrame
     | PresenceFrame
     | TypingFrame
     | JobUpdateFrame

@@ -26,6 +26,7 @@ CHANNEL_PATTERN = rf"^(room:{ROOM_SLUG_CHARS}|job:{UUID_CHARS}|jobs:mine|log:{LO
 
 # Types of channel-layer events (not socket frames).
 ROOM_MESSAGE = "room.message"
+ROOM_CHANGE = "room.change"  # a message edited or deleted: an event of the room's sequence
 ROOM_TYPING = "room.typing"
 ROOM_ACCESS_ENDED = "room.access_ended"  # a user may no longer read a room: their sockets leave it
 PRESENCE_CHANGED = "presence.changed"

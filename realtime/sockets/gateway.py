@@ -11,7 +11,14 @@ from pydantic import ValidationError
 
 from chat.errors import ChatError
 from chat.selectors import room_id_get, room_replay
-from chat.services import Post, TypingPace, typing_announce
+from chat.services import (
+    ChangeResult,
+    Post,
+    TypingPace,
+    message_delete,
+    message_edit,
+    typing_announce,
+)
 from jobs.frames import job_update_frame
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
@@ -34,6 +41,8 @@ read_room_id = database_sync_to_async(room_id_get)
 read_room_replay = database_sync_to_async(room_replay)
 read_job_is_visible = database_sync_to_async(job_is_visible)
 read_job_state = database_sync_to_async(job_state_get)
+write_message_edit = database_sync_to_async(message_edit)
+write_message_delete = database_sync_to_async(message_delete)
 
 
 class GatewayConsumer(RoomSocket):
@@ -224,6 +233,22 @@ class GatewayConsumer(RoomSocket):
         )
         self.push_text(json.dumps(ack))
 
+    async def on_chat_edit(self, frame: events.ChatEditFrame) -> None:
+        result = await write_message_edit(
+            slug=frame.room,
+            poster=self.poster(),
+            message_id=frame.id,
+            body=frame.body,
+            client_id=frame.client_id,
+        )
+        await self.send_frame(_change_ack(events.ChatEditedFrame, frame, result))
+
+    async def on_chat_delete(self, frame: events.ChatDeleteFrame) -> None:
+        result = await write_message_delete(
+            slug=frame.room, poster=self.poster(), message_id=frame.id, client_id=frame.client_id
+        )
+        await self.send_frame(_change_ack(events.ChatDeletedFrame, frame, result))
+
     async def on_chat_typing(self, frame: events.ChatTypingFrame) -> None:
         # Only to a room this socket follows: a room it may read, and whose typists it sees.
         if frame.room not in self.subscriptions:
@@ -240,7 +265,26 @@ class GatewayConsumer(RoomSocket):
         "unsubscribe": on_unsubscribe,
         "chat.send": on_chat_send,
         "chat.typing": on_chat_typing,
+        "chat.edit": on_chat_edit,
+        "chat.delete": on_chat_delete,
     }
+
+
+def _change_ack(
+    reply: type[events.ChatEditedFrame] | type[events.ChatDeletedFrame],
+    frame: events.ChatEditFrame | events.ChatDeleteFrame,
+    result: ChangeResult,
+) -> events.ChangeAckFrame:
+    """The reply to a change of a message: the change's `seq`, and the message's."""
+    return reply(
+        room=frame.room,
+        seq=result.change.seq,
+        id=result.message.pk,
+        message_seq=result.message.seq,
+        client_id=result.change.client_id,
+        duplicate=not result.created,
+        ref=frame.ref,
+    )
 
 
 def _describe(exc: ValidationError) -> str:

@@ -1,9 +1,10 @@
 """A room's stream in this process: ordered by `seq`, de-duplicated, gap-repaired, with presence
 and who is typing.
 
-A room's messages reach each process once (not once per socket), are encoded once per frame
-format, and are delivered in `seq` order: a gap (the layer is at-most-once) is filled from the
-database before anything later is sent, and a repeat is dropped.
+A room's messages and their changes (edits, deletions: each has a `seq` of its own) reach each
+process once (not once per socket), are encoded once per frame format, and are delivered in
+`seq` order: a gap (the layer is at-most-once) is filled from the database before anything
+later is sent, and a repeat is dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Any, Self
 from channels.db import database_sync_to_async
 
 from chat.selectors import message_frames_between, room_last_seq, room_readers
-from realtime.kernel.names import PRESENCE_CHANGED, ROOM_ACCESS_ENDED, ROOM_MESSAGE, ROOM_TYPING
+from realtime.kernel.names import (
+    PRESENCE_CHANGED,
+    ROOM_ACCESS_ENDED,
+    ROOM_CHANGE,
+    ROOM_MESSAGE,
+    ROOM_TYPING,
+)
 
 from . import presence
 from .feed import CHECK, Feed
@@ -48,7 +55,7 @@ class RoomFeed(Feed[Subscription]):
         return cls(group, slug=slug, room_id=room_id, last_seq=await read_last_seq(room_id=room_id))
 
     async def handle(self, event: dict[str, Any]) -> None:
-        if event["type"] == ROOM_MESSAGE:
+        if event["type"] in (ROOM_MESSAGE, ROOM_CHANGE):  # alike: the next of the room's seqs
             await self._message(int(event["seq"]), event["frame"])
         elif event["type"] == ROOM_TYPING:
             # Not to the typist's own sockets, any tab: it is about them.
@@ -116,10 +123,11 @@ class RoomFeed(Feed[Subscription]):
 
     def _fan_out(self, seq: int, frame: dict[str, Any]) -> None:
         self.last_seq = seq
-        texts: dict[str, str] = {}
+        texts: dict[str, str | None] = {}
         for subscription in list(self.subscriptions):
-            text = texts.get(subscription.fmt)
-            if text is None:
+            if subscription.fmt in texts:
+                text = texts[subscription.fmt]
+            else:
                 text = texts[subscription.fmt] = encode(subscription.fmt, frame)
             deliver(subscription, seq, text)
 

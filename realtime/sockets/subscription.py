@@ -18,9 +18,13 @@ TUTORIAL = "tutorial"
 Push = Callable[[str], None]
 
 
-def encode(fmt: str, frame: dict[str, Any]) -> str:
-    """The text of a `chat.message` frame in a socket's format."""
+def encode(fmt: str, frame: dict[str, Any]) -> str | None:
+    """The text of a frame of the room's sequence in a socket's format; None when that format
+    has nothing to show for it (the tutorial's shows messages only: not their edits,
+    deletions or tombstones)."""
     if fmt == TUTORIAL:
+        if frame["type"] != "chat.message" or frame["deleted"]:
+            return None
         return json.dumps({"message": frame["body"]})
     return json.dumps(frame)
 
@@ -51,20 +55,23 @@ class Subscription:
         self.user = user
         self.last_seq = 0
         self.log_after = 0  # job log lines up to this number are already known to the client
-        self.pending: list[tuple[int | None, str]] | None = []
+        self.pending: list[tuple[int | None, str | None]] | None = []
         # Called (with why) when its user may no longer read the room: the feed has let go.
         self.ended: Callable[[str], None] | None = None
         self.end_reason: str | None = None  # ended before it went live: its socket finishes it
 
-    def deliver(self, seq: int | None, text: str) -> None:
-        """Send a frame (`seq` None: not a message, e.g. presence) unless already sent."""
+    def deliver(self, seq: int | None, text: str | None) -> None:
+        """Send a frame (`seq` None: not of the room's sequence, e.g. presence) unless already
+        sent; no text: only count its `seq` as sent (the socket's format does not show it)."""
         if self.pending is not None:
             self.pending.append((seq, text))
         elif seq is None:
-            self.push(text)
+            if text is not None:
+                self.push(text)
         elif seq > self.last_seq:
             self.last_seq = seq
-            self.push(text)
+            if text is not None:
+                self.push(text)
 
     def end(self, reason: str) -> None:
         """Its user may no longer read the room: tell its socket (the feed dropped it)."""
@@ -79,7 +86,7 @@ class Subscription:
             self.deliver(seq, text)
 
 
-def deliver(subscription: Subscription, seq: int | None, text: str) -> None:
+def deliver(subscription: Subscription, seq: int | None, text: str | None) -> None:
     """`subscription.deliver`, for a feed going through its sockets: a failure stops no other."""
     try:
         subscription.deliver(seq, text)

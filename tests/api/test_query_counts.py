@@ -19,7 +19,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chat.models import Room
-from chat.services import message_post, room_create, room_join
+from chat.services import message_delete, message_edit, message_post, room_create, room_join
 from jobs.kinds import export_path
 from jobs.models import Job
 from jobs.services import job_claim, job_enqueue, job_log_append
@@ -155,6 +155,76 @@ def test_room_messages_post_retried(api, room, django_assert_num_queries):
         )
 
     assert response.status_code == 200
+
+
+def test_room_message_edit(api, owner, room, django_assert_num_queries):
+    message = message_post(room=room, poster=poster(owner), body="hi").message
+
+    # token, the message with the room's rules; savepoint, the editor's budget, the room
+    # (locked, its seq taken), the message, the change, release
+    with django_assert_num_queries(8):
+        response = api.patch(
+            f"/api/rooms/{room.slug}/messages/{message.pk}/", {"body": "hello"}, format="json"
+        )
+
+    assert response.status_code == 200
+
+
+def test_room_message_edit_with_a_client_id(api, owner, room, django_assert_num_queries):
+    message = message_post(room=room, poster=poster(owner), body="hi").message
+
+    # one more: the look-up of an earlier change with that client_id
+    with django_assert_num_queries(9):
+        response = api.patch(
+            f"/api/rooms/{room.slug}/messages/{message.pk}/",
+            {"body": "hello", "client_id": "e1"},
+            format="json",
+        )
+
+    assert response.status_code == 200
+
+
+def test_room_message_delete(api, owner, room, django_assert_num_queries):
+    message = message_post(room=room, poster=poster(owner), body="hi").message
+
+    # token, the message with the room's rules; savepoint, the room (locked, its seq taken),
+    # the message, the change, release (a deletion spends no budget)
+    with django_assert_num_queries(7):
+        response = api.delete(f"/api/rooms/{room.slug}/messages/{message.pk}/")
+
+    assert response.status_code == 204
+
+
+def test_room_message_delete_of_an_edited_message(api, owner, room, django_assert_num_queries):
+    message = message_post(room=room, poster=poster(owner), body="hi").message
+    api.patch(f"/api/rooms/{room.slug}/messages/{message.pk}/", {"body": "hello"}, format="json")
+
+    # one more: the texts of its edits go with it
+    with django_assert_num_queries(8):
+        response = api.delete(f"/api/rooms/{room.slug}/messages/{message.pk}/")
+
+    assert response.status_code == 204
+
+
+@pytest.mark.parametrize(("messages", "changes"), [(2, 1), (30, 20)])
+def test_room_messages_list_with_changes(
+    anonymous, room, owner, messages, changes, django_assert_num_queries
+):
+    # edited and deleted messages are read with the page: no query per message
+    api_user = poster(owner)
+    posted = [
+        message_post(room=room, poster=api_user, body=f"m{n}").message for n in range(messages)
+    ]
+    for n, message in enumerate(posted[:changes]):
+        if n % 2:
+            message_delete(slug=room.slug, poster=api_user, message_id=message.pk)
+        else:
+            message_edit(slug=room.slug, poster=api_user, message_id=message.pk, body="edited")
+
+    with django_assert_num_queries(1):
+        response = anonymous.get(f"/api/rooms/{room.slug}/messages/?limit=50")
+
+    assert len(response.json()["results"]) == messages
 
 
 # ---------------------------------------------------------------- jobs

@@ -263,6 +263,8 @@ def test_the_event_of_a_message_carries_its_seq_and_its_frame():
             "body": "hi",
             "created_at": message.created_at.isoformat(),
             "client_id": "c1",
+            "edited_at": None,
+            "deleted": False,
         },
     }
 

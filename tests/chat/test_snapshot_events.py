@@ -1,6 +1,7 @@
 """Snapshot, then events: a page of history plus the room's events is the page read after.
 
-A client reads a page over REST, then applies the `room.message` events it hears, by `seq`.
+A client reads a page over REST, then applies the `room.message` and `room.change` (an edit, a
+deletion) events it hears, by `seq`.
 Here each action runs in turn; its events go out through the kernel's publisher (after
 commit) to the real channel layer, where a member of the room's group receives them; applied
 to the page read before the action, they must give the page read after it.
@@ -16,8 +17,8 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from chat.models import Room
-from chat.services import message_post
+from chat.models import Message, Room
+from chat.services import message_delete, message_post
 from realtime.kernel.names import room_group
 from tests.factories import RoomFactory, UserFactory, poster
 from tests.support.layer import Event, LayerListener
@@ -28,23 +29,44 @@ Page = dict[str, Any]
 LIMIT = 5  # the page: the newest five messages
 
 # What a `chat.message` frame has that a message of the REST page has too.
-MESSAGE_FIELDS = ("id", "room", "seq", "author", "author_name", "body", "created_at", "client_id")
+MESSAGE_FIELDS = (
+    "id",
+    "room",
+    "seq",
+    "author",
+    "author_name",
+    "body",
+    "created_at",
+    "client_id",
+    "edited_at",
+    "deleted",
+)
 
 
 def apply_events(page: Page, events: list[Event], *, room: str, limit: int) -> Page:
-    """The client's reducer: add each message newer than the page's `last_seq`, keep the
-    newest `limit`, oldest first; a repeat or an older event changes nothing."""
+    """The client's reducer: add each message newer than the page's `last_seq`, apply each
+    newer change to its message if the page has it, keep the newest `limit` messages, oldest
+    first; a repeat or an older event changes nothing."""
     messages = {message["seq"]: message for message in page["results"]}
     last_seq = page["last_seq"]
     for event in events:
-        if event["type"] != "room.message" or event["group"] != room_group(room):
+        if event["type"] not in ("room.message", "room.change"):
             continue
         frame = event["frame"]
-        if frame["seq"] <= last_seq:
+        if event["group"] != room_group(room) or frame["seq"] <= last_seq:
             continue
-        # (a frame leaves out a `client_id` that is none)
-        messages[frame["seq"]] = {field: frame.get(field) for field in MESSAGE_FIELDS}
         last_seq = frame["seq"]
+        if frame["type"] == "chat.message":
+            # (a frame leaves out a `client_id` that is none)
+            messages[frame["seq"]] = {field: frame.get(field) for field in MESSAGE_FIELDS}
+            continue
+        changed = messages.get(frame["message_seq"])
+        if changed is None:  # not on the page
+            continue
+        if frame["type"] == "message.edited":
+            changed.update(body=frame["body"], edited_at=frame["edited_at"])
+        else:
+            changed.update(body="", deleted=True)
     newest = sorted(messages)[-limit:]
     return {"results": [messages[seq] for seq in newest], "last_seq": last_seq}
 
@@ -54,7 +76,11 @@ def comparable(page: Page) -> Page:
     return {
         "last_seq": page["last_seq"],
         "results": [
-            {**message, "created_at": datetime.fromisoformat(message["created_at"])}
+            {
+                **message,
+                "created_at": datetime.fromisoformat(message["created_at"]),
+                "edited_at": message["edited_at"] and datetime.fromisoformat(message["edited_at"]),
+            }
             for message in page["results"]
         ],
     }
@@ -98,6 +124,20 @@ def test_each_posts_events_applied_to_the_page_before_give_the_page_after(
     def post(client: APIClient, body: str, **extra: str) -> Callable[[], object]:
         return lambda: client.post(path, {"body": body, **extra}, format="json")
 
+    def edit(client: APIClient, body: str, **extra: str) -> Callable[[], object]:
+        def patch() -> object:
+            message = Message.objects.get(room=room, client_id="a1")
+            return client.patch(f"{path}{message.pk}/", {"body": body, **extra}, format="json")
+
+        return patch
+
+    def delete(user: User, body: str) -> Callable[[], object]:
+        return lambda: message_delete(
+            slug=room.slug,
+            poster=poster(user),
+            message_id=Message.objects.get(room=room, body=body).pk,
+        )
+
     actions: list[tuple[str, Callable[[], object]]] = [
         ("alice posts over REST", post(signed_in(alice), "hello", client_id="a1")),
         ("anonymous posts over REST", post(APIClient(), "hi <b>all</b>")),
@@ -109,6 +149,10 @@ def test_each_posts_events_applied_to_the_page_before_give_the_page_after(
         ("a refused post: no event", post(signed_in(bob), "")),
         ("bob posts a long one", post(signed_in(bob), "x" * 4000)),
         ("alice posts again", post(signed_in(alice), "  spaced\n\ttext  ", client_id="a2")),
+        ("alice edits a1 over REST", edit(signed_in(alice), "hello, edited", client_id="e1")),
+        ("alice's retry of e1: no event", edit(signed_in(alice), "hello, edited", client_id="e1")),
+        ("bob may not edit a1: no event", edit(signed_in(bob), "bob was here")),
+        ("bob deletes his message", delete(bob, "yo")),
     ]
     reader = APIClient()
 
@@ -133,7 +177,12 @@ def test_each_posts_events_applied_to_the_page_before_give_the_page_after(
 
     final = read()
     assert [m["seq"] for m in final["results"]] == [4, 5, 6, 7, 8]
-    assert final["last_seq"] == 8
+    assert final["last_seq"] == 10  # two changes took seqs 9 and 10
+    assert [(m["body"], m["deleted"]) for m in final["results"][:3]] == [
+        ("hello, edited", False),
+        ("hi <b>all</b>", False),
+        ("", True),
+    ]
 
 
 def test_a_page_long_behind_catches_up_from_all_the_events_since(

@@ -53,8 +53,12 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     await typist.send(type="chat.typing", room="contract")
     await client.expect("typing")
     await client.request(type="chat.typing", room="nowhere")  # not subscribed: error
-    await client.request(type="chat.send", room="contract", body="hi", client_id="c-1")
+    sent = await client.request(type="chat.send", room="contract", body="hi", client_id="c-1")
     await client.expect("chat.message")
+    await client.request(type="chat.edit", room="contract", id=sent["id"], body="hi!")
+    await client.expect("message.edited")
+    await client.request(type="chat.delete", room="contract", id=sent["id"])
+    await client.expect("message.deleted")
     await client.request(type="subscribe", channel="room:contract", since=0)  # already: error
     await client.request(type="unsubscribe", channel="room:contract")
     await client.request(type="subscribe", channel="room:contract", since=99)  # ahead: resync

@@ -22,7 +22,14 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from chat.models import Message, Room
-from chat.services import Post, PostResult, message_post, room_create
+from chat.services import (
+    Post,
+    PostResult,
+    message_delete,
+    message_edit,
+    message_post,
+    room_create,
+)
 from config.asgi import application
 from jobs.models import Job
 from jobs.services import job_enqueue
@@ -412,6 +419,84 @@ async def test_messages_of_a_private_room_reach_its_sockets_with_no_query(querie
 
     assert frame["seq"] == 1
     assert_count(statements, 3 + BEGIN)
+    await reader.close()
+
+
+@database_sync_to_async
+def message_of(user: User, room: Room) -> Message:
+    return message_post(room=room, poster=poster(user), body="v1").message
+
+
+async def test_chat_edit(queries):
+    user, token = await user_with_token()
+    room = await room_with_messages(1)
+    message = await message_of(user, room)
+    socket = await Socket(headers=token_header(token)).open()
+
+    # the message with the room's rules; (begin,) the editor's budget, the room (locked, its
+    # seq taken), the message, the change
+    with queries.capture() as statements:
+        reply = await socket.request(type="chat.edit", room=room.slug, id=message.pk, body="v2")
+
+    assert (reply["type"], reply["seq"]) == ("chat.edited", 3)
+    assert_count(statements, 5 + BEGIN)
+    await socket.close()
+
+
+async def test_chat_delete(queries):
+    user, token = await user_with_token()
+    room = await room_with_messages(1)
+    message = await message_of(user, room)
+    socket = await Socket(headers=token_header(token)).open()
+
+    # the message with the room's rules; (begin,) the room, the message, the change
+    with queries.capture() as statements:
+        reply = await socket.request(type="chat.delete", room=room.slug, id=message.pk)
+
+    assert (reply["type"], reply["seq"]) == ("chat.deleted", 3)
+    assert_count(statements, 4 + BEGIN)
+    await socket.close()
+
+
+@pytest.mark.parametrize("messages", [3, 60])
+async def test_subscribe_to_a_room_since_a_seq_with_changes(queries, messages):
+    user, _ = await user_with_token()
+    room = await room_with_messages(messages)
+    message = await message_of(user, room)
+    await database_sync_to_async(message_edit)(
+        slug=room.slug, poster=poster(user), message_id=message.pk, body="v2"
+    )
+    socket = await Socket().open()
+
+    # as without changes, and the changes after `since`: one query more however many
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel=f"room:{room.slug}", since=0)
+
+    assert (reply["type"], reply["seq"]) == ("subscribed", messages + 2)
+    replayed = [await socket.receive() for _ in range(messages + 2)]
+    assert [frame["seq"] for frame in replayed] == list(range(1, messages + 3))
+    assert replayed[-1]["type"] == "message.edited"
+    assert_count(statements, 5)
+    await socket.close()
+
+
+async def test_changes_of_a_private_room_reach_its_sockets_with_no_query(queries):
+    owner, token = await user_with_token()
+    room = await private_room_of(owner, 0)
+    message = await message_of(owner, room)
+    reader = await Socket(headers=token_header(token)).open()
+    await reader.request(type="subscribe", channel=f"room:{room.slug}")
+
+    # the deletion itself; its delivery checks no membership (that was done at subscribe)
+    with queries.capture() as statements:
+        await database_sync_to_async(message_delete)(
+            slug=room.slug, poster=poster(owner), message_id=message.pk
+        )
+        while (frame := await reader.receive())["type"] != "message.deleted":
+            pass
+
+    assert frame["seq"] == 2
+    assert_count(statements, 4 + BEGIN)
     await reader.close()
 
 
