@@ -99,6 +99,40 @@ async def test_redis_restarted_mid_conversation_loses_nothing(faulty):
     await client.close()
 
 
+async def test_edits_and_deletions_made_while_redis_was_away_arrive_in_seq_order(faulty):
+    # given: alice's message in a room, a socket following it
+    room = await sync_to_async(RoomFactory.create)()
+    alice = await sync_to_async(UserFactory.create)()
+    token = await sync_to_async(lambda: str(Token.objects.create(user=alice).key))()
+    signed: dict[str, str] = {"Authorization": f"Token {token}"}
+    client = await WsClient.open(faulty.url)
+    await client.request(type="subscribe", channel=f"room:{room.slug}")
+    status, message, _ = await sync_to_async(http_json)(
+        f"{faulty.url}/api/rooms/{room.slug}/messages/",
+        method="POST",
+        body={"body": "before"},
+        headers=signed,
+    )
+    assert status == 201
+    await client.expect("chat.message")
+
+    # when: Redis goes away, the message is edited and deleted over REST, and Redis comes back
+    faulty.redis.stop()
+    path = f"{faulty.url}/api/rooms/{room.slug}/messages/{message['id']}/"
+    edited = await sync_to_async(http_json)(
+        path, method="PATCH", body={"body": "during"}, headers=signed, timeout=30
+    )
+    deleted = await sync_to_async(http_json)(path, method="DELETE", headers=signed, timeout=30)
+    assert (edited[0], deleted[0]) == (200, 204)
+    faulty.redis.start()
+
+    # then: both changes arrive, repaired from the database, in seq order
+    assert (await client.expect("message.edited", timeout=20))["seq"] == 2
+    assert (await client.expect("message.deleted", timeout=20))["seq"] == 3
+    assert faulty.server.running
+    await client.close()
+
+
 async def test_redis_flushed_under_a_live_room_loses_nothing(faulty):
     room = await sync_to_async(RoomFactory.create)()
     client = await WsClient.open(faulty.url)
