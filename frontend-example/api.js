@@ -88,6 +88,10 @@ export class Api {
     return this.request("POST", path, { body });
   }
 
+  patch(path, body) {
+    return this.request("PATCH", path, { body });
+  }
+
   delete(path) {
     return this.request("DELETE", path);
   }

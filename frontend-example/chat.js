@@ -6,7 +6,8 @@
  * whose new messages stream over the socket from the last `seq` applied, its presence list,
  * who is typing, and a composer that posts over the socket (over REST while the socket is down;
  * a post the server has not confirmed is kept and tried again, with the same client_id, so it
- * lands once) and tells the room while you type.
+ * lands once) and tells the room while you type. Your own messages can be edited in place and
+ * deleted; edits show "(edited)" and deleted messages "message deleted", live for everyone.
  */
 
 import { ago, clockTime, h, $, newId } from "./dom.js";
@@ -27,7 +28,8 @@ export class Chat {
     this.user = null;
     this.rooms = [];
     this.outbox = new Map(); // client_id -> a post not confirmed yet
-    this.room = null; // {slug, channel, messages: Sequence, presenceVersion, firstSeq, lastShown}
+    // {slug, channel, messages: Sequence, presenceVersion, firstSeq, lastShown, shown: Map}
+    this.room = null;
     this.typingSentAt = 0; // when this tab last told the open room that you type
     this.typingShown = false; // ...and has not said since that you stopped
     this.typers = new Map(); // user id -> {username, timer}: who types in the open room
@@ -58,6 +60,12 @@ export class Chat {
       this.room.messages.add([frame]);
       if (frame.author) this.#notTyping(frame.author.id); // what they typed has arrived
     });
+    // An edit or a deletion has a `seq` of its own in the room's sequence, in order with messages.
+    for (const type of ["message.edited", "message.deleted"]) {
+      gateway.on(type, (frame) => {
+        if (frame.room === this.room?.slug) this.room.messages.add([frame]);
+      });
+    }
     gateway.on("presence", (frame) => this.#showPresence(frame));
     gateway.on("typing", (frame) => this.#showTyping(frame));
     // The server ended a subscription itself: this user may no longer read that room.
@@ -264,11 +272,16 @@ export class Chat {
     this.#close();
     const path = `/api/rooms/${encodeURIComponent(slug)}/messages/`;
     const messages = new Sequence({
-      key: (message) => message.seq,
-      apply: (message) => this.#showMessage(message),
-      fetchAfter: async (last) => (await this.api.get(path, { after: last, limit: CATCH_UP_PAGE })).results,
+      key: (item) => item.seq,
+      apply: (item) => (item.type?.startsWith("message.") ? this.#applyChange(item) : this.#showMessage(item)),
+      // History is messages as they are now: the `seq`s of edits and deletions are gaps in it.
+      fetchAfter: async (last) => {
+        const page = await this.api.get(path, { after: last, limit: CATCH_UP_PAGE });
+        const full = page.results.length === CATCH_UP_PAGE;
+        return { items: page.results, complete: full ? page.results.at(-1).seq : page.last_seq };
+      },
     });
-    const room = { slug, channel: `room:${slug}`, messages, presenceVersion: -1, firstSeq: null };
+    const room = { slug, channel: `room:${slug}`, messages, presenceVersion: -1, firstSeq: null, shown: new Map() };
     this.room = room;
     this.#renderRooms();
     const known = this.rooms.find((candidate) => candidate.slug === slug);
@@ -288,7 +301,7 @@ export class Chat {
     if (this.room !== room) return; // another room was opened meanwhile
     messages.last = page.results.length ? page.results[0].seq - 1 : page.last_seq;
     room.firstSeq = messages.last + 1;
-    messages.add(page.results);
+    messages.add(page.results, page.last_seq);
     this.elements.earlier.hidden = room.firstSeq <= 1;
     this.#showEmptyHint();
     this.gateway.subscribe(room.channel, {
@@ -337,10 +350,17 @@ export class Chat {
     if (this.room !== room || page.results.length === 0) return;
     const list = this.elements.messages;
     const fromBottom = list.scrollHeight - list.scrollTop;
-    list.prepend(...page.results.map((message, index) => this.#messageItem(message, page.results[index - 1])));
+    list.prepend(...page.results.map((message, index) => this.#shownItem(message, page.results[index - 1])));
     list.scrollTop = list.scrollHeight - fromBottom; // keep what was in view where it was
     room.firstSeq = page.results[0].seq;
     this.elements.earlier.hidden = room.firstSeq <= 1;
+  }
+
+  /** A message's item, kept by its `seq` so that its edits and deletion find it. */
+  #shownItem(message, previous) {
+    const item = this.#messageItem(message, previous);
+    this.room.shown.set(message.seq, { message, item });
+    return item;
   }
 
   #messageItem(message, previous) {
@@ -352,17 +372,110 @@ export class Chat {
     return h(
       "li",
       {
-        class: ["message", mine && "mine", continued && "continued"].filter(Boolean).join(" "),
-        dataset: { seq: message.seq },
+        class: ["message", mine && "mine", continued && "continued", message.deleted && "deleted"]
+          .filter(Boolean)
+          .join(" "),
+        dataset: { seq: message.seq, id: message.id },
       },
       h("span", { class: "author" }, message.author_name || "anonymous"),
       h("time", { datetime: message.created_at, title: message.created_at }, clockTime(message.created_at)),
-      h("p", { class: "body" }, message.body),
+      ...this.#messageContent(message, mine),
     );
   }
 
+  /** A message's text (or that it was deleted), "(edited)", and for your own, edit and delete. */
+  #messageContent(message, mine) {
+    if (message.deleted) return [h("p", { class: "body tombstone" }, "message deleted")];
+    const parts = [h("p", { class: "body" }, message.body)];
+    if (message.edited_at) {
+      parts.push(h("span", { class: "edited", title: message.edited_at }, "(edited)"));
+    }
+    if (mine) {
+      const edit = h("button", { type: "button", class: "edit" }, "Edit");
+      const remove = h("button", { type: "button", class: "delete" }, "Delete");
+      edit.addEventListener("click", () => this.#startEditing(message));
+      remove.addEventListener("click", () => this.#change(message, { type: "chat.delete" }));
+      parts.push(h("span", { class: "actions" }, edit, remove));
+    }
+    return parts;
+  }
+
+  /** An edit or a deletion, live or replayed, applied to the message if it is shown. */
+  #applyChange(frame) {
+    this.#updateRoom(frame.room, { last_seq: frame.seq });
+    const shown = this.room.shown.get(frame.message_seq);
+    if (!shown) return; // not loaded: read as it is now when it is
+    const changed =
+      frame.type === "message.deleted"
+        ? { ...shown.message, body: "", deleted: true }
+        : { ...shown.message, body: frame.body, edited_at: frame.edited_at };
+    this.#redraw(changed);
+  }
+
+  /** Shows a message as it now is, in place (its item keeps its place and its run). */
+  #redraw(message) {
+    const shown = this.room?.shown.get(message.seq);
+    if (!shown) return;
+    shown.message = message;
+    const mine = Boolean(this.user) && message.author?.id === this.user.id;
+    shown.item.querySelectorAll(":scope > :not(.author, time)").forEach((part) => part.remove());
+    shown.item.append(...this.#messageContent(message, mine));
+    shown.item.classList.toggle("deleted", Boolean(message.deleted));
+  }
+
+  /** Your own message's text becomes a field: Enter saves, Escape gives up. */
+  #startEditing(message) {
+    const shown = this.room?.shown.get(message.seq);
+    if (!shown) return;
+    const input = h("input", { class: "edit-input", value: message.body, "aria-label": "Edit message" });
+    input.value = message.body;
+    const form = h("form", { class: "edit-form" }, input);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const body = input.value;
+      if (body.trim() && body !== message.body) this.#change(message, { type: "chat.edit", body });
+      else this.#redraw(message);
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") this.#redraw(message);
+    });
+    shown.item.querySelectorAll(":scope > :not(.author, time)").forEach((part) => part.remove());
+    shown.item.append(form);
+    input.focus();
+  }
+
+  /**
+   * Edits (`body`) or deletes your message over the socket, else over REST; the change shows
+   * when its frame comes (over REST, from the answer). One client_id for every try of an edit.
+   */
+  async #change(message, { type, body }) {
+    const room = this.room;
+    const path = `${this.#roomPath(room)}messages/${message.id}/`;
+    const clientId = newId();
+    try {
+      try {
+        const frame = { type, room: room.slug, id: message.id, client_id: clientId };
+        await this.gateway.request(type === "chat.edit" ? { ...frame, body } : frame);
+      } catch (error) {
+        if (!(error instanceof NotConnected)) throw error;
+        if (type === "chat.edit") {
+          const edited = await this.api.patch(path, { body, client_id: clientId });
+          if (this.room === room) this.#redraw(edited);
+        } else {
+          await this.api.delete(path);
+          if (this.room === room) this.#redraw({ ...message, body: "", deleted: true });
+        }
+      }
+    } catch (error) {
+      if (this.room === room) {
+        this.#redraw(message);
+        this.#showError(`${type === "chat.edit" ? "Not edited" : "Not deleted"}: ${error.message}`);
+      }
+    }
+  }
+
   #showMessage(message) {
-    const item = this.#messageItem(message, this.room.lastShown);
+    const item = this.#shownItem(message, this.room.lastShown);
     this.room.lastShown = message;
     const list = this.elements.messages;
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;

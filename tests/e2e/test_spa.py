@@ -280,6 +280,56 @@ async def test_two_people_chat_and_see_each_other(spa_server, people, open_page)
     await expect(alice.locator("#presence-anonymous")).to_have_text("and 1 anonymous")
 
 
+async def test_an_edit_and_a_deletion_are_seen_live_by_the_other_and_after_a_reload(
+    spa_server, people, open_page
+):
+    # given: alice and bob in a room, each with a message
+    slug = new_slug()
+    await make_room(slug)
+    alice = await visit(open_page, "alice", f"{spa_server.url}/#/rooms/{slug}")
+    await sign_in(alice, "alice")
+    bob = await visit(open_page, "bob", f"{spa_server.url}/#/rooms/{slug}")
+    await sign_in(bob, "bob")
+    await say(alice, "helo bob")
+    await say(bob, "hi")
+    await say(alice, "oops, wrong room")
+    for page in (alice, bob):
+        await expect(messages(page)).to_have_text(["helo bob", "hi", "oops, wrong room"])
+    # only your own messages offer edit and delete
+    await expect(bob.locator("#messages li.message button.edit")).to_have_count(1)
+    await expect(alice.locator("#messages li.message button.edit")).to_have_count(2)
+
+    # when: alice corrects her first message in place, and deletes her last one
+    first = alice.locator("#messages li.message").first
+    await first.locator("button.edit").click()
+    await first.locator("input.edit-input").fill("hello bob")
+    await first.locator("input.edit-input").press("Enter")
+    await alice.locator("#messages li.message").last.locator("button.delete").click()
+
+    # then: bob sees both at once, as alice does
+    for page in (alice, bob):
+        await expect(messages(page)).to_have_text(["hello bob", "hi", "message deleted"])
+        await expect(page.locator("#messages li.message").first.locator(".edited")).to_have_text(
+            "(edited)"
+        )
+        await expect(page.locator("#messages li.message.deleted")).to_have_count(1)
+    await expect(alice.locator("#messages li.message.deleted button")).to_have_count(0)
+
+    # when: bob reads the room again (history with gaps where the changes took their seqs)
+    await bob.reload()
+    await expect(bob.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(messages(bob)).to_have_text(["hello bob", "hi", "message deleted"])
+
+    # then: new messages still flow both ways past those gaps
+    await say(alice, "still here")
+    await say(bob, "me too")
+    for page in (alice, bob):
+        await expect(messages(page)).to_have_text(
+            ["hello bob", "hi", "message deleted", "still here", "me too"]
+        )
+    await screenshot(bob, "edits")
+
+
 async def test_the_others_see_who_is_typing_until_it_is_sent_or_stops(
     spa_server, people, open_page
 ):
