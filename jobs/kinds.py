@@ -61,14 +61,16 @@ def export_path(job: Job, fmt: str) -> str:
 
 @job_kind("room.export", "Export a room's history to a file", RoomExportParams)
 def room_export(job: Job, params: RoomExportParams, reporter: Reporter) -> dict[str, Any]:
-    """Write every message of a room, in `seq` order, a batch at a time with progress."""
+    """Write every message of a room as it is now, in `seq` order, a batch at a time with
+    progress; deleted messages are left out. Progress counts the room's `seq`s, which its
+    edits and deletions take too, so it ends at the total however many messages there were."""
     # As its owner may read it now: a room they may not read is no room, to them.
     seen = room_get(slug=params.room, viewer=job.owner)
     if seen is None:
         raise LookupError(f"No room {params.room!r}.")
     room = seen.room
     upto = room.last_seq  # a snapshot: messages posted meanwhile are not part of this export
-    reporter.log(f"Exporting {upto} messages of {room.slug} as {params.format}")
+    reporter.log(f"Exporting {room.slug} up to seq {upto} as {params.format}")
     done = 0
     # Written batch by batch to a temporary file: memory stays flat however big the room.
     with tempfile.TemporaryFile() as raw:
@@ -90,7 +92,7 @@ def room_export(job: Job, params: RoomExportParams, reporter: Reporter) -> dict[
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 done += 1
             after = until
-            reporter.progress(done, upto, f"Exported {done} of {upto} messages")
+            reporter.progress(until, upto, f"Exported {done} messages, up to seq {until} of {upto}")
         out.detach()  # flushes; the bytes stay in `raw`
         path = export_path(job, params.format)
         default_storage.delete(path)

@@ -5,9 +5,9 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from chat.services import message_post
+from chat.services import message_delete, message_edit, message_post
 from jobs.models import Job
-from tests.factories import RoomFactory, UserFactory, poster
+from tests.factories import RoomFactory, UserFactory, poster, say
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,7 +50,7 @@ def test_export_writes_every_message_in_order_for_its_owner_only(worker):
     assert done["progress"] == {
         "current": 1202,
         "total": 1202,
-        "message": "Exported 1202 of 1202 messages",
+        "message": "Exported 1202 messages, up to seq 1202 of 1202",
     }
     assert download.status_code == 200
     assert "attachment" in download["Content-Disposition"]
@@ -58,6 +58,26 @@ def test_export_writes_every_message_in_order_for_its_owner_only(worker):
     assert [row["seq"] for row in rows] == list(range(1, 1203))
     assert rows[0]["body"] == 'line 1 \u00e9 "quoted"'
     assert client_for(other).get(done["result"]["download_url"]).status_code == 404
+
+
+def test_export_writes_messages_as_they_are_now_without_the_deleted_ones(worker):
+    # given: a room whose messages were edited and deleted (each change took a seq)
+    room = RoomFactory.create(slug="changed")
+    owner = UserFactory.create()
+    first, second, third = (say(room, owner, body) for body in ("one", "two", "three"))
+    message_edit(slug="changed", poster=poster(owner), message_id=first.pk, body="one, edited")
+    message_delete(slug="changed", poster=poster(owner), message_id=second.pk)
+
+    # when
+    done = export(client_for(owner), room="changed")
+    download = client_for(owner).get(done["result"]["download_url"])
+
+    # then
+    rows = [json.loads(line) for line in download.getvalue().splitlines()]
+    assert [(row["seq"], row["body"]) for row in rows] == [(1, "one, edited"), (3, "three")]
+    assert done["result"]["messages"] == 2
+    assert (done["progress"]["current"], done["progress"]["total"]) == (5, 5)
+    assert third.seq == 3
 
 
 def test_export_as_csv(worker):
