@@ -74,6 +74,10 @@ def job_enqueue(
         raise JobError(
             JobErrorCode.RATE_LIMITED, f"Too many jobs; try again in {wait} s.", retry_after=wait
         )
+    # Marked sent in its own INSERT, not by a write after the send: a job whose request ends
+    # between commit and send is sent again by the dispatcher once it is late
+    # (JOBS_REDISPATCH_AFTER), as one whose message the broker lost.
+    send_now = (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY
     try:
         with transaction.atomic():
             _owner_lock_below_active_cap(owner)
@@ -86,6 +90,7 @@ def job_enqueue(
                 run_at=run_at,
                 idempotency_key=idempotency_key,
                 seq=1,  # its creation is the job's first event
+                dispatched_at=now if send_now else None,
             )
             _publish_update(job)
     except IntegrityError:  # a concurrent retry with the same key won
@@ -93,7 +98,7 @@ def job_enqueue(
         if earlier is None:
             raise
         return earlier, False
-    if (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY:
+    if send_now:
         _dispatch(job)
     # Later ones wait in the database: a broker holding a message for hours redelivers it
     # (Redis visibility timeout) or drops the consumer (RabbitMQ consumer timeout).
@@ -133,11 +138,11 @@ def _below_active_cap(owner: User) -> None:
 def jobs_dispatch_due(*, now: datetime | None = None) -> int:
     """Send the messages of waiting jobs that are due within the broker's delay window.
 
-    Beat runs it every 30 s. It sends the long countdowns that waited in the database, jobs
-    whose request ended between commit and send, and again the jobs whose message was sent but
-    which have not started `JOBS_REDISPATCH_AFTER` seconds after they were due (the message was
-    lost with a broker that restarted empty, or sits with a dead worker until the visibility
-    timeout). A job is claimed before it runs, so a second message is harmless. A broker that
+    Beat runs it every 30 s. It sends the long countdowns that waited in the database, and
+    again the jobs marked sent that have not started `JOBS_REDISPATCH_AFTER` seconds after
+    they were due (the message was lost with a broker that restarted empty, sits with a dead
+    worker until the visibility timeout, or was never sent: the request ended between commit
+    and send). A job is claimed before it runs, so a second message is harmless. A broker that
     refuses the message leaves the job waiting for the next round.
     """
     now = now or timezone.now()
@@ -186,6 +191,7 @@ def _job_resend_unqueued(job: Job, *, owner: User, now: datetime, run_at: dateti
     """
     if not _refused_by_broker(job):
         return job
+    send_now = (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY
     with transaction.atomic():
         _owner_lock(owner)
         # Read again under the lock: a simultaneous retry may have queued it meanwhile, and
@@ -199,12 +205,12 @@ def _job_resend_unqueued(job: Job, *, owner: User, now: datetime, run_at: dateti
             run_at=run_at,
             error=None,
             finished_at=None,
-            dispatched_at=None,
+            dispatched_at=now if send_now else None,
             seq=F("seq") + 1,
         )
         job = Job.objects.get(pk=job.pk)
         _publish_update(job)
-    if (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY:
+    if send_now:
         _dispatch(job)
     return Job.objects.get(pk=job.pk)
 
@@ -256,11 +262,13 @@ def _dispatch(job: Job) -> None:
 
 
 def _send(job: Job) -> None:
-    """Send the job's Celery message (task id = job id), to run at `run_at`."""
+    """Send the job's Celery message (task id = job id), to run at `run_at`.
+
+    The caller has already set `dispatched_at`, in the write that made the job due.
+    """
     from .tasks import run_job
 
     run_job.apply_async((str(job.id),), task_id=str(job.id), eta=job.run_at, retry=True)
-    Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now())
 
 
 def job_claim(*, job_id: str) -> Job | None:
