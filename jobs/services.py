@@ -14,7 +14,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from realtime.kernel import events
+from realtime.kernel import events, sql
 from realtime.kernel.broadcast import publish_on_commit
 from realtime.kernel.names import job_channel, job_group, owner_group
 from realtime.kernel.ratelimit import SlidingWindowLimit
@@ -33,6 +33,7 @@ BROKER_UNAVAILABLE = "BrokerUnavailable"
 ACTIVE_JOBS_RETRY_AFTER = 10
 # JOBS_ENQUEUE_RATE: one budget per user, whichever way the jobs are enqueued.
 ENQUEUE_LIMIT = SlidingWindowLimit("jobs_enqueue")
+INSERTS = sql.Inserts(Job)
 
 
 def job_enqueue(
@@ -81,16 +82,18 @@ def job_enqueue(
     try:
         with transaction.atomic():
             _owner_lock_below_active_cap(owner)
-            job = Job.objects.create(
-                owner=owner,
-                kind=kind,
-                params=clean,
-                status=JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED,
-                created_at=now,
-                run_at=run_at,
-                idempotency_key=idempotency_key,
-                seq=1,  # its creation is the job's first event
-                dispatched_at=now if send_now else None,
+            job = INSERTS.insert(
+                Job(
+                    owner=owner,
+                    kind=kind,
+                    params=clean,
+                    status=JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED,
+                    created_at=now,
+                    run_at=run_at,
+                    idempotency_key=idempotency_key,
+                    seq=1,  # its creation is the job's first event
+                    dispatched_at=now if send_now else None,
+                )
             )
             _publish_update(job)
     except IntegrityError:  # a concurrent retry with the same key won
