@@ -404,8 +404,9 @@ def _finish(
 
 
 def _publish_update(job: Job) -> None:
-    # Sent before the caller goes on: the worker's updates of this job come from another
-    # process, and one of them overtaking this would hide this state from the job's followers.
+    # A request's update goes out from its event loop after the response: the worker's next
+    # update (another process) may overtake it, and then the feeds drop this older one
+    # (realtime.sockets.job_feed): each update carries the job's whole state.
     event = job_update_event(job)
-    publish_on_commit(job_group(job.id), event, wait=True)
-    publish_on_commit(owner_group(job.owner_id), event, wait=True)
+    publish_on_commit(job_group(job.id), event)
+    publish_on_commit(owner_group(job.owner_id), event)
