@@ -73,11 +73,17 @@ def valid_query(serializer: type[serializers.Serializer], request: Request) -> d
     costs the database. Each thread keeps one serializer of each class and validates query
     after query with it (`drf_internals.revalidate`).
     """
+    return valid_data(serializer, query_data(request))
+
+
+def valid_data(serializer: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """`data` (a query, a request's body) as `serializer` validates it; refused (400) when it
+    does not. On this thread's one serializer of that class (see `valid_query`)."""
     kept: dict[type, serializers.Serializer] = _thread.__dict__.setdefault("validators", {})
     validator = kept.get(serializer)
     if validator is None:
         validator = kept[serializer] = serializer()
-    revalidate(validator, query_data(request))
+    revalidate(validator, data)
     validator.is_valid(raise_exception=True)
     return dict(validator.validated_data)
 

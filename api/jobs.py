@@ -36,7 +36,7 @@ from realtime.kernel.names import job_channel
 
 from .declared import DeclaredSerializer
 from .direct import DirectReads
-from .fields import StrictCharField, StrictFloatField, valid_query
+from .fields import StrictCharField, StrictFloatField, valid_data, valid_query
 from .pagination import PageNumberPagination, page_body
 from .schema import domain_errors
 
@@ -270,14 +270,11 @@ class JobListView(DirectReads, ListAPIView):
         ],
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        incoming = EnqueueSerializer(data=request.data)
-        incoming.is_valid(raise_exception=True)
+        incoming = valid_data(EnqueueSerializer, request.data)
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > 128:
             raise JobError(JobErrorCode.INVALID_PARAMS, "Idempotency-Key is longer than 128.")
-        job, _created = job_enqueue(
-            owner=_owner(request), idempotency_key=key, **incoming.validated_data
-        )
+        job, _created = job_enqueue(owner=_owner(request), idempotency_key=key, **incoming)
         body = EnqueuedSerializer(job, context={"request": request}).data
         return Response(
             body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["status_url"]}

@@ -14,7 +14,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from realtime.kernel import events
+from realtime.kernel import events, sql
 from realtime.kernel.broadcast import publish_on_commit
 from realtime.kernel.names import job_channel, job_group, owner_group
 from realtime.kernel.ratelimit import SlidingWindowLimit
@@ -33,6 +33,7 @@ BROKER_UNAVAILABLE = "BrokerUnavailable"
 ACTIVE_JOBS_RETRY_AFTER = 10
 # JOBS_ENQUEUE_RATE: one budget per user, whichever way the jobs are enqueued.
 ENQUEUE_LIMIT = SlidingWindowLimit("jobs_enqueue")
+INSERTS = sql.Inserts(Job)
 
 
 def job_enqueue(
@@ -74,18 +75,25 @@ def job_enqueue(
         raise JobError(
             JobErrorCode.RATE_LIMITED, f"Too many jobs; try again in {wait} s.", retry_after=wait
         )
+    # Marked sent in its own INSERT, not by a write after the send: a job whose request ends
+    # between commit and send is sent again by the dispatcher once it is late
+    # (JOBS_REDISPATCH_AFTER), as one whose message the broker lost.
+    send_now = (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY
     try:
         with transaction.atomic():
             _owner_lock_below_active_cap(owner)
-            job = Job.objects.create(
-                owner=owner,
-                kind=kind,
-                params=clean,
-                status=JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED,
-                created_at=now,
-                run_at=run_at,
-                idempotency_key=idempotency_key,
-                seq=1,  # its creation is the job's first event
+            job = INSERTS.insert(
+                Job(
+                    owner=owner,
+                    kind=kind,
+                    params=clean,
+                    status=JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED,
+                    created_at=now,
+                    run_at=run_at,
+                    idempotency_key=idempotency_key,
+                    seq=1,  # its creation is the job's first event
+                    dispatched_at=now if send_now else None,
+                )
             )
             _publish_update(job)
     except IntegrityError:  # a concurrent retry with the same key won
@@ -93,7 +101,7 @@ def job_enqueue(
         if earlier is None:
             raise
         return earlier, False
-    if (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY:
+    if send_now:
         _dispatch(job)
     # Later ones wait in the database: a broker holding a message for hours redelivers it
     # (Redis visibility timeout) or drops the consumer (RabbitMQ consumer timeout).
@@ -133,11 +141,11 @@ def _below_active_cap(owner: User) -> None:
 def jobs_dispatch_due(*, now: datetime | None = None) -> int:
     """Send the messages of waiting jobs that are due within the broker's delay window.
 
-    Beat runs it every 30 s. It sends the long countdowns that waited in the database, jobs
-    whose request ended between commit and send, and again the jobs whose message was sent but
-    which have not started `JOBS_REDISPATCH_AFTER` seconds after they were due (the message was
-    lost with a broker that restarted empty, or sits with a dead worker until the visibility
-    timeout). A job is claimed before it runs, so a second message is harmless. A broker that
+    Beat runs it every 30 s. It sends the long countdowns that waited in the database, and
+    again the jobs marked sent that have not started `JOBS_REDISPATCH_AFTER` seconds after
+    they were due (the message was lost with a broker that restarted empty, sits with a dead
+    worker until the visibility timeout, or was never sent: the request ended between commit
+    and send). A job is claimed before it runs, so a second message is harmless. A broker that
     refuses the message leaves the job waiting for the next round.
     """
     now = now or timezone.now()
@@ -186,6 +194,7 @@ def _job_resend_unqueued(job: Job, *, owner: User, now: datetime, run_at: dateti
     """
     if not _refused_by_broker(job):
         return job
+    send_now = (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY
     with transaction.atomic():
         _owner_lock(owner)
         # Read again under the lock: a simultaneous retry may have queued it meanwhile, and
@@ -199,12 +208,12 @@ def _job_resend_unqueued(job: Job, *, owner: User, now: datetime, run_at: dateti
             run_at=run_at,
             error=None,
             finished_at=None,
-            dispatched_at=None,
+            dispatched_at=now if send_now else None,
             seq=F("seq") + 1,
         )
         job = Job.objects.get(pk=job.pk)
         _publish_update(job)
-    if (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY:
+    if send_now:
         _dispatch(job)
     return Job.objects.get(pk=job.pk)
 
@@ -256,11 +265,13 @@ def _dispatch(job: Job) -> None:
 
 
 def _send(job: Job) -> None:
-    """Send the job's Celery message (task id = job id), to run at `run_at`."""
+    """Send the job's Celery message (task id = job id), to run at `run_at`.
+
+    The caller has already set `dispatched_at`, in the write that made the job due.
+    """
     from .tasks import run_job
 
     run_job.apply_async((str(job.id),), task_id=str(job.id), eta=job.run_at, retry=True)
-    Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now())
 
 
 def job_claim(*, job_id: str) -> Job | None:
@@ -393,8 +404,9 @@ def _finish(
 
 
 def _publish_update(job: Job) -> None:
-    # Sent before the caller goes on: the worker's updates of this job come from another
-    # process, and one of them overtaking this would hide this state from the job's followers.
+    # A request's update goes out from its event loop after the response: the worker's next
+    # update (another process) may overtake it, and then the feeds drop this older one
+    # (realtime.sockets.job_feed): each update carries the job's whole state.
     event = job_update_event(job)
-    publish_on_commit(job_group(job.id), event, wait=True)
-    publish_on_commit(owner_group(job.owner_id), event, wait=True)
+    publish_on_commit(job_group(job.id), event)
+    publish_on_commit(owner_group(job.owner_id), event)

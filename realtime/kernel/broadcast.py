@@ -27,33 +27,35 @@ logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT = 5.0
 
 
-def publish_on_commit(group: str, event: dict[str, Any], *, wait: bool = False) -> None:
+def publish_on_commit(group: str, event: dict[str, Any]) -> None:
     """Send `event` to `group` once the current transaction commits (at once outside one)."""
     # The group travels with the event: a process that is in several groups (a job's and its
     # owner's) receives it once per group and must know which feed it is for.
     tagged = {**event, "group": group}
-    transaction.on_commit(lambda: publish_now(group, tagged, wait=wait), robust=True)
+    transaction.on_commit(lambda: publish_now(group, tagged), robust=True)
 
 
-def publish_now(group: str, event: dict[str, Any], *, wait: bool = False) -> None:
+def publish_now(group: str, event: dict[str, Any]) -> None:
     """Send `event` to `group` from sync code; a failure is logged, never raised to the caller.
 
     The write it announces is already committed, and receivers repair gaps from the database.
     Sync code called from an event loop (a socket's database call, an ASGI request's view) has
     that loop send it, after every event committed before it, and goes on at once: the
     database thread, which every socket of the process queues for, never waits on Redis.
-    Elsewhere (a Celery worker, a management command), and always with `wait`, the call
-    returns once it is sent: an event that another process may follow with a newer one of the
-    same stream (a job's update before its worker's) must not be overtaken by it.
+    Elsewhere (a Celery worker, a management command) the call returns once it is sent.
+
+    Events of one stream sent by two processes (a job's update by the API, its next by the
+    worker) may arrive in either order: they carry the stream's `seq`, and receivers drop one
+    older than what they have, which an update carrying the whole state (a job's) supersedes.
     """
     held: list[tuple[str, dict[str, Any]]] | None = getattr(_holding, "events", None)
-    if held is not None and not wait:
+    if held is not None:
         held.append((group, event))
         return
     layer = get_channel_layer()
     if layer is None:
         return
-    loop = None if wait else calling_loop()
+    loop = calling_loop()
     if loop is not None:
         try:
             loop.call_soon_threadsafe(_publisher(loop).put, layer, group, event)

@@ -36,10 +36,10 @@ SYNC_TIMEOUT = 2.0
 _threads = threading.local()
 
 
-def thread_commands(commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+def thread_commands(commands: Sequence[tuple[Any, ...]], *, url: str | None = None) -> list[Any]:
     """Run `commands` (`("ZRANGEBYSCORE", key, low, high)`, ...) in one round trip on this
-        thread's own connection to REDIS_URL; their replies, in order, as Redis sends them (bytes,
-    no parsing by command).
+    thread's own connection to `url` (REDIS_URL by default); their replies, in order, as Redis
+    sends them (bytes, no parsing by command).
 
         A client of redis-py takes a connection from its pool and gives it back for each call:
         about 40 µs of CPU here around a 50 µs round trip, paid by each REST read of presence.
@@ -47,7 +47,7 @@ def thread_commands(commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         process). A connection that went stale (Redis restarted) is reconnected once; any other
         failure raises `RedisError` with the connection dropped, to be made again next time.
     """
-    connection = _thread_connection()
+    connection = _thread_connection(url or settings.REDIS_URL)
     packed = connection.pack_commands(commands)
     for attempt in (1, 2):
         try:
@@ -63,8 +63,7 @@ def thread_commands(commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     raise AssertionError("unreachable")
 
 
-def _thread_connection() -> ConnectionInterface:
-    url = settings.REDIS_URL
+def _thread_connection(url: str) -> ConnectionInterface:
     connections: dict[str, ConnectionInterface] | None = getattr(_threads, "connections", None)
     if connections is None:
         connections = _threads.connections = {}

@@ -12,6 +12,7 @@ thread-local lookups), against 1.4 µs for the driver's cursor; and a model read
   a broken transaction is not used. When someone watches the statements (Django's debug
   cursor: `DEBUG`, `assertNumQueries`, `CaptureQueriesContext`; or an execute wrapper), they
   run on Django's cursor instead, so that every pinned query count sees them.
+- `Inserts(model)` writes new rows as `Model.save()` would, by a statement made once.
 - `Rows(model)` names a model's columns for a `SELECT` and turns each row into an instance,
   with the converters the ORM would apply, worked out once per vendor. The instance is the
   one `Model.from_db` makes, made without its `__init__` when nothing could tell: no
@@ -170,6 +171,46 @@ class Rows(Generic[M]):
 
 
 _PLAIN_ATTRIBUTES = (DeferredAttribute, ForeignKeyDeferredAttribute)
+
+
+class Inserts(Generic[M]):
+    """A model's rows written as `Model.save()` inserts a new instance, by a statement made once.
+
+    For models whose primary key is set before the write (no auto-increment to read back).
+    The ORM builds the `INSERT` again for every save (its compiler: about 120 µs for a job
+    here); this keeps the statement per vendor and prepares each value as the ORM does
+    (`Field.pre_save`, `get_db_prep_save`). With `pre_save`/`post_save` receivers for the
+    model, it saves through the ORM, so that they still see every write.
+    """
+
+    def __init__(self, model: type[M]) -> None:
+        if model._meta.auto_field is not None:
+            raise TypeError(f"{model.__name__} has an auto-increment key: save it with the ORM")
+        self.model = model
+        self._fields = model._meta.local_concrete_fields
+
+    def insert(self, instance: M, *, using: str = DEFAULT_DB_ALIAS) -> M:
+        """Write `instance` as a new row (in the current transaction, if any) and return it."""
+        model = self.model
+        if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
+            instance.save(force_insert=True, using=using)
+            return instance
+        db = connections[using]
+        params = [
+            field.get_db_prep_save(field.pre_save(instance, True), db) for field in self._fields
+        ]
+        _run(db, self._statement(db.vendor), params, _none)
+        instance._state.adding, instance._state.db = False, using
+        return instance
+
+    @functools.cache  # noqa: B019 - one per model and vendor, for the life of the process
+    def _statement(self, vendor: str) -> str:
+        del vendor  # keys the cache: the quoting is the connection's
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(str(field.column)) for field in self._fields)
+        values = ", ".join(["%s"] * len(self._fields))
+        table = quote(self.model._meta.db_table)
+        return f"INSERT INTO {table} ({columns}) VALUES ({values})"  # noqa: S608 - names only
 
 
 def _faster(converter: Any) -> Any:

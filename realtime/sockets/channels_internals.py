@@ -46,7 +46,7 @@ class LayerlessWebsocketConsumer(AsyncWebsocketConsumer):
         its sources through a task and `asyncio.wait` per event (about 2.5 KB kept per idle
         socket), and runs Django's database clean-up in a worker thread before each one, on
         the path of every frame a client sends. Every handler that touches the database goes
-        through `database_sync_to_async`, which does that clean-up around its own call.
+        through `on_database_thread` (`database.py`), which does that clean-up around each call.
         """
         self.scope = scope
         self.channel_layer = None
@@ -60,7 +60,7 @@ class LayerlessWebsocketConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Channels' handler without its trip to a worker thread to close old database
         connections (2.8% of a connect and close in py-spy): no socket code uses the database on
-        the loop, and `database_sync_to_async` does that clean-up around each call that does.
+        the loop, and `on_database_thread` does that clean-up around each call that does.
         Channels' also leaves the consumer's `groups`, which are empty here."""
         await self.disconnect(message["code"])
         raise StopConsumer()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from pydantic import ValidationError
 
@@ -28,6 +27,7 @@ from realtime.logs.selectors import log_file_get
 
 from .accounts import fingerprint
 from .consumers import NotParsed, RoomSocket, user_ref, valid_ref
+from .database import on_database_thread
 from .job_feed import JobFeed
 from .log_feed import get_log_feeds
 from .middleware import user_for_token
@@ -37,12 +37,12 @@ from .subscription import GATEWAY, Subscription
 MAX_SUBSCRIPTIONS = 100
 
 # Each is one trip to the database thread.
-read_room_id = database_sync_to_async(room_id_get)
-read_room_replay = database_sync_to_async(room_replay)
-read_job_is_visible = database_sync_to_async(job_is_visible)
-read_job_state = database_sync_to_async(job_state_get)
-write_message_edit = database_sync_to_async(message_edit)
-write_message_delete = database_sync_to_async(message_delete)
+read_room_id = on_database_thread(room_id_get)
+read_room_replay = on_database_thread(room_replay)
+read_job_is_visible = on_database_thread(job_is_visible)
+read_job_state = on_database_thread(job_state_get)
+write_message_edit = on_database_thread(message_edit)
+write_message_delete = on_database_thread(message_delete)
 
 
 class GatewayConsumer(RoomSocket):

@@ -8,7 +8,6 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -17,13 +16,14 @@ from jobs.selectors import job_states, job_states_changed_since
 from realtime.kernel import events
 from realtime.kernel.names import JOB_LOG, JOB_UPDATE
 
+from .database import on_database_thread
 from .feed import CHECK, Feed
 from .subscription import Subscription, deliver
 
 logger = logging.getLogger(__name__)
 
-read_job_states = database_sync_to_async(job_states)
-read_job_states_changed_since = database_sync_to_async(job_states_changed_since)
+read_job_states = on_database_thread(job_states)
+read_job_states_changed_since = on_database_thread(job_states_changed_since)
 
 
 class JobFeed(Feed[Subscription]):

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth import get_user
@@ -15,6 +14,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from rest_framework.authtoken.models import Token
+
+from .database import on_database_thread
 
 Scope = dict[str, Any]
 
@@ -73,14 +74,14 @@ def session_key(scope: Scope) -> str | None:
     return cookies.get(settings.SESSION_COOKIE_NAME)
 
 
-@database_sync_to_async
+@on_database_thread
 def session_user(session_key: str) -> AbstractBaseUser | AnonymousUser:
     """The user a session cookie names (Django's own checks, incl. the session hash)."""
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     return get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
 
 
-@database_sync_to_async
+@on_database_thread
 def user_for_token(key: str) -> AbstractBaseUser | None:
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:

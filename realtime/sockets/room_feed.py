@@ -14,8 +14,6 @@ import json
 import logging
 from typing import Any, Self
 
-from channels.db import database_sync_to_async
-
 from chat.selectors import message_frames_between, room_last_seq, room_readers
 from realtime.kernel.names import (
     PRESENCE_CHANGED,
@@ -26,14 +24,15 @@ from realtime.kernel.names import (
 )
 
 from . import presence
+from .database import on_database_thread
 from .feed import CHECK, Feed
 from .subscription import GATEWAY, Subscription, deliver, encode
 
 logger = logging.getLogger(__name__)
 
-read_last_seq = database_sync_to_async(room_last_seq)
-read_frames_between = database_sync_to_async(message_frames_between)
-read_room_readers = database_sync_to_async(room_readers)
+read_last_seq = on_database_thread(room_last_seq)
+read_frames_between = on_database_thread(message_frames_between)
+read_room_readers = on_database_thread(room_readers)
 
 
 class RoomFeed(Feed[Subscription]):

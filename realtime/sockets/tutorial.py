@@ -10,7 +10,6 @@ import json
 import re
 from typing import Any
 
-from channels.db import database_sync_to_async
 from pydantic import ValidationError
 
 from chat.errors import ChatError
@@ -21,6 +20,7 @@ from realtime.kernel.codes import AnyErrorCode, CloseCode, ErrorCode
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .consumers import NotParsed, RoomSocket
+from .database import on_database_thread
 from .posting import post_queue
 from .subscription import TUTORIAL
 
@@ -38,7 +38,7 @@ class TutorialChatConsumer(RoomSocket):
             await self.close(CloseCode.INVALID_ROOM)
             return
         try:
-            room = await database_sync_to_async(room_ensure)(slug=slug)
+            room = await on_database_thread(room_ensure)(slug=slug)
         except ChatError:
             # Public rooms only: the name is taken by a room this route cannot serve.
             await self.accept()
@@ -46,7 +46,7 @@ class TutorialChatConsumer(RoomSocket):
             return
         await self.accept()
         subscription = await self.join_room(slug, room.pk, TUTORIAL)
-        subscription.go_live(await database_sync_to_async(room_last_seq)(room_id=room.pk))
+        subscription.go_live(await on_database_thread(room_last_seq)(room_id=room.pk))
         self.room = room
         await self.enter_presence(slug)
 

@@ -402,8 +402,25 @@ def test_the_dispatcher_sends_waiting_jobs_once_they_are_within_the_broker_windo
     assert stored(cancelled).dispatched_at is None
 
 
-def test_the_dispatcher_sends_a_due_job_whose_message_was_never_sent(owner):
-    # given: a job committed by a request that ended before it sent the message
+def test_the_dispatcher_sends_a_due_job_whose_message_was_never_sent(owner, settings):
+    # given: a job committed (marked sent by its own INSERT) by a request that ended before
+    # it sent the message
+    job = enqueue(owner)
+    marked = stored(job).dispatched_at
+    assert marked is not None
+
+    # when: the dispatcher runs at once, then once the job is late
+    sent_at_once = jobs_dispatch_due(now=timezone.now())
+    late = marked + timedelta(seconds=settings.JOBS_REDISPATCH_AFTER + 1)
+    sent_when_late = jobs_dispatch_due(now=late)
+
+    # then: not sent twice at once, but sent again once it should have started
+    assert (sent_at_once, sent_when_late) == (0, 1)
+    assert stored(job).dispatched_at == late
+
+
+def test_the_dispatcher_sends_a_due_job_never_marked_sent(owner):
+    # given: a due job that no one marked sent (a row written by hand, or by an older release)
     job = enqueue(owner)
     Job.objects.filter(pk=job.pk).update(dispatched_at=None)
 

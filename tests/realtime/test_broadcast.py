@@ -113,20 +113,3 @@ def test_code_outside_any_event_loop_returns_once_the_event_is_sent(layer):
     broadcast.publish_now("room.lobby", {"type": "room.message", "n": 1})
 
     assert layer.sent == [1]
-
-
-async def test_a_publish_with_wait_is_sent_before_the_caller_goes_on(monkeypatch):
-    # A job's update must be out before its worker can send a newer one from another process.
-    sent: list[int] = []
-
-    class RecordingLayer:
-        async def group_send(self, group: str, event: dict[str, Any]) -> None:
-            sent.append(event["n"])
-
-    monkeypatch.setattr(broadcast, "get_channel_layer", RecordingLayer)
-
-    def commit() -> list[int]:
-        broadcast.publish_now("job.1", {"type": "job.update", "n": 1}, wait=True)
-        return list(sent)
-
-    assert await sync_to_async(commit, thread_sensitive=True)() == [1]

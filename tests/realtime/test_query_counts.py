@@ -1,8 +1,8 @@
 """How many SQL queries each socket request makes, counted on every thread, pinned.
 
 The sockets run in process: `config.asgi.application` driven by Channels' communicator on
-this test's event loop, with the real Redis channel layer. Their handlers query on asgiref's
-database thread (`database_sync_to_async`), so the queries are counted on every thread's
+this test's event loop, with the real Redis channel layer. Their handlers query on the sockets'
+database thread (`on_database_thread`), so the queries are counted on every thread's
 connection, and the data they read is committed first (transactional tests).
 """
 
@@ -33,6 +33,7 @@ from chat.services import (
 from config.asgi import application
 from jobs.models import Job
 from jobs.services import job_enqueue
+from realtime.sockets.database import on_database_thread
 from realtime.sockets.posting import post_queue
 from tests.factories import RoomFactory, UserFactory, poster
 from tests.support.queries import QueryLog, describe
@@ -413,7 +414,7 @@ async def test_messages_of_a_private_room_reach_its_sockets_with_no_query(querie
 
     # the post itself; its delivery checks no membership (that was done at subscribe)
     with queries.capture() as statements:
-        await database_sync_to_async(message_post)(room=room, poster=poster(owner), body="x")
+        await on_database_thread(message_post)(room=room, poster=poster(owner), body="x")
         while (frame := await reader.receive())["type"] != "chat.message":
             pass
 
@@ -489,7 +490,7 @@ async def test_changes_of_a_private_room_reach_its_sockets_with_no_query(queries
 
     # the deletion itself; its delivery checks no membership (that was done at subscribe)
     with queries.capture() as statements:
-        await database_sync_to_async(message_delete)(
+        await on_database_thread(message_delete)(
             slug=room.slug, poster=poster(owner), message_id=message.pk
         )
         while (frame := await reader.receive())["type"] != "message.deleted":

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model, signals
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from chat.models import Room
 from jobs.models import Job
@@ -111,3 +112,70 @@ def test_sqlite_datetimes_read_as_django_reads_them(stored: str) -> None:
         django_converter(stored, expression, connection),
     )
     assert (ours, ours.utcoffset()) == (djangos, djangos.utcoffset())
+
+
+NOW = timezone.now()
+
+
+def a_job(**fields: Any) -> Job:
+    return Job(
+        created_at=NOW,
+        owner=UserFactory.create(),
+        kind="demo.sleep",
+        params={"text": "héllo ✓", "big": 2**70},
+        status="queued",
+        run_at=NOW,
+        idempotency_key="k",
+        seq=1,
+        **fields,
+    )
+
+
+def test_a_row_is_inserted_as_the_orm_inserts_it() -> None:
+    # given: two jobs alike but for their ids, one saved by the ORM, one by the statement
+    theirs, mine = a_job(), a_job(result={"n": [1.5, None]})
+    theirs.result = mine.result
+    theirs.save(force_insert=True)
+
+    # when
+    with CaptureQueriesContext(connection) as seen:
+        written = sql.Inserts(Job).insert(mine)
+
+    # then: one statement, the instance saved, and read back field for field as the ORM's
+    assert written is mine
+    assert len(seen.captured_queries) == 1
+    assert (mine._state.adding, mine._state.db) == (False, "default")
+    orms, ours = Job.objects.get(pk=theirs.pk), Job.objects.get(pk=mine.pk)
+    for field in Job._meta.concrete_fields:
+        if field.name not in ("id", "owner"):
+            assert getattr(ours, field.attname) == getattr(orms, field.attname), field.name
+
+
+def test_a_model_with_save_receivers_is_saved_through_the_orm() -> None:
+    seen: list[Any] = []
+
+    def receiver(sender: Any, instance: Model, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    job = a_job()
+    signals.post_save.connect(receiver, sender=Job)
+    try:
+        sql.Inserts(Job).insert(job)
+    finally:
+        signals.post_save.disconnect(receiver, sender=Job)
+    assert seen == [job]
+    assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_a_duplicate_row_raises_the_orms_integrity_error() -> None:
+    inserts = sql.Inserts(Job)
+    job = inserts.insert(a_job())
+    twin = a_job()
+    twin.owner, twin.idempotency_key = job.owner, job.idempotency_key
+    with pytest.raises(IntegrityError), transaction.atomic():
+        inserts.insert(twin)
+
+
+def test_a_model_with_an_auto_increment_key_is_refused() -> None:
+    with pytest.raises(TypeError, match="auto-increment"):
+        sql.Inserts(Room)

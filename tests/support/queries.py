@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
+from realtime.sockets.database import on_database_thread
 from realtime.sockets.posting import post_lanes
 
 
@@ -20,8 +20,8 @@ class QueryLog:
     """An `execute_wrapper` put on connections of any thread; records while `capture` runs.
 
     Django's own counters (`django_assert_num_queries`) see the test thread's connection only;
-    a socket's handlers query through `database_sync_to_async`, on asgiref's database thread,
-    and a health check on a thread of its own. This log is put on each connection made while it
+    a socket's handlers query on the sockets' database thread (`on_database_thread`), and a
+    health check on a thread of its own. This log is put on each connection made while it
     is installed (`connection_created`) and on those open before (`watch_this_thread`,
     `watch_database_thread`).
     """
@@ -53,10 +53,10 @@ class QueryLog:
     async def watch_database_thread(self) -> None:
         """Watch the connections of the threads socket requests query on.
 
-        `database_sync_to_async` calls run on asgiref's database thread; `chat.send` is written
-        on the post lane (`realtime.sockets.posting`; one lane on SQLite).
+        A socket's reads run on the sockets' database thread (`realtime.sockets.database`);
+        `chat.send` is written on the post lane (`realtime.sockets.posting`; one lane on SQLite).
         """
-        await sync_to_async(self.watch_this_thread, thread_sensitive=True)()
+        await on_database_thread(self.watch_this_thread)()
         await asyncio.get_running_loop().run_in_executor(post_lanes(), self.watch_this_thread)
 
     def _connected(self, sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
