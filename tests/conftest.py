@@ -189,9 +189,11 @@ def token(user: User) -> str:
 
 @pytest.fixture
 def fresh_rate_counters() -> None:
-    """Forget this run's rate-limit counters: user ids repeat between tests and databases."""
+    """Forget this run's rate-limit counters: user ids repeat between tests and databases,
+    and every live server's client signs in from 127.0.0.1 (DRF's login throttle,
+    `throttle_login_<address>`)."""
     prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
     client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*:throttle:*", count=1000))
+    keys = list(client.scan_iter(match=f"{prefix}:*:throttle[:_]*", count=1000))
     if keys:
         client.delete(*keys)

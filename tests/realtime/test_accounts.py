@@ -18,7 +18,12 @@ from tests.factories import PASSWORD, UserFactory
 from tests.support.processes import Service, child_env, daphne
 from tests.support.ws import WsClient
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Its browsers sign in on the shared live server, whose login rate earlier tests (the
+# contract's fuzzing) may have spent.
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_rate_counters"),
+]
 
 
 class Browser:
