@@ -187,11 +187,23 @@ def token(user: User) -> str:
     return str(Token.objects.create(user=user).key)
 
 
+def _forget_keys(kind: str) -> None:
+    """Delete this run's cache keys of one kind (`throttle`, `gate`)."""
+    prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*:{kind}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture
 def fresh_rate_counters() -> None:
     """Forget this run's rate-limit counters: user ids repeat between tests and databases."""
-    prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*:throttle:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    _forget_keys("throttle")
+
+
+@pytest.fixture
+def fresh_gates() -> None:
+    """Forget this run's write gates (read state, room activity): room and user ids repeat
+    between tests and databases."""
+    _forget_keys("gate")

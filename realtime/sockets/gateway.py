@@ -9,14 +9,21 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from pydantic import ValidationError
 
-from chat.errors import ChatError
-from chat.selectors import room_id_get, room_replay
-from chat.services import Post, TypingPace, typing_announce
+from chat.errors import ChatError, ChatErrorCode
+from chat.frames import room_state
+from chat.selectors import my_rooms, room_id_get, room_replay
+from chat.services import Post, TypingPace, read_mark, typing_announce
 from jobs.frames import job_update_frame
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
 from realtime.kernel.codes import CloseCode, ErrorCode
-from realtime.kernel.names import LOG_CHANNEL_PREFIX, job_group, owner_group
+from realtime.kernel.names import (
+    LOG_CHANNEL_PREFIX,
+    ROOM_CHANNEL_PREFIX,
+    ROOMS_MINE,
+    job_group,
+    owner_group,
+)
 from realtime.logs.selectors import log_file_get
 
 from .accounts import fingerprint
@@ -25,6 +32,7 @@ from .job_feed import JobFeed
 from .log_feed import get_log_feeds
 from .middleware import user_for_token
 from .posting import post_queue
+from .rooms_mine import RoomsMine, state_text
 from .subscription import GATEWAY, Subscription
 
 MAX_SUBSCRIPTIONS = 100
@@ -34,6 +42,8 @@ read_room_id = database_sync_to_async(room_id_get)
 read_room_replay = database_sync_to_async(room_replay)
 read_job_is_visible = database_sync_to_async(job_is_visible)
 read_job_state = database_sync_to_async(job_state_get)
+mark_read = database_sync_to_async(read_mark)
+read_my_rooms = database_sync_to_async(my_rooms)
 
 
 class GatewayConsumer(RoomSocket):
@@ -41,6 +51,7 @@ class GatewayConsumer(RoomSocket):
 
     async def connect(self) -> None:
         self.typing_pace = TypingPace()
+        self.rooms_mine: RoomsMine | None = None
         await self.accept()
         await self.send_frame(events.HelloFrame(user=self.identity))
 
@@ -77,6 +88,9 @@ class GatewayConsumer(RoomSocket):
     async def on_subscribe(self, frame: events.SubscribeFrame) -> None:
         if frame.channel.startswith(LOG_CHANNEL_PREFIX):
             await self.subscribe_log(frame)
+            return
+        if frame.channel == ROOMS_MINE:
+            await self.subscribe_rooms_mine(frame)
             return
         if not frame.channel.startswith("room:"):
             await self.subscribe_jobs(frame)
@@ -128,6 +142,49 @@ class GatewayConsumer(RoomSocket):
         await self.enter_presence(slug)
         if subscription.end_reason is not None:  # removed while this subscribe was under way
             self.room_access_ended(slug, subscription, subscription.end_reason)
+
+    async def subscribe_rooms_mine(self, frame: events.SubscribeFrame) -> None:
+        """`rooms:mine`: a snapshot of the user's rooms, then their changes (`room.state`,
+        `room.removed`), through the account group this socket is in since it was opened."""
+        if self.rooms_mine is not None:
+            raise NotParsed(ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
+        if self.identity is None:
+            raise NotParsed(ErrorCode.NOT_FOUND, "Sign in to follow your rooms.", frame.ref)
+        self.check_subscription_count(frame)
+        # Following first, then read: a change committed in between is in the snapshot or
+        # waits for it.
+        self.rooms_mine = RoomsMine(self.push_text, window=settings.CHAT_READ_WINDOW)
+        try:
+            mine = await read_my_rooms(user_id=self.identity.id)
+        except BaseException:
+            self.rooms_mine = None  # so that the client may simply ask again
+            raise
+        await self.send_frame(events.SubscribedFrame(channel=frame.channel, seq=0, ref=frame.ref))
+        snapshot = events.RoomsSnapshotFrame(
+            rooms=[room_state(row) for row in mine.rows], truncated=mine.truncated
+        )
+        await self.send_frame(snapshot)
+        self.rooms_mine.go_live()
+
+    def room_state(self, event: dict[str, Any]) -> None:
+        if self.rooms_mine is not None:
+            self.rooms_mine.state(str(event["room"]), state_text(event))
+
+    def room_removed(self, event: dict[str, Any]) -> None:
+        if self.rooms_mine is not None:
+            self.rooms_mine.removed(str(event["room"]), json.dumps(event["frame"]))
+
+    def stop_rooms_mine(self) -> None:
+        if self.rooms_mine is not None:
+            self.rooms_mine.close()
+            self.rooms_mine = None
+
+    def subscription_count(self) -> int:
+        return super().subscription_count() + (self.rooms_mine is not None)
+
+    async def leave_everything(self) -> None:
+        self.stop_rooms_mine()
+        await super().leave_everything()
 
     async def subscribe_jobs(self, frame: events.SubscribeFrame) -> None:
         """`job:<id>`: the job's snapshot, then its updates; `jobs:mine`: all my jobs' updates."""
@@ -194,6 +251,10 @@ class GatewayConsumer(RoomSocket):
             )
 
     async def on_unsubscribe(self, frame: events.UnsubscribeFrame) -> None:
+        if frame.channel == ROOMS_MINE and self.rooms_mine is not None:
+            self.stop_rooms_mine()
+            await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
+            return
         if frame.channel in self.log_subscriptions:
             self.leave_log(frame.channel)
             await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
@@ -233,6 +294,27 @@ class GatewayConsumer(RoomSocket):
             room=frame.room, user=self.identity, typing=frame.typing, pace=self.typing_pace
         )
 
+    async def on_chat_read(self, frame: events.ChatReadFrame) -> None:
+        if self.identity is None:
+            raise ChatError(ChatErrorCode.NOT_A_MEMBER, "Sign in: read state is kept for members.")
+        slug = frame.channel.removeprefix(ROOM_CHANNEL_PREFIX)
+        done = await mark_read(slug=slug, user=self.user, seq=frame.seq, conn_id=self.conn_id)
+        await self.send_frame(
+            events.ChatReadAckFrame(
+                channel=frame.channel,
+                last_read_seq=done.state.last_read_seq,
+                unread=done.state.unread,
+                ref=frame.ref,
+            )
+        )
+
+    def room_read(self, event: dict[str, Any]) -> None:
+        """This user's read position in a room moved (`AccountFeed`): tell this socket, unless
+        it is the one that moved it, and its `rooms:mine`."""
+        if event.get("conn_id") != self.conn_id:
+            self.push_text(json.dumps(event["read"]))
+        self.room_state(event)
+
     HANDLERS: dict[str, Any] = {
         "ping": on_ping,
         "auth": on_auth,
@@ -240,6 +322,7 @@ class GatewayConsumer(RoomSocket):
         "unsubscribe": on_unsubscribe,
         "chat.send": on_chat_send,
         "chat.typing": on_chat_typing,
+        "chat.read": on_chat_read,
     }
 
 
