@@ -797,12 +797,27 @@ def room_activity(*, room_id: int) -> None:
     """Messages were committed in the room: its members' `rooms:mine` hear of it, at most
     once a CHAT_READ_WINDOW (a Celery task reads every member's state in one query). The
     first post of a window is announced at once, later ones together a window later. Runs
-    after the post's commit; no query here, one Redis call."""
+    after the post's commit; no query here, and one Redis call at most (none while a trailing
+    announcement this process scheduled is due)."""
+    now = time.monotonic()
+    if _announced_until.get(room_id, 0.0) > now:
+        return  # an announcement this process scheduled reads the room after this post
     outcome = _activity_gate().offer(who=str(room_id), value=1)
     if outcome == LatestValueGate.WRITE:
         room_states_announce_later(room_id=room_id)
     elif outcome == LatestValueGate.SCHEDULE:
         room_states_announce_later(room_id=room_id, paced=True)
+        if len(_announced_until) > ANNOUNCED_ROOMS_KEPT:
+            _announced_until.clear()
+        # Runs a window from now at the earliest: what commits until a little before is in it.
+        _announced_until[room_id] = now + 0.9 * settings.CHAT_READ_WINDOW
+
+
+# Per room, until when a trailing announcement this process scheduled covers its new posts:
+# they need no Redis call. Kept for this many rooms at most (then forgotten, which costs only
+# a Redis call each).
+ANNOUNCED_ROOMS_KEPT = 10_000
+_announced_until: dict[int, float] = {}
 
 
 def room_states_announce_later(

@@ -75,6 +75,7 @@ class GatewayConsumer(RoomSocket):
         if user is None:
             raise NotParsed(ErrorCode.AUTH_FAILED, "Invalid token.", frame.ref)
         # From now on the socket counts as this user's and closes when the token is revoked.
+        self.stop_rooms_mine()  # the rooms of whoever it was before
         await self.close_account()
         self.scope["user"] = self.user = user
         self.identity = user_ref(user)

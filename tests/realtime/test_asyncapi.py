@@ -70,7 +70,7 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     other_tab = await WsClient.open(
         live_server_url, additional_headers={"Authorization": f"Token {token}"}
     )
-    await typist.send(type="chat.send", room="contract", body="and you?")
+    await typist.request(type="chat.send", room="contract", body="and you?")
     await other_tab.request(type="chat.read", channel="room:contract", seq=2)
     await client.expect("read")  # read on another tab
     await database_sync_to_async(leave_passing)(user)
