@@ -299,7 +299,9 @@ class GatewayConsumer(RoomSocket):
         if self.identity is None:
             raise ChatError(ChatErrorCode.NOT_A_MEMBER, "Sign in: read state is kept for members.")
         slug = frame.channel.removeprefix(ROOM_CHANNEL_PREFIX)
-        done = await mark_read(slug=slug, user=self.user, seq=frame.seq, conn_id=self.conn_id)
+        user = self.user
+        assert user is not None  # signed in: it has an identity
+        done = await mark_read(slug=slug, user=user, seq=frame.seq, conn_id=self.conn_id)
         await self.send_frame(
             events.ChatReadAckFrame(
                 channel=frame.channel,
