@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from chat import services
 from chat.errors import ChatError, ChatErrorCode
 from chat.models import Membership, Room
-from chat.selectors import room_get, room_list, seen_by
+from chat.selectors import my_rooms, room_get, room_list, seen_by
 from chat.services import (
     member_add,
     member_remove,
@@ -26,6 +26,8 @@ from chat.services import (
     read_state_get,
     room_create,
     room_join,
+    room_states_announce,
+    room_update,
 )
 from realtime.kernel.events import UNREAD_CAP
 from realtime.kernel.names import account_group
@@ -319,3 +321,53 @@ def test_posts_in_a_busy_room_ask_redis_about_its_activity_twice_at_most(
 
     # then: announced now, and once more a window later; the other posts cost no Redis call
     assert answers == ["write", "schedule"]
+
+
+# ---------------------------------------------------------------- rooms:mine
+
+
+def test_a_rooms_state_goes_to_each_member_as_they_see_it_and_to_nobody_else(
+    room, owner, member, listener, django_capture_on_commit_callbacks
+):
+    # given: a stranger, and mia's place at the first message
+    stranger = UserFactory.create()
+    read_mark(slug="secret", user=member, seq=1)
+    for user in (owner, member, stranger):
+        listener.join(account_group(user.pk))
+
+    # when: the room is renamed, and its members told
+    with django_capture_on_commit_callbacks(execute=True) as announced:
+        room_update(slug="secret", actor=owner, title="New name")
+    with django_capture_on_commit_callbacks(execute=True):
+        told = room_states_announce(room_id=room.pk)
+
+    # then: one announcement was scheduled; each member got their own view of the room
+    assert len(announced) == 1
+    assert told == 2
+    events = listener.wait_for(lambda events: len(events) >= 2)
+    states = {e["group"]: e["frame"]["room"] for e in events if e["type"] == "room.state"}
+    assert set(states) == {account_group(owner.pk), account_group(member.pk)}
+    assert states[account_group(member.pk)]["title"] == "New name"
+    assert (
+        states[account_group(member.pk)]["unread"],
+        states[account_group(owner.pk)]["unread"],
+    ) == (
+        2,
+        0,
+    )
+
+
+def test_my_rooms_are_the_memberships_most_recently_active_first_and_say_when_cut(owner):
+    for slug in ("quiet", "busy", "busier"):
+        made = room_create(slug=slug, created_by=owner)
+        for _ in range({"quiet": 0, "busy": 1, "busier": 2}[slug]):
+            message_post(room=made, poster=poster(owner), body="x")
+    RoomFactory.create(slug="not-mine")
+
+    everything = my_rooms(user_id=owner.pk)
+    cut = my_rooms(user_id=owner.pk, limit=2)
+
+    assert [row.room.slug for row in everything.rows] == ["busier", "busy", "quiet"]
+    assert everything.truncated is False
+    assert [row.room.slug for row in cut.rows] == ["busier", "busy"]
+    assert cut.truncated is True
