@@ -36,12 +36,14 @@ from chat.models import (
 from chat.presence import online_counts
 from chat.selectors import (
     HISTORY_MAX_LIMIT,
+    ReadState,
     VisibleRoom,
     member_list,
     message_get,
     message_history,
     room_get,
     room_list,
+    seen_by,
 )
 from chat.services import (
     Poster,
@@ -53,13 +55,15 @@ from chat.services import (
     message_edit,
     message_not_found,
     message_post,
+    read_mark,
+    read_state_get,
     room_create,
     room_join,
     room_not_found,
     room_update,
 )
 from realtime.kernel import events
-from realtime.kernel.events import bounded_string
+from realtime.kernel.events import UNREAD_CAP, bounded_string
 from realtime.kernel.listing import Listing
 from realtime.kernel.names import ROOM_SLUG_PATTERN
 
@@ -85,6 +89,22 @@ class RoomSerializer(serializers.ModelSerializer):
     role = serializers.SerializerMethodField(
         help_text="Your role in the room; null when you are not a member (or not signed in)"
     )
+    last_read_seq = serializers.IntegerField(
+        allow_null=True,
+        help_text=(
+            "The seq up to which you have read the room; null when you are not a member (and "
+            "in the answers of writes, which do not read it)"
+        ),
+    )
+    unread = serializers.IntegerField(
+        allow_null=True,
+        min_value=0,
+        max_value=UNREAD_CAP,
+        help_text=(
+            f"Messages after `last_read_seq` that others wrote ({UNREAD_CAP}: that many or "
+            "more); null as `last_read_seq`"
+        ),
+    )
 
     class Meta:
         model = Room
@@ -98,8 +118,19 @@ class RoomSerializer(serializers.ModelSerializer):
             "last_message_at",
             "last_seq",
             "online",
+            "last_read_seq",
+            "unread",
         ]
-        read_only_fields = ["kind", "created_at", "last_message_at", "last_seq", "online", "role"]
+        read_only_fields = [
+            "kind",
+            "created_at",
+            "last_message_at",
+            "last_seq",
+            "online",
+            "role",
+            "last_read_seq",
+            "unread",
+        ]
         extra_kwargs = {
             "kind": {
                 "help_text": "`public`: anyone may read it; `private`: its members only; "
@@ -124,7 +155,9 @@ class RoomSerializer(serializers.ModelSerializer):
         return room_body(instance, self.get_online(instance), self.get_role(instance))
 
 
-def room_body(room: Room, online: int | None, role: str | None) -> dict[str, Any]:
+def room_body(
+    room: Room, online: int | None, role: str | None, read: ReadState | None = None
+) -> dict[str, Any]:
     """A room's `RoomSerializer.Meta.fields`, as DRF's fields give them, without those fields.
 
     A `ModelSerializer` builds its fields from the model for each serializer made, about 1 ms
@@ -140,6 +173,8 @@ def room_body(room: Room, online: int | None, role: str | None) -> dict[str, Any
         "last_message_at": _time(room.last_message_at),
         "last_seq": room.last_seq,
         "online": online,
+        "last_read_seq": None if read is None else read.last_read_seq,
+        "unread": None if read is None else read.unread,
     }
 
 
@@ -272,11 +307,14 @@ class HistoryQuerySerializer(serializers.Serializer):
 
 def _room_bodies(rooms: list[VisibleRoom]) -> list[dict[str, Any]]:
     online = _online([seen.room.slug for seen in rooms])
-    return [room_body(seen.room, online.get(seen.room.slug), seen.role) for seen in rooms]
+    return [
+        room_body(seen.room, online.get(seen.room.slug), seen.role, seen.read) for seen in rooms
+    ]
 
 
 def _visible_body(seen: VisibleRoom) -> dict[str, Any]:
-    return room_body(seen.room, _online([seen.room.slug]).get(seen.room.slug), seen.role)
+    online = _online([seen.room.slug]).get(seen.room.slug)
+    return room_body(seen.room, online, seen.role, seen.read)
 
 
 def _user(request: Request) -> User | None:
@@ -294,9 +332,9 @@ def _poster(request: Request) -> Poster:
     return Poster(user=_user(request), address=BaseThrottle().get_ident(request))
 
 
-def _room_or_404(request: Request, slug: str) -> VisibleRoom:
+def _room_or_404(request: Request, slug: str, *, with_read: bool = False) -> VisibleRoom:
     """The room, if the caller may read it; else exactly what an unknown slug answers."""
-    seen = room_get(slug=slug, viewer=_user(request))
+    seen = room_get(slug=slug, viewer=_user(request), with_read=with_read)
     if seen is None:
         raise room_not_found(slug)
     return seen
@@ -344,14 +382,16 @@ class RoomListView(DirectReads, ListCreateAPIView):
         incoming = RoomCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         room = room_create(created_by=_user(request), **incoming.validated_data)
-        return Response(room_body(room, 0, Role.OWNER), status=status.HTTP_201_CREATED)
+        # Its creator owns it, and has read all of nothing.
+        read = None if room.created_by_id is None else ReadState(0, 0)
+        return Response(room_body(room, 0, Role.OWNER, read), status=status.HTTP_201_CREATED)
 
 
 class RoomDetailView(DirectReads):
     """One room, and its settings."""
 
     def read(self, request: Request, slug: str) -> Any:
-        return _visible_body(_room_or_404(request, slug))
+        return _visible_body(_room_or_404(request, slug, with_read=True))
 
     @extend_schema(
         operation_id="rooms_retrieve",
@@ -679,3 +719,125 @@ class RoomMessageView(APIView):
     def delete(self, request: Request, slug: str, message_id: int) -> Response:
         message_delete(slug=slug, poster=_poster(request), message_id=message_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReadStateSerializer(serializers.Serializer):
+    """A member's read position in a room, and what is left unread."""
+
+    last_read_seq = serializers.IntegerField(min_value=0, help_text="Read up to this seq")
+    unread = serializers.IntegerField(
+        min_value=0,
+        max_value=UNREAD_CAP,
+        help_text=f"Messages after it that others wrote ({UNREAD_CAP}: that many or more)",
+    )
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer (not a boolean, a float or a numeric string)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
+class ReadPutSerializer(serializers.Serializer):
+    last_read_seq = StrictIntegerField(
+        min_value=0,
+        max_value=2**63 - 1,
+        help_text="You have read up to this seq; one past the room's last counts as its last",
+    )
+
+
+def _read_body(state: ReadState) -> dict[str, int]:
+    return {"last_read_seq": state.last_read_seq, "unread": state.unread}
+
+
+_READ_ERRORS = domain_errors(ChatErrorCode.ROOM_NOT_FOUND, ChatErrorCode.NOT_A_MEMBER)
+
+
+class RoomReadView(APIView):
+    """Your read position in a room (members): read it, or move it forward."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="rooms_read_retrieve",
+        summary="Your read position and unread count",
+        description=(
+            "Members only: a public room you read without being a member is `not_a_member` "
+            "(join it to keep read state); a room you may not read is `not_found`."
+        ),
+        tags=["rooms"],
+        responses={200: ReadStateSerializer, **_READ_ERRORS},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        found = read_state_get(slug=slug, user=_signed_in(request))
+        return Response(_read_body(found.state))
+
+    @extend_schema(
+        operation_id="rooms_read_update",
+        summary="Mark the room read up to a seq",
+        description=(
+            "Moves your position forward: never back, never past the room's last seq (a seq "
+            "beyond it counts as the last). Stored at most once a second per member and room "
+            "(`CHAT_READ_WINDOW`), the latest value a moment later: send it as often as you "
+            "like. The answer is your position as it is or is about to be; your other sockets "
+            "are sent `read`."
+        ),
+        tags=["rooms"],
+        request=ReadPutSerializer,
+        responses={200: ReadStateSerializer, **_READ_ERRORS},
+    )
+    def put(self, request: Request, slug: str) -> Response:
+        incoming = ReadPutSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        seq = incoming.validated_data["last_read_seq"]
+        found = read_mark(slug=slug, user=_signed_in(request), seq=seq)
+        return Response(_read_body(found.state))
+
+
+class ReaderSerializer(serializers.Serializer):
+    user = MemberUserSerializer()
+    last_read_seq = serializers.IntegerField(min_value=0)
+
+
+class ReadersSerializer(serializers.Serializer):
+    results = ReaderSerializer(many=True)
+    last_seq = serializers.IntegerField(help_text="The room's newest seq when this was read")
+
+
+class RoomReadersView(APIView):
+    """ "Seen by": how far each member has read the room."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="rooms_readers_list",
+        summary="Who has read how far (seen by)",
+        description=(
+            "Each member's read position, furthest first: a message with seq N is seen by the "
+            "members whose `last_read_seq` is N or more. For rooms of up to "
+            "`CHAT_SEEN_BY_MAX_MEMBERS` (50) members; larger ones answer 409 `room_too_large`."
+        ),
+        tags=["rooms"],
+        responses={
+            200: ReadersSerializer,
+            **domain_errors(ChatErrorCode.ROOM_NOT_FOUND, ChatErrorCode.ROOM_TOO_LARGE),
+        },
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        room = _room_or_404(request, slug).room
+        readers = seen_by(room=room)
+        return Response(
+            {
+                "results": [
+                    {
+                        "user": {"id": reader.user_id, "username": reader.username},
+                        "last_read_seq": reader.last_read_seq,
+                    }
+                    for reader in readers
+                ],
+                "last_seq": room.last_seq,
+            }
+        )

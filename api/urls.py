@@ -26,6 +26,8 @@ urlpatterns = [
         name="room-member",
     ),
     path("rooms/<str:slug>/join/", rooms.RoomJoinView.as_view(), name="room-join"),
+    path("rooms/<str:slug>/read/", rooms.RoomReadView.as_view(), name="room-read"),
+    path("rooms/<str:slug>/readers/", rooms.RoomReadersView.as_view(), name="room-readers"),
     path("direct-rooms/", rooms.DirectRoomsView.as_view(), name="direct-rooms"),
     path("job-kinds/", jobs.JobKindListView.as_view(), name="job-kinds"),
     path("jobs/", jobs.JobListView.as_view(), name="jobs"),

@@ -19,9 +19,16 @@ class ChatErrorCode(DomainErrorCode):
     MESSAGE_NOT_FOUND = "message_not_found", 404
     NOT_MESSAGE_AUTHOR = "not_message_author", 403
     MESSAGE_DELETED = "message_deleted", 409
+    NOT_A_MEMBER = "not_a_member", 403
+    ROOM_TOO_LARGE = "room_too_large", 409
 
 
 class ChatError(DomainError):
     """A chat rule refused the request."""
 
     code: ChatErrorCode
+
+
+def room_not_found(slug: str) -> ChatError:
+    """The answer about a slug that names no room the asker may read: the same, whichever."""
+    return ChatError(ChatErrorCode.ROOM_NOT_FOUND, f"No room {slug!r}.")

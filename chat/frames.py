@@ -4,16 +4,22 @@ and how its changes (edits, deletions) look: `message.edited` and `message.delet
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from realtime.kernel import events
 from realtime.kernel.names import (
     ROOM_ACCESS_ENDED,
     ROOM_CHANGE,
     ROOM_MESSAGE,
+    ROOM_READ,
+    ROOM_REMOVED,
+    ROOM_STATE,
     ROOM_TYPING,
     room_channel,
 )
+
+if TYPE_CHECKING:
+    from .store import RoomRow
 
 # What a message's body is made from: a `Message`'s fields, or a row of `message_history`.
 MESSAGE_COLUMNS = (
@@ -159,3 +165,51 @@ def access_ended_event(slug: str, user_id: int, reason: str) -> dict[str, object
     """The channel-layer event telling every process that a user may no longer read a room:
     their subscriptions to it end with an `unsubscribed` frame giving `reason`."""
     return {"type": ROOM_ACCESS_ENDED, "room": slug, "user_id": user_id, "reason": reason}
+
+
+def room_state(row: RoomRow) -> events.RoomState:
+    """A room as a member sees it (`rooms:mine`): the room, their role and their read state."""
+    room = row.room
+    assert row.role is not None
+    assert row.last_read_seq is not None
+    assert row.unread is not None
+    return events.RoomState(
+        slug=room.slug,
+        title=room.title,
+        kind=room.kind,  # type: ignore[arg-type]
+        posting=room.posting,  # type: ignore[arg-type]
+        role=row.role,  # type: ignore[arg-type]
+        last_seq=room.last_seq,
+        last_message_at=None if room.last_message_at is None else room.last_message_at.isoformat(),
+        last_read_seq=row.last_read_seq,
+        unread=row.unread,
+    )
+
+
+def room_state_event(row: RoomRow) -> dict[str, object]:
+    """The channel-layer event (to the member's account group) of a room's state for them."""
+    frame = events.RoomStateFrame(room=room_state(row))
+    return {"type": ROOM_STATE, "room": row.room.slug, "frame": events.dump(frame)}
+
+
+def room_read_event(row: RoomRow, conn_id: str | None) -> dict[str, object]:
+    """The channel-layer event (to the member's account group) of their read position moved:
+    a `read` frame for their sockets but `conn_id` (the one that read), and the room's state
+    for their `rooms:mine`."""
+    assert row.last_read_seq is not None
+    assert row.unread is not None
+    read = events.ReadFrame(
+        channel=room_channel(row.room.slug), last_read_seq=row.last_read_seq, unread=row.unread
+    )
+    return {
+        **room_state_event(row),
+        "type": ROOM_READ,
+        "conn_id": conn_id,
+        "read": events.dump(read),
+    }
+
+
+def room_removed_event(slug: str, reason: str) -> dict[str, object]:
+    """The channel-layer event (to a user's account group) of a room no longer theirs."""
+    frame = events.RoomRemovedFrame(room=slug, reason=reason)  # type: ignore[arg-type]
+    return {"type": ROOM_REMOVED, "room": slug, "frame": events.dump(frame)}

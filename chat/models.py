@@ -82,6 +82,9 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
     joined_at = models.DateTimeField(default=timezone.now)
+    # The `seq` up to which the member has read the room: never past the room's `last_seq`,
+    # never backwards (`chat.services.read_mark`).
+    last_read_seq = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["room_id", "joined_at", "id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import secrets
 import time
@@ -19,12 +21,20 @@ from django.utils import timezone
 
 from realtime.kernel import events
 from realtime.kernel.broadcast import publish_on_commit, publish_transient
-from realtime.kernel.names import room_group
-from realtime.kernel.ratelimit import parse_rate, retry_after
+from realtime.kernel.names import account_group, room_group
+from realtime.kernel.ratelimit import LatestValueGate, parse_rate, retry_after
 
 from . import access, store
-from .errors import ChatError, ChatErrorCode
-from .frames import access_ended_event, change_event, message_event, typing_event
+from .errors import ChatError, ChatErrorCode, room_not_found
+from .frames import (
+    access_ended_event,
+    change_event,
+    message_event,
+    room_read_event,
+    room_removed_event,
+    room_state_event,
+    typing_event,
+)
 from .models import (
     CLIENT_ID_MAX_LENGTH,
     MESSAGE_MAX_LENGTH,
@@ -37,12 +47,11 @@ from .models import (
     Room,
     RoomKind,
 )
-from .selectors import VisibleRoom, room_get
+from .selectors import ReadState, VisibleRoom, member_room_states, room_get, unread_count
 
+logger = logging.getLogger(__name__)
 
-def room_not_found(slug: str) -> ChatError:
-    """The answer about a slug that names no room the asker may read: the same, whichever."""
-    return ChatError(ChatErrorCode.ROOM_NOT_FOUND, f"No room {slug!r}.")
+__all__ = ["room_not_found"]  # re-exported: the interfaces answer unknown rooms with it
 
 
 def _random_slug(prefix: str = "") -> str:
@@ -82,6 +91,7 @@ def room_create(
             room.save()
             if created_by is not None:
                 Membership.objects.create(room=room, user=created_by, role=Role.OWNER)
+                room_states_announce_later(room_id=room.pk, user_ids=[created_by.pk])
     except IntegrityError as exc:  # lost a race with another creator of the same slug
         raise ChatError(ChatErrorCode.ROOM_EXISTS, f"Room {slug!r} already exists.") from exc
     return room
@@ -120,6 +130,7 @@ def room_update(
     except ValidationError as exc:
         raise ChatError(ChatErrorCode.INVALID_ROOM, _first_error(exc)) from exc
     room.save(update_fields=["title", "posting"])
+    room_states_announce_later(room_id=room.pk)
     return visible
 
 
@@ -147,6 +158,7 @@ def direct_room_open(*, opener: User, username: str) -> tuple[VisibleRoom, bool]
                 Membership.objects.bulk_create(
                     [Membership(room=room, user=user, role=Role.MEMBER) for user in (low, high)]
                 )
+                room_states_announce_later(room_id=room.pk, user_ids=[low.pk, high.pk])
             made = True
         except IntegrityError:  # the other one opened it at the same moment
             room = Room.objects.get(direct_key=key)
@@ -214,8 +226,9 @@ def member_remove(*, slug: str, actor: User, user_id: int) -> None:
         if member.role == Role.OWNER:
             _keep_an_owner(room)
         member.delete()
+        reason = "left" if leaving else "removed"
+        publish_on_commit(account_group(user_id), room_removed_event(room.slug, reason))
         if not access.may_read(room.kind, None):
-            reason = "left" if leaving else "removed"
             publish_on_commit(room_group(room.slug), access_ended_event(room.slug, user_id, reason))
 
 
@@ -261,7 +274,12 @@ def _membership_ensure(room: Room, user: User, role: str) -> tuple[Membership, b
         return existing, False
     try:
         with transaction.atomic():
-            return Membership.objects.create(room=room, user=user, role=role), True
+            # From the room's present on: joining does not make its whole past unread.
+            member = Membership.objects.create(
+                room=room, user=user, role=role, last_read_seq=room.last_seq
+            )
+            room_states_announce_later(room_id=room.pk, user_ids=[user.pk])
+            return member, True
     except IntegrityError:  # added at the same moment by someone else
         return Membership.objects.select_related("user").get(room=room, user=user), False
 
@@ -553,6 +571,7 @@ def _write(
             message._state.db = DEFAULT_DB_ALIAS
             outcomes[n] = PostResult(message, created=True)
             publish_on_commit(room_group(slug), message_event(message, slug))
+        transaction.on_commit(functools.partial(room_activity, room_id=room_id), robust=True)
     if refused:  # a refused post spends no budget: roll back, then go again without it
         raise _Refused(refused)
 
@@ -818,3 +837,161 @@ def _first_error(exc: ValidationError) -> str:
     for field, messages in exc.message_dict.items():
         return f"{field}: {messages[0]}"
     return str(exc)
+
+
+# ------------------------------------------------------------------ read state
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    room: Room
+    state: ReadState  # the member's read position and unread count, as stored or about to be
+
+
+def _read_gate() -> LatestValueGate:
+    return LatestValueGate("read", window=settings.CHAT_READ_WINDOW)
+
+
+def read_state_get(*, slug: str, user: User) -> ReadResult:
+    """A member's read position in a room and their unread count (one query).
+
+    A room the user may not read is `not_found`; a public room they read without being a
+    member is `not_a_member`: read state is kept for members only (they join to keep it).
+    """
+    visible = room_get(slug=slug, viewer=user, with_read=True)
+    if visible is None:
+        raise room_not_found(slug)
+    if visible.read is None:
+        raise ChatError(
+            ChatErrorCode.NOT_A_MEMBER, "Read state is kept for members: join the room first."
+        )
+    return ReadResult(visible.room, visible.read)
+
+
+def read_mark(*, slug: str, user: User, seq: int, conn_id: str | None = None) -> ReadResult:
+    """The member has read the room up to `seq`: their position moves there, never back and
+    never past the room's last `seq` (a `seq` beyond it counts as the last).
+
+    Stored at most once a CHAT_READ_WINDOW per member and room, whatever the client sends:
+    the first position of a window is written now; later ones are held (the highest) and a
+    Celery task (`chat.read_flush`) writes the last a window later. The answer is the position
+    as it is, or will be once held positions are written. Each write tells the member's
+    sockets (their other tabs, and `rooms:mine`) but `conn_id`, the one that sent it.
+    """
+    current = read_state_get(slug=slug, user=user)
+    room, stored = current.room, current.state.last_read_seq
+    wanted = min(max(seq, 0), room.last_seq)
+    if wanted <= stored:
+        return current
+    outcome = _read_gate().offer(who=f"{room.pk}:{user.pk}", value=wanted)
+    if outcome == LatestValueGate.WRITE:
+        state = _read_store(room_id=room.pk, user_id=user.pk, seq=wanted, conn_id=conn_id)
+        if state is not None:
+            return ReadResult(room, state)
+    elif outcome == LatestValueGate.SCHEDULE:
+        ids = (room.pk, user.pk)
+        transaction.on_commit(lambda: _flush_later(*ids), robust=True)
+    unread = unread_count(room_id=room.pk, user_id=user.pk, last_read_seq=wanted)
+    return ReadResult(room, ReadState(wanted, unread))
+
+
+def read_flush(*, room_id: int, user_id: int) -> int | None:
+    """Write the member's held read position, if any (the trailing write of `read_mark`)."""
+    held = _read_gate().take(who=f"{room_id}:{user_id}")
+    if held is None:
+        return None
+    state = _read_store(room_id=room_id, user_id=user_id, seq=held, conn_id=None)
+    return None if state is None else state.last_read_seq
+
+
+def _flush_later(room_id: int, user_id: int) -> None:
+    from .tasks import flush_read  # the tasks module imports this one
+
+    try:
+        flush_read.apply_async((room_id, user_id), countdown=settings.CHAT_READ_WINDOW, retry=False)
+    except Exception:  # no broker: write it now rather than lose it
+        logger.warning("read state flush not scheduled; written now", exc_info=True)
+        read_flush(room_id=room_id, user_id=user_id)
+
+
+def _read_store(*, room_id: int, user_id: int, seq: int, conn_id: str | None) -> ReadState | None:
+    """Move the position forward (never back), then tell the member's sockets; None: the user
+    is no longer a member."""
+    moved = store.read_write(room_id, user_id, seq)
+    found = member_room_states(room_id=room_id, user_ids=[user_id])
+    if not found:
+        return None
+    row = found[0][1]
+    if moved:
+        publish_on_commit(account_group(user_id), room_read_event(row, conn_id))
+    assert row.last_read_seq is not None
+    assert row.unread is not None
+    return ReadState(row.last_read_seq, row.unread)
+
+
+# ------------------------------------------------------------------ rooms:mine
+
+
+def _activity_gate() -> LatestValueGate:
+    return LatestValueGate("room-activity", window=settings.CHAT_READ_WINDOW)
+
+
+def room_activity(*, room_id: int) -> None:
+    """Messages were committed in the room: its members' `rooms:mine` hear of it, at most
+    once a CHAT_READ_WINDOW (a Celery task reads every member's state in one query). The
+    first post of a window is announced at once, later ones together a window later. Runs
+    after the post's commit; no query here, and one Redis call at most (none while a trailing
+    announcement this process scheduled is due)."""
+    now = time.monotonic()
+    if _announced_until.get(room_id, 0.0) > now:
+        return  # an announcement this process scheduled reads the room after this post
+    outcome = _activity_gate().offer(who=str(room_id), value=1)
+    if outcome == LatestValueGate.WRITE:
+        room_states_announce_later(room_id=room_id)
+    elif outcome == LatestValueGate.SCHEDULE:
+        room_states_announce_later(room_id=room_id, paced=True)
+        if len(_announced_until) > ANNOUNCED_ROOMS_KEPT:
+            _announced_until.clear()
+        # Runs a window from now at the earliest: what commits until a little before is in it.
+        _announced_until[room_id] = now + 0.9 * settings.CHAT_READ_WINDOW
+
+
+# Per room, until when a trailing announcement this process scheduled covers its new posts:
+# they need no Redis call. Kept for this many rooms at most (then forgotten, which costs only
+# a Redis call each).
+ANNOUNCED_ROOMS_KEPT = 10_000
+_announced_until: dict[int, float] = {}
+
+
+def room_states_announce_later(
+    *, room_id: int, user_ids: list[int] | None = None, paced: bool = False
+) -> None:
+    """Once the transaction commits, have a Celery task tell the room's members (those of
+    `user_ids`, if given) how they see the room now (`paced`: a window later, for
+    `room_activity`'s trailing announcement)."""
+    from .tasks import announce_room_states  # the tasks module imports this one
+
+    def send() -> None:
+        try:
+            announce_room_states.apply_async(
+                (room_id, user_ids, paced),
+                countdown=settings.CHAT_READ_WINDOW if paced else 0,
+                retry=False,
+            )
+        except Exception:  # live hints only: the room list over REST is still right
+            logger.warning("room state announcement not scheduled", exc_info=True)
+
+    transaction.on_commit(send, robust=True)
+
+
+def room_states_announce(
+    *, room_id: int, user_ids: list[int] | None = None, paced: bool = False
+) -> int:
+    """Send each member (of `user_ids`, if given) the room as they see it now, to their
+    account group (`rooms:mine` on their sockets, in every process): how many were told."""
+    if paced:
+        _activity_gate().take(who=str(room_id))  # the next window opens now
+    found = member_room_states(room_id=room_id, user_ids=user_ids)
+    for user_id, row in found:
+        publish_on_commit(account_group(user_id), room_state_event(row))
+    return len(found)

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from django.db import connection
 
 from realtime.kernel import sql
+from realtime.kernel.events import UNREAD_CAP
 
 from .models import Membership, Message, PostingBudget, Room
 
@@ -87,6 +88,11 @@ class Statements:
     history_newest_first: str
     message: str  # a message of the room with a slug, with the viewer's role in the room
     take_seq: str  # the room's next `seq`, for a change of one of its messages
+    room_read: str  # the room with a slug, with the viewer's role and read state
+    read_write: str  # a member's read position moved forward
+    unread_after: str  # a member's unread count from a given position
+    member_states: str  # a room with each member's role and read state; `{only}` per call
+    my_rooms: str  # the rooms a user is a member of, most recently active first, with state
 
 
 @functools.cache
@@ -99,6 +105,12 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
     # The viewer's membership, joined to `r`; and the rooms they may read (`access.may_read`).
     viewers = f"LEFT JOIN {member} v ON v.room_id = r.id AND v.user_id = %s"
     visible = "(r.kind = 'public' OR v.role IS NOT NULL)"
+    # The viewer's read state (NULL each when not a member): their position, and the unread.
+    read_state = (
+        f"v.last_read_seq, CASE WHEN v.user_id IS NULL THEN NULL ELSE {_unread(message)} END"
+    )
+    # Rooms never written to last (NULLS LAST, spelled so both databases read it alike).
+    by_activity = "ORDER BY r.last_message_at IS NULL, r.last_message_at DESC, r.slug"
     return Statements(
         # Count `hits` more posts for `who` in period `period_no`: the row rolls over to the
         # new period (the one before becomes `earlier_hits`, or 0 if it was longer ago).
@@ -157,11 +169,9 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
             f"SELECT {ROOMS.columns('r')}, v.role FROM {room} r {viewers} "
             f"WHERE r.slug = %s AND {visible}"
         ),
-        # Rooms never written to last (NULLS LAST, spelled so both databases read it alike).
         rooms=(
-            f"SELECT {ROOMS.columns('r')}, v.role FROM {room} r {viewers} WHERE {visible} "
-            f"ORDER BY r.last_message_at IS NULL, r.last_message_at DESC, r.slug "
-            f"LIMIT %s OFFSET %s"
+            f"SELECT {ROOMS.columns('r')}, v.role, {read_state} FROM {room} r {viewers} "
+            f"WHERE {visible} {by_activity} LIMIT %s OFFSET %s"
         ),
         room_count=f"SELECT COUNT(*) FROM {room} r {viewers} WHERE {visible}",
         history_oldest_first=_history(message, room, viewers, visible, "ASC"),
@@ -174,6 +184,41 @@ def _statements(vendor: str) -> Statements:  # the vendor keys the cache; quote_
         # Takes the room row's lock as `lock_room` does, but is no activity of the room: an
         # edit does not bring an old room to the top of the list.
         take_seq=f"UPDATE {room} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",
+        room_read=(
+            f"SELECT {ROOMS.columns('r')}, v.role, {read_state} FROM {room} r {viewers} "
+            f"WHERE r.slug = %s AND {visible}"
+        ),
+        # Only forward: a write that lost a race to a later one changes nothing.
+        read_write=(
+            f"UPDATE {member} SET last_read_seq = %s "
+            f"WHERE room_id = %s AND user_id = %s AND last_read_seq < %s RETURNING last_read_seq"
+        ),
+        unread_after=f"SELECT {_unread(message, '%s', '%s')} FROM {room} r WHERE r.id = %s",
+        member_states=(
+            f"SELECT {ROOMS.columns('r')}, v.user_id, v.role, {read_state} "
+            f"FROM {member} v JOIN {room} r ON r.id = v.room_id "
+            f"WHERE r.id = %s{{only}}"
+        ),
+        my_rooms=(
+            f"SELECT {ROOMS.columns('r')}, v.role, {read_state} "
+            f"FROM {member} v JOIN {room} r ON r.id = v.room_id "
+            f"WHERE v.user_id = %s {by_activity} LIMIT %s"
+        ),
+    )
+
+
+def _unread(message: str, position: str = "v.last_read_seq", reader: str = "v.user_id") -> str:
+    """How many messages of room `r` after `position` the reader has not read, up to UNREAD_CAP.
+
+    The one place that says which messages count as unread: those after the position that
+    someone else wrote and that are not deleted. Messages, not `seq`s: edits and deletes take
+    `seq`s of their own, so `last_seq - position` would count them. The count reads at most
+    UNREAD_CAP rows of the (room, seq) index.
+    """
+    return (
+        f"(SELECT COUNT(*) FROM (SELECT 1 FROM {message} u WHERE u.room_id = r.id "
+        f"AND u.seq > {position} AND (u.author_id IS NULL OR u.author_id <> {reader}) "
+        f"AND NOT u.deleted LIMIT {UNREAD_CAP}) unread)"
     )
 
 
@@ -282,10 +327,63 @@ def room(slug: str, viewer: int | None) -> tuple[Room, str | None] | None:
     return None if found is None else (ROOMS.load(found[:-1]), found[-1])
 
 
-def rooms(viewer: int | None, offset: int, limit: int) -> list[tuple[Room, str | None]]:
-    """A page of the rooms `viewer` may read, each with their role in it."""
+class RoomRow(NamedTuple):
+    """A room as a viewer sees it: their role, and their read state (None: not a member)."""
+
+    room: Room
+    role: str | None
+    last_read_seq: int | None
+    unread: int | None
+
+
+def _room_row(found: Sequence[Any]) -> RoomRow:
+    *columns, role, last_read_seq, unread = found
+    return RoomRow(
+        ROOMS.load(columns),
+        role,
+        None if last_read_seq is None else int(last_read_seq),
+        None if unread is None else int(unread),
+    )
+
+
+def room_read(slug: str, viewer: int | None) -> RoomRow | None:
+    """The room with this slug if `viewer` may read it, with their role and read state."""
+    found = sql.row(statements().room_read, [viewer, slug])
+    return None if found is None else _room_row(found)
+
+
+def rooms(viewer: int | None, offset: int, limit: int) -> list[RoomRow]:
+    """A page of the rooms `viewer` may read, each with their role and read state in it."""
     found = sql.rows(statements().rooms, [viewer, limit, offset])
-    return [(ROOMS.load(row[:-1]), row[-1]) for row in found]
+    return [_room_row(row) for row in found]
+
+
+def read_write(room_id: int, user_id: int, seq: int) -> bool:
+    """Move a member's read position forward to `seq`; False when it was there already."""
+    return sql.row(statements().read_write, [seq, room_id, user_id, seq]) is not None
+
+
+def unread_after(room_id: int, user_id: int, position: int) -> int:
+    """A member's unread count in a room if they had read up to `position`."""
+    found = sql.row(statements().unread_after, [position, user_id, room_id])
+    assert found is not None  # the caller read the room
+    return int(found[0])
+
+
+def member_states(room_id: int, user_ids: Sequence[int] | None = None) -> list[tuple[int, RoomRow]]:
+    """The room as each of its members sees it (those of `user_ids` only, if given): (user id,
+    row) each."""
+    if user_ids is not None and not user_ids:
+        return []
+    only = "" if user_ids is None else f" AND v.user_id IN ({', '.join(['%s'] * len(user_ids))})"
+    found = sql.rows(statements().member_states.format(only=only), [room_id, *(user_ids or ())])
+    columns = len(Room._meta.concrete_fields)
+    return [(int(row[columns]), _room_row((*row[:columns], *row[columns + 1 :]))) for row in found]
+
+
+def my_rooms(user_id: int, limit: int) -> list[RoomRow]:
+    """The rooms `user_id` is a member of, most recently active first, with their state."""
+    return [_room_row(row) for row in sql.rows(statements().my_rooms, [user_id, limit])]
 
 
 def room_count(viewer: int | None) -> int:

@@ -12,7 +12,8 @@ import { Gateway } from "./socket.js";
 
 const POLL_AFTER_MS = 4_000; // the socket has been down this long: read over REST instead
 const POLL_EVERY_MS = 5_000;
-const ROOM_LIST_REFRESH_MS = 30_000; // the room list has no live channel of its own
+// Signed in, the rooms you are a member of are live (`rooms:mine`); public ones are read again.
+const ROOM_LIST_REFRESH_MS = 30_000;
 
 const api = new Api(configuredApiBase());
 const badge = $("#connection");

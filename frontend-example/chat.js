@@ -8,6 +8,9 @@
  * a post the server has not confirmed is kept and tried again, with the same client_id, so it
  * lands once) and tells the room while you type. Your own messages can be edited in place and
  * deleted; edits show "(edited)" and deleted messages "message deleted", live for everyone.
+ * Signed in, the room list is live (`rooms:mine`: each room's last activity and your unread
+ * count, a badge), the open room is marked read as its messages are shown, and "seen by" under
+ * the last message says which other members have read up to it.
  */
 
 import { ago, clockTime, h, $, newId } from "./dom.js";
@@ -20,6 +23,10 @@ const CATCH_UP_PAGE = 200;
 // While you type, the room is told at most this often; the server forwards one `typing` per
 // CHAT_TYPING_INTERVAL (3 s) and each shows for twice that, so it does not flicker.
 const TYPING_EVERY_MS = 2_000;
+// The open room is marked read at most this often (the server stores one a second anyway).
+const READ_EVERY_MS = 1_000;
+// "Seen by" is read again this often while a room is open (others' reads are not pushed).
+const SEEN_BY_EVERY_MS = 3_000;
 
 export class Chat {
   constructor({ api, gateway }) {
@@ -33,6 +40,9 @@ export class Chat {
     this.typingSentAt = 0; // when this tab last told the open room that you type
     this.typingShown = false; // ...and has not said since that you stopped
     this.typers = new Map(); // user id -> {username, timer}: who types in the open room
+    this.readTimer = null; // a mark-read waiting for READ_EVERY_MS
+    this.readSentAt = 0;
+    this.seenByTimer = null;
     this.elements = {
       rooms: $("#room-list"),
       createForm: $("#room-create"),
@@ -53,8 +63,29 @@ export class Chat {
       composer: $("#composer"),
       input: $("#message-input"),
       typing: $("#typing"),
+      seenBy: $("#seen-by"),
       error: $("#chat-error"),
     };
+    // The live room list: the rooms you are a member of, with your unread count in each.
+    gateway.on("rooms.snapshot", (frame) => {
+      for (const state of frame.rooms) this.#roomState(state);
+      this.#renderRooms();
+    });
+    gateway.on("room.state", (frame) => {
+      this.#roomState(frame.room);
+      this.#renderRooms();
+    });
+    gateway.on("room.removed", (frame) => {
+      this.rooms = this.rooms.filter((room) => room.slug !== frame.room || room.kind === "public");
+      const left = this.rooms.find((room) => room.slug === frame.room);
+      if (left) Object.assign(left, { role: null, unread: null, last_read_seq: null });
+      this.#renderRooms();
+    });
+    // Read on another tab: its badge clears here too.
+    gateway.on("read", (frame) => {
+      const slug = frame.channel.replace(/^room:/, "");
+      this.#updateRoom(slug, { unread: frame.unread, last_read_seq: frame.last_read_seq });
+    });
     gateway.on("chat.message", (frame) => {
       if (frame.room !== this.room?.slug) return;
       this.room.messages.add([frame]);
@@ -105,6 +136,8 @@ export class Chat {
 
   setUser(user) {
     this.user = user;
+    if (user) this.gateway.subscribe("rooms:mine");
+    else this.gateway.unsubscribe("rooms:mine");
     this.typingShown = false; // a new identity gets a new socket, which told nobody anything
     this.elements.createForm.hidden = !user;
     this.elements.directForm.hidden = !user;
@@ -139,11 +172,21 @@ export class Chat {
           h("span", { class: "room-kind" }, room.kind === "public" ? "" : room.kind),
           h("span", { class: "room-online" }, room.online == null ? "" : `${room.online} online`),
           h("span", { class: "room-activity" }, ago(room.last_message_at)),
+          room.unread ? h("span", { class: "unread", title: "unread messages" }, room.unread >= 100 ? "99+" : String(room.unread)) : null,
         ),
       ),
     );
     if (items.length === 0) items.push(h("li", { class: "empty" }, "No rooms yet."));
     this.elements.rooms.replaceChildren(...items);
+  }
+
+  /** A room's state from `rooms:mine`: its place in the list, added if it is new to it. */
+  #roomState(state) {
+    const room = this.rooms.find((candidate) => candidate.slug === state.slug);
+    if (room) Object.assign(room, state);
+    else this.rooms.push({ ...state, online: null });
+    this.rooms.sort((a, b) => (b.last_message_at ?? "").localeCompare(a.last_message_at ?? "") || a.slug.localeCompare(b.slug));
+    if (state.slug === this.slug && state.unread) this.#markRead();
   }
 
   #updateRoom(slug, change) {
@@ -304,6 +347,8 @@ export class Chat {
     messages.add(page.results, page.last_seq);
     this.elements.earlier.hidden = room.firstSeq <= 1;
     this.#showEmptyHint();
+    this.#markRead();
+    this.#loadSeenBy();
     this.gateway.subscribe(room.channel, {
       since: () => messages.last,
       onSubscribed: (reply) => {
@@ -316,6 +361,10 @@ export class Chat {
 
   #close() {
     if (!this.room) return;
+    clearTimeout(this.readTimer);
+    this.readTimer = null;
+    clearTimeout(this.seenByTimer);
+    this.elements.seenBy.textContent = "";
     this.#stopTyping();
     for (const typer of this.typers.values()) clearTimeout(typer.timer);
     this.typers.clear();
@@ -492,6 +541,8 @@ export class Chat {
     }
     if (atBottom || item.classList.contains("mine")) list.scrollTop = list.scrollHeight;
     this.#updateRoom(message.room, { last_message_at: message.created_at, last_seq: message.seq });
+    this.#markRead();
+    this.#renderSeenBy();
   }
 
   #showEmptyHint() {
@@ -510,6 +561,68 @@ export class Chat {
     this.elements.anonymous.textContent = frame.anonymous ? `and ${frame.anonymous} anonymous` : "";
     this.elements.online.textContent = `${frame.count} online`;
     this.#updateRoom(room.slug, { online: frame.count });
+  }
+
+  // ---------------------------------------------------------------- read state
+
+  /** The open room is read up to its last message shown: tell the server (members only),
+   * at most every READ_EVERY_MS, over the socket or else over REST. */
+  #markRead() {
+    const room = this.room;
+    if (!room || !this.user || this.readTimer || room.messages.last == null) return;
+    const wait = Math.max(0, this.readSentAt + READ_EVERY_MS - Date.now());
+    this.readTimer = setTimeout(() => this.#sendRead(room), wait);
+  }
+
+  async #sendRead(room) {
+    this.readTimer = null;
+    if (this.room !== room || document.hidden) return;
+    const listed = this.rooms.find((candidate) => candidate.slug === room.slug);
+    if (!listed || listed.role == null) return; // read state is kept for members only
+    const seq = room.messages.last;
+    if (listed.last_read_seq != null && seq <= listed.last_read_seq && !listed.unread) return;
+    this.readSentAt = Date.now();
+    let state;
+    try {
+      try {
+        state = await this.gateway.request({ type: "chat.read", channel: room.channel, seq });
+      } catch (error) {
+        if (!(error instanceof NotConnected)) throw error;
+        state = await this.api.put(`${this.#roomPath(room)}read/`, { last_read_seq: seq });
+      }
+    } catch {
+      return; // a badge that stays is no harm: the next message tries again
+    }
+    this.#updateRoom(room.slug, { unread: state.unread, last_read_seq: state.last_read_seq });
+  }
+
+  /** "Seen by": which other members have read up to the open room's last message. */
+  async #loadSeenBy() {
+    const room = this.room;
+    clearTimeout(this.seenByTimer);
+    if (!room || !this.user) return;
+    try {
+      room.readers = (await this.api.get(`${this.#roomPath(room)}readers/`)).results;
+    } catch {
+      room.readers = []; // too large a room, or not readable: nothing to say
+    }
+    if (this.room !== room) return;
+    this.#renderSeenBy();
+    this.seenByTimer = setTimeout(() => this.#loadSeenBy(), SEEN_BY_EVERY_MS);
+  }
+
+  #renderSeenBy() {
+    const room = this.room;
+    const last = room?.lastShown;
+    if (!room || !last || !room.readers) {
+      this.elements.seenBy.textContent = "";
+      return;
+    }
+    const names = room.readers
+      .filter((reader) => reader.user.id !== this.user?.id && reader.user.id !== last.author?.id)
+      .filter((reader) => reader.last_read_seq >= last.seq)
+      .map((reader) => reader.user.username);
+    this.elements.seenBy.textContent = names.length ? `Seen by ${names.join(", ")}` : "";
   }
 
   // ---------------------------------------------------------------- typing

@@ -187,13 +187,25 @@ def token(user: User) -> str:
     return str(Token.objects.create(user=user).key)
 
 
+def _forget_keys(kind: str) -> None:
+    """Delete this run's cache keys whose name starts with `kind` (a `SCAN` pattern)."""
+    prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*:{kind}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture
 def fresh_rate_counters() -> None:
     """Forget this run's rate-limit counters: user ids repeat between tests and databases,
     and every live server's client signs in from 127.0.0.1 (DRF's login throttle,
     `throttle_login_<address>`)."""
-    prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*:throttle[:_]*", count=1000))
-    if keys:
-        client.delete(*keys)
+    _forget_keys("throttle[:_]")
+
+
+@pytest.fixture
+def fresh_gates() -> None:
+    """Forget this run's write gates (read state, room activity): room and user ids repeat
+    between tests and databases."""
+    _forget_keys("gate:")

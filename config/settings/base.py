@@ -317,6 +317,11 @@ CHAT_POST_RATE = env.str("CHAT_POST_RATE", default="60/min")
 # Typing indicators: at most one "typing" per socket and room is forwarded each this many
 # seconds (the rest are dropped); each tells its receivers to show it for twice as long.
 CHAT_TYPING_INTERVAL = env.float("CHAT_TYPING_INTERVAL", default=3.0)
+# Read state: a member's read position in a room is stored at most once this many seconds
+# (the latest value a moment after); `rooms:mine` tells a socket of a room's state as often.
+CHAT_READ_WINDOW = env.float("CHAT_READ_WINDOW", default=1.0)
+# "Seen by" (`/api/rooms/{slug}/readers/`) answers for rooms of up to this many members.
+CHAT_SEEN_BY_MAX_MEMBERS = env.int("CHAT_SEEN_BY_MAX_MEMBERS", default=50)
 # Request bodies above this many bytes are refused with 413 before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
 

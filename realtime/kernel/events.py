@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .codes import ErrorCodeField
-from .names import CHANNEL_PATTERN, ROOM_SLUG_PATTERN
+from .names import CHANNEL_PATTERN, ROOM_CHANNEL_PATTERN, ROOM_SLUG_PATTERN
 
 PROTOCOL_VERSION = 1
 
@@ -38,9 +38,13 @@ ChannelName = Annotated[
         pattern=CHANNEL_PATTERN,
         strict=True,
         description=(
-            "`room:<slug>`, `job:<uuid>` (owner or staff), `jobs:mine` or `log:<name>` (staff)"
+            "`room:<slug>`, `job:<uuid>` (owner or staff), `jobs:mine`, `rooms:mine` (signed "
+            "in) or `log:<name>` (staff)"
         ),
     ),
+]
+RoomChannel = Annotated[
+    str, Field(pattern=ROOM_CHANNEL_PATTERN, strict=True, description="`room:<slug>`")
 ]
 
 
@@ -156,6 +160,21 @@ class ChatDeleteFrame(Frame):
     ref: Ref | None = None
 
 
+class ChatReadFrame(Frame):
+    """You have read the room up to `seq`: answered by `chat.read_ack`.
+
+    Members only (signed in; a public room's reader who is not a member gets `not_a_member`,
+    a room you may not read `not_found`). A `seq` past the room's last is taken as its last,
+    and the position never goes back. Send it as often as you like: it is stored at most once
+    a second (`CHAT_READ_WINDOW`) per member and room, the latest value a moment later.
+    """
+
+    type: Literal["chat.read"]
+    channel: RoomChannel
+    seq: Seq
+    ref: Ref | None = None
+
+
 ClientFrameType = (
     PingFrame
     | AuthFrame
@@ -165,6 +184,7 @@ ClientFrameType = (
     | ChatTypingFrame
     | ChatEditFrame
     | ChatDeleteFrame
+    | ChatReadFrame
 )
 ClientFrame = Annotated[ClientFrameType, Field(discriminator="type")]
 client_frame_adapter: TypeAdapter[ClientFrameType] = TypeAdapter(ClientFrame)
@@ -178,6 +198,7 @@ CLIENT_FRAME_TYPES = frozenset(
         "chat.typing",
         "chat.edit",
         "chat.delete",
+        "chat.read",
     }
 )
 
@@ -389,6 +410,87 @@ class TypingFrame(Frame):
     )
 
 
+# Unread counts stop here ("this many or more"): counting reads at most this many rows.
+UNREAD_CAP = 100
+UnreadCount = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=UNREAD_CAP,
+        description=(
+            f"Messages after your read position that others wrote; {UNREAD_CAP} means "
+            f"{UNREAD_CAP} or more"
+        ),
+    ),
+]
+
+
+class ChatReadAckFrame(Frame):
+    """Reply to `chat.read`: your read position in the room now, and what is left unread."""
+
+    type: Literal["chat.read_ack"] = "chat.read_ack"
+    channel: RoomChannel
+    last_read_seq: Seq
+    unread: UnreadCount
+    ref: Ref | None = None
+
+
+class ReadFrame(Frame):
+    """You read a room on another socket or over REST (another tab): clear its badge.
+
+    Sent to your other sockets (signed in as you) whenever your stored position moves, at
+    most once a second per room.
+    """
+
+    type: Literal["read"] = "read"
+    channel: RoomChannel
+    last_read_seq: Seq
+    unread: UnreadCount
+
+
+class RoomState(Frame):
+    """One of your rooms as you see it: a room of the REST list, with your read state."""
+
+    slug: RoomSlug
+    title: str
+    kind: Literal["public", "private", "direct"]
+    posting: Literal["anyone", "members", "admins"]
+    role: Literal["owner", "admin", "member"]
+    last_seq: Seq
+    last_message_at: Timestamp | None
+    last_read_seq: Seq
+    unread: UnreadCount
+
+
+class RoomsSnapshotFrame(Frame):
+    """Sent after `subscribed` to `rooms:mine`: the rooms you are a member of, most recently
+    active first, at most 500 (`truncated`: there are more; read them over REST)."""
+
+    type: Literal["rooms.snapshot"] = "rooms.snapshot"
+    channel: Literal["rooms:mine"] = "rooms:mine"
+    rooms: list[RoomState]
+    truncated: bool
+
+
+class RoomStateFrame(Frame):
+    """One of your rooms changed (`rooms:mine`): new messages, your unread count, its title or
+    settings, or you became a member. The whole state each time: the latest one wins. At most
+    one a second per room and socket (changes in between are coalesced)."""
+
+    type: Literal["room.state"] = "room.state"
+    channel: Literal["rooms:mine"] = "rooms:mine"
+    room: RoomState
+
+
+class RoomRemovedFrame(Frame):
+    """A room is no longer one of yours (`rooms:mine`): you were removed, or you left."""
+
+    type: Literal["room.removed"] = "room.removed"
+    channel: Literal["rooms:mine"] = "rooms:mine"
+    room: RoomSlug
+    reason: Literal["removed", "left"]
+
+
 class JobProgress(Frame):
     current: int
     total: int
@@ -516,6 +618,11 @@ ServerFrame = Annotated[
     | ChatDeletedFrame
     | PresenceFrame
     | TypingFrame
+    | ChatReadAckFrame
+    | ReadFrame
+    | RoomsSnapshotFrame
+    | RoomStateFrame
+    | RoomRemovedFrame
     | JobUpdateFrame
     | JobLogFrame
     | LogLinesFrame

@@ -19,10 +19,14 @@ LOG_NAME_PATTERN = rf"^{LOG_NAME_CHARS}$"
 
 # Socket channels a client may subscribe to.
 JOBS_MINE = "jobs:mine"
+ROOMS_MINE = "rooms:mine"
 ROOM_CHANNEL_PREFIX = "room:"
 JOB_CHANNEL_PREFIX = "job:"
 LOG_CHANNEL_PREFIX = "log:"
-CHANNEL_PATTERN = rf"^(room:{ROOM_SLUG_CHARS}|job:{UUID_CHARS}|jobs:mine|log:{LOG_NAME_CHARS})$"
+CHANNEL_PATTERN = (
+    rf"^(room:{ROOM_SLUG_CHARS}|job:{UUID_CHARS}|jobs:mine|rooms:mine|log:{LOG_NAME_CHARS})$"
+)
+ROOM_CHANNEL_PATTERN = rf"^room:{ROOM_SLUG_CHARS}$"
 
 # Types of channel-layer events (not socket frames).
 ROOM_MESSAGE = "room.message"
@@ -33,6 +37,10 @@ PRESENCE_CHANGED = "presence.changed"
 JOB_UPDATE = "job.update"
 JOB_LOG = "job.log"
 ACCOUNT_REVOKED = "account.revoked"
+# To a user's account group: their read state or view of a room changed, or they lost it.
+ROOM_READ = "room.read"  # a member's read position moved: their other sockets, and rooms:mine
+ROOM_STATE = "room.state"  # a room as a member sees it now (rooms:mine)
+ROOM_REMOVED = "room.removed"  # a member may no longer read a room, or it is gone (rooms:mine)
 
 
 def room_channel(slug: str) -> str:

@@ -127,3 +127,83 @@ return 0
 def counters_url() -> str:
     """The Redis of the default cache, where the counters live (its keys made by the cache)."""
     return str(settings.CACHES["default"]["LOCATION"])
+
+
+class LatestValueGate:
+    """At most one write a window per key, and the last value never lost.
+
+    `offer` answers WRITE for the first value in a window (the caller writes it now); later
+    ones are held in Redis, the highest kept (the values only grow: read positions), and the
+    first held one answers SCHEDULE: the caller has a trailing write done `window` seconds
+    later, which `take`s the held value. Until that write, every value is held (HELD), so
+    the trailing write and a new first write never fall in the same window; `take` opens the
+    next window itself. With Redis down every value is a WRITE: the database's own bounds
+    still hold, and losing a write would be worse.
+    """
+
+    WRITE = "write"
+    SCHEDULE = "schedule"
+    HELD = "held"
+
+    def __init__(self, scope: str, *, window: float) -> None:
+        self.scope = scope
+        self.window_ms = max(1, int(window * 1000))
+
+    def _keys(self, who: str) -> list[str]:
+        base = cache.make_key(f"gate:{self.scope}:{who}")
+        return [f"{base}:open", f"{base}:held", f"{base}:due"]
+
+    def offer(self, *, who: str, value: int) -> str:
+        """Offer `value` for `who`: WRITE it now, SCHEDULE a trailing write, or HELD."""
+        try:
+            (answer,) = thread_commands(
+                [("EVAL", _OFFER, 3, *self._keys(who), value, self.window_ms)],
+                url=counters_url(),
+            )
+        except RedisError:
+            logger.warning("gate %s not kept: cache unavailable", self.scope)
+            return self.WRITE
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
+
+    def take(self, *, who: str) -> int | None:
+        """The held value for the trailing write (None: none held), opening the next window."""
+        try:
+            (held,) = thread_commands(
+                [("EVAL", _TAKE, 3, *self._keys(who), self.window_ms)], url=counters_url()
+            )
+        except RedisError:
+            logger.warning("gate %s: held value lost, cache unavailable", self.scope)
+            return None
+        return None if held is None else int(held)
+
+
+# KEYS: open (a write happened in this window), held (highest value held), due (a trailing
+# write is scheduled). A due write that never comes (the worker away) is given up after 30
+# windows: values are written directly again.
+_OFFER = """
+local function hold()
+  local held = tonumber(redis.call('GET', KEYS[2]) or '-1')
+  if tonumber(ARGV[1]) > held then
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', 30 * tonumber(ARGV[2]))
+  end
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  hold()
+  return 'held'
+end
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
+  return 'write'
+end
+hold()
+redis.call('SET', KEYS[3], '1', 'PX', 30 * tonumber(ARGV[2]))
+return 'schedule'
+"""
+
+_TAKE = """
+local held = redis.call('GET', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
+if held then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return held
+"""

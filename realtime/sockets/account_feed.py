@@ -1,11 +1,12 @@
-"""A user's sockets in this process, closed when the session or token they were opened with ends."""
+"""A user's sockets in this process: closed when the session or token they were opened with
+ends, and told of the user's rooms (read positions, `rooms:mine`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any, Protocol, Self
 
-from realtime.kernel.names import ACCOUNT_REVOKED
+from realtime.kernel.names import ACCOUNT_REVOKED, ROOM_READ, ROOM_REMOVED, ROOM_STATE
 
 from .feed import Feed
 
@@ -19,9 +20,16 @@ class AccountSocket(Protocol):
 
     def revoked(self) -> None: ...
 
+    def room_read(self, event: dict[str, Any]) -> None: ...
+
+    def room_state(self, event: dict[str, Any]) -> None: ...
+
+    def room_removed(self, event: dict[str, Any]) -> None: ...
+
 
 class AccountFeed(Feed[AccountSocket]):
-    """A user's sockets in this process; closes those whose session or token has ended."""
+    """A user's sockets in this process; closes those whose session or token has ended, and
+    hands each the user's room events (read positions, room states)."""
 
     name = "account-feed"
 
@@ -31,6 +39,14 @@ class AccountFeed(Feed[AccountSocket]):
         return cls(group)
 
     async def handle(self, event: dict[str, Any]) -> None:
+        method = self.ROOM_EVENTS.get(event.get("type"))
+        if method is not None:
+            for socket in list(self.subscriptions):
+                try:
+                    getattr(socket, method)(event)
+                except Exception:
+                    logger.exception("telling a socket of %s failed", event.get("type"))
+            return
         if event.get("type") != ACCOUNT_REVOKED:
             return
         ended = set(event.get("credentials", ()))
@@ -40,3 +56,10 @@ class AccountFeed(Feed[AccountSocket]):
                     socket.revoked()
                 except Exception:
                     logger.exception("closing a signed-out socket failed")
+
+    # Each room event, and the socket method it is handed to.
+    ROOM_EVENTS: dict[object, str] = {
+        ROOM_READ: "room_read",
+        ROOM_STATE: "room_state",
+        ROOM_REMOVED: "room_removed",
+    }

@@ -168,6 +168,15 @@ class RoomSocket(LayerlessWebsocketConsumer):
         logger.info("closing %s: its credentials were revoked", self.conn_id)
         self.closing = asyncio.ensure_future(self._leave_and_close(CloseCode.SIGNED_OUT))
 
+    def room_read(self, event: dict[str, Any]) -> None:
+        """The user's read position in a room moved: nothing here (the gateway tells)."""
+
+    def room_state(self, event: dict[str, Any]) -> None:
+        """One of the user's rooms changed: nothing here (the gateway's `rooms:mine` tells)."""
+
+    def room_removed(self, event: dict[str, Any]) -> None:
+        """A room is no longer the user's: nothing here (the gateway's `rooms:mine` tells)."""
+
     def _write(self, text: str) -> Coroutine[Any, Any, None]:
         # Straight to the server's ASGI `send`: this runs once per recipient of every message.
         return self.base_send({"type": "websocket.send", "text": text})

@@ -8,21 +8,29 @@ from typing import Any
 from django.conf import settings
 from pydantic import ValidationError
 
-from chat.errors import ChatError
-from chat.selectors import room_id_get, room_replay
+from chat.errors import ChatError, ChatErrorCode
+from chat.frames import room_state
+from chat.selectors import my_rooms, room_id_get, room_replay
 from chat.services import (
     ChangeResult,
     Post,
     TypingPace,
     message_delete,
     message_edit,
+    read_mark,
     typing_announce,
 )
 from jobs.frames import job_update_frame
 from jobs.selectors import job_is_visible, job_state_get
 from realtime.kernel import events
 from realtime.kernel.codes import CloseCode, ErrorCode
-from realtime.kernel.names import LOG_CHANNEL_PREFIX, job_group, owner_group
+from realtime.kernel.names import (
+    LOG_CHANNEL_PREFIX,
+    ROOM_CHANNEL_PREFIX,
+    ROOMS_MINE,
+    job_group,
+    owner_group,
+)
 from realtime.logs.selectors import log_file_get
 
 from .accounts import fingerprint
@@ -32,6 +40,7 @@ from .job_feed import JobFeed
 from .log_feed import get_log_feeds
 from .middleware import user_for_token
 from .posting import post_queue
+from .rooms_mine import RoomsMine, state_text
 from .subscription import GATEWAY, Subscription
 
 MAX_SUBSCRIPTIONS = 100
@@ -43,6 +52,8 @@ read_job_is_visible = on_database_thread(job_is_visible)
 read_job_state = on_database_thread(job_state_get)
 write_message_edit = on_database_thread(message_edit)
 write_message_delete = on_database_thread(message_delete)
+mark_read = on_database_thread(read_mark)
+read_my_rooms = on_database_thread(my_rooms)
 
 
 class GatewayConsumer(RoomSocket):
@@ -50,6 +61,7 @@ class GatewayConsumer(RoomSocket):
 
     async def connect(self) -> None:
         self.typing_pace = TypingPace()
+        self.rooms_mine: RoomsMine | None = None
         await self.accept()
         await self.send_frame(events.HelloFrame(user=self.identity))
 
@@ -73,6 +85,7 @@ class GatewayConsumer(RoomSocket):
         if user is None:
             raise NotParsed(ErrorCode.AUTH_FAILED, "Invalid token.", frame.ref)
         # From now on the socket counts as this user's and closes when the token is revoked.
+        self.stop_rooms_mine()  # the rooms of whoever it was before
         await self.close_account()
         self.scope["user"] = self.user = user
         self.identity = user_ref(user)
@@ -86,6 +99,9 @@ class GatewayConsumer(RoomSocket):
     async def on_subscribe(self, frame: events.SubscribeFrame) -> None:
         if frame.channel.startswith(LOG_CHANNEL_PREFIX):
             await self.subscribe_log(frame)
+            return
+        if frame.channel == ROOMS_MINE:
+            await self.subscribe_rooms_mine(frame)
             return
         if not frame.channel.startswith("room:"):
             await self.subscribe_jobs(frame)
@@ -137,6 +153,49 @@ class GatewayConsumer(RoomSocket):
         await self.enter_presence(slug)
         if subscription.end_reason is not None:  # removed while this subscribe was under way
             self.room_access_ended(slug, subscription, subscription.end_reason)
+
+    async def subscribe_rooms_mine(self, frame: events.SubscribeFrame) -> None:
+        """`rooms:mine`: a snapshot of the user's rooms, then their changes (`room.state`,
+        `room.removed`), through the account group this socket is in since it was opened."""
+        if self.rooms_mine is not None:
+            raise NotParsed(ErrorCode.ALREADY_SUBSCRIBED, "Already subscribed.", frame.ref)
+        if self.identity is None:
+            raise NotParsed(ErrorCode.NOT_FOUND, "Sign in to follow your rooms.", frame.ref)
+        self.check_subscription_count(frame)
+        # Following first, then read: a change committed in between is in the snapshot or
+        # waits for it.
+        self.rooms_mine = RoomsMine(self.push_text, window=settings.CHAT_READ_WINDOW)
+        try:
+            mine = await read_my_rooms(user_id=self.identity.id)
+        except BaseException:
+            self.rooms_mine = None  # so that the client may simply ask again
+            raise
+        await self.send_frame(events.SubscribedFrame(channel=frame.channel, seq=0, ref=frame.ref))
+        snapshot = events.RoomsSnapshotFrame(
+            rooms=[room_state(row) for row in mine.rows], truncated=mine.truncated
+        )
+        await self.send_frame(snapshot)
+        self.rooms_mine.go_live()
+
+    def room_state(self, event: dict[str, Any]) -> None:
+        if self.rooms_mine is not None:
+            self.rooms_mine.state(str(event["room"]), state_text(event))
+
+    def room_removed(self, event: dict[str, Any]) -> None:
+        if self.rooms_mine is not None:
+            self.rooms_mine.removed(str(event["room"]), json.dumps(event["frame"]))
+
+    def stop_rooms_mine(self) -> None:
+        if self.rooms_mine is not None:
+            self.rooms_mine.close()
+            self.rooms_mine = None
+
+    def subscription_count(self) -> int:
+        return super().subscription_count() + (self.rooms_mine is not None)
+
+    async def leave_everything(self) -> None:
+        self.stop_rooms_mine()
+        await super().leave_everything()
 
     async def subscribe_jobs(self, frame: events.SubscribeFrame) -> None:
         """`job:<id>`: the job's snapshot, then its updates; `jobs:mine`: all my jobs' updates."""
@@ -203,6 +262,10 @@ class GatewayConsumer(RoomSocket):
             )
 
     async def on_unsubscribe(self, frame: events.UnsubscribeFrame) -> None:
+        if frame.channel == ROOMS_MINE and self.rooms_mine is not None:
+            self.stop_rooms_mine()
+            await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
+            return
         if frame.channel in self.log_subscriptions:
             self.leave_log(frame.channel)
             await self.send_frame(events.UnsubscribedFrame(channel=frame.channel, ref=frame.ref))
@@ -258,6 +321,29 @@ class GatewayConsumer(RoomSocket):
             room=frame.room, user=self.identity, typing=frame.typing, pace=self.typing_pace
         )
 
+    async def on_chat_read(self, frame: events.ChatReadFrame) -> None:
+        if self.identity is None:
+            raise ChatError(ChatErrorCode.NOT_A_MEMBER, "Sign in: read state is kept for members.")
+        slug = frame.channel.removeprefix(ROOM_CHANNEL_PREFIX)
+        user = self.user
+        assert user is not None  # signed in: it has an identity
+        done = await mark_read(slug=slug, user=user, seq=frame.seq, conn_id=self.conn_id)
+        await self.send_frame(
+            events.ChatReadAckFrame(
+                channel=frame.channel,
+                last_read_seq=done.state.last_read_seq,
+                unread=done.state.unread,
+                ref=frame.ref,
+            )
+        )
+
+    def room_read(self, event: dict[str, Any]) -> None:
+        """This user's read position in a room moved (`AccountFeed`): tell this socket, unless
+        it is the one that moved it, and its `rooms:mine`."""
+        if event.get("conn_id") != self.conn_id:
+            self.push_text(json.dumps(event["read"]))
+        self.room_state(event)
+
     HANDLERS: dict[str, Any] = {
         "ping": on_ping,
         "auth": on_auth,
@@ -267,6 +353,7 @@ class GatewayConsumer(RoomSocket):
         "chat.typing": on_chat_typing,
         "chat.edit": on_chat_edit,
         "chat.delete": on_chat_delete,
+        "chat.read": on_chat_read,
     }
 
 

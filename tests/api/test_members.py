@@ -74,6 +74,12 @@ def every_operation_on(client: APIClient, slug: str, user_id: int) -> list[tuple
             ),
         ),
         ("remove", lambda: client.delete(f"/api/rooms/{slug}/members/{user_id}/")),
+        ("read state", lambda: client.get(f"/api/rooms/{slug}/read/")),
+        (
+            "mark read",
+            lambda: client.put(f"/api/rooms/{slug}/read/", {"last_read_seq": 1}, "json"),
+        ),
+        ("seen by", lambda: client.get(f"/api/rooms/{slug}/readers/")),
     ]
     answers = []
     for what, call in calls:
@@ -138,6 +144,8 @@ def test_creating_a_private_room_with_or_without_a_slug(owner):
         "last_message_at": None,
         "last_seq": 0,
         "online": 0,
+        "last_read_seq": 0,
+        "unread": 0,
     }
     assert len(unnamed.json()["slug"]) >= 20
     assert direct.status_code == 400

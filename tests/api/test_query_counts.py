@@ -575,3 +575,66 @@ def test_direct_room_opened_again(api, owner, django_assert_num_queries):
         response = api.post("/api/direct-rooms/", {"username": "friend"}, format="json")
 
     assert response.status_code == 200
+
+
+# ---------------------------------------------------------------- read state
+
+
+@pytest.mark.parametrize(("rooms", "page_size"), SIZES)
+def test_rooms_list_with_unread_counts(api, owner, django_assert_num_queries, rooms, page_size):
+    # given: rooms of the owner's, each with messages by someone else
+    writer = UserFactory.create()
+    for n in range(rooms):
+        room = room_create(slug=f"mine-{n}", created_by=owner)
+        for _ in range(3):
+            message_post(room=room, poster=poster(writer), body="unread")
+
+    # token; the page, each room's unread counted inside it: then the count
+    with django_assert_num_queries(3):
+        response = api.get(f"/api/rooms/?page_size={page_size}")
+
+    assert {room["unread"] for room in response.json()["results"]} == {3}
+
+
+def test_read_state_get(api, private, django_assert_num_queries):
+    # token; the room with the reader's role and read state
+    with django_assert_num_queries(2):
+        response = api.get(f"/api/rooms/{private.slug}/read/")
+
+    assert response.status_code == 200
+
+
+def test_read_state_put_written(api, private, fresh_gates, django_assert_num_queries):
+    # token; the room with the read state; the write; the state after it (also what the
+    # member's other sockets are sent)
+    with django_assert_num_queries(4):
+        response = api.put(f"/api/rooms/{private.slug}/read/", {"last_read_seq": 1}, "json")
+
+    assert response.json()["last_read_seq"] == 1
+
+
+def test_read_state_put_held(api, owner, django_assert_num_queries, fresh_gates):
+    room = room_create(slug="busy", created_by=owner)
+    writer = UserFactory.create()
+    for _ in range(3):
+        message_post(room=room, poster=poster(writer), body="x")
+    api.put("/api/rooms/busy/read/", {"last_read_seq": 1}, "json")
+
+    # token; the room with the read state; the unread count at the held position (no write)
+    with django_assert_num_queries(3):
+        response = api.put("/api/rooms/busy/read/", {"last_read_seq": 2}, "json")
+
+    assert response.json() == {"last_read_seq": 2, "unread": 1}
+
+
+@pytest.mark.parametrize("members", [2, 40])
+def test_room_readers(api, owner, django_assert_num_queries, members):
+    room = room_create(slug="seen", created_by=owner)
+    for _ in range(members - 1):
+        room_join(slug=room.slug, user=UserFactory.create())
+
+    # token; the room; its members' positions (one more than the most, to tell it is too big)
+    with django_assert_num_queries(3):
+        response = api.get("/api/rooms/seen/readers/")
+
+    assert len(response.json()["results"]) == members

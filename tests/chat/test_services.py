@@ -238,7 +238,8 @@ def test_a_post_is_announced_once_after_commit_and_a_retry_or_refusal_not_at_all
     with django_capture_on_commit_callbacks() as refusal, pytest.raises(ChatError):
         message_post(room=room, poster=poster(user), body="")
 
-    assert (len(posted), len(retried), len(refusal)) == (1, 0, 0)
+    # the message to the room's sockets, and the room's activity to its members' room lists
+    assert (len(posted), len(retried), len(refusal)) == (2, 0, 0)
 
 
 def test_the_event_of_a_message_carries_its_seq_and_its_frame():

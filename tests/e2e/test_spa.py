@@ -793,3 +793,42 @@ async def test_a_private_room_and_a_direct_room_are_seen_by_their_members_only(
     await bob.reload()
     await expect(bob.locator("#room-list .room-kind", has_text="direct")).to_have_count(0)
     await screenshot(alice, "members")
+
+
+async def test_an_unread_badge_comes_live_clears_on_opening_and_the_writer_sees_seen_by(
+    spa_server, people, open_page
+):
+    # given: alice's private room with bob in it; bob has another room open
+    lobby, slug = new_slug("lobby"), new_slug("secret")
+    await make_room(lobby, "Lobby")
+    alice = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(alice, "alice")
+    await alice.locator("#room-create input[name=slug]").fill(slug)
+    await alice.locator("#room-create input[name=title]").fill("Just us")
+    await alice.locator("#room-create input[name=private]").check()
+    await alice.locator("#room-create button[type=submit]").click()
+    await expect(alice.locator("#room-title")).to_have_text("Just us")
+    await alice.locator("#member-invite input[name=username]").fill("bob")
+    await alice.locator("#member-invite button[type=submit]").click()
+    await expect(alice.locator("#member-list li .role")).to_have_text(["owner", "member"])
+    bob = await visit(open_page, "bob", f"{spa_server.url}/#/rooms/{lobby}")
+    await sign_in(bob, "bob")
+    await expect(bob.locator("#room-title")).to_have_text("Lobby")
+    badge = bob.locator(f'#room-list li[data-slug="{slug}"] .unread')
+    await expect(badge).to_have_count(0)
+
+    # when: alice writes twice
+    await say(alice, "are you there?")
+    await say(alice, "news inside")
+
+    # then: bob's badge comes live, with no reload (rooms:mine)
+    await expect(badge).to_have_text("2")
+
+    # when: bob opens the room
+    await bob.locator(f'#room-list li[data-slug="{slug}"] a').click()
+    await expect(messages(bob)).to_have_text(["are you there?", "news inside"])
+
+    # then: his badge clears, and alice sees he has read her last message
+    await expect(badge).to_have_count(0)
+    await expect(alice.locator("#seen-by")).to_have_text("Seen by bob")
+    await screenshot(alice, "seen-by")

@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from rest_framework.authtoken.models import Token
 
+from chat.services import member_add, member_remove, room_create
 from jobs.services import job_enqueue
 from realtime.kernel.codes import CloseCode, error_codes
 from tests.factories import RoomFactory, UserFactory
@@ -20,8 +21,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def make_user_and_room() -> tuple[Any, str]:
     user = UserFactory.create(username="speaker", is_staff=True)  # staff may follow logs
-    RoomFactory.create(slug="contract")
+    room_create(slug="contract", created_by=user)  # a room of theirs: rooms:mine tells of it
+    other = UserFactory.create(username="host")
+    room_create(slug="passing", created_by=other)
+    member_add(slug="passing", actor=other, username="speaker")
     return user, str(Token.objects.create(user=user).key)
+
+
+def leave_passing(user: Any) -> None:
+    member_remove(slug="passing", actor=user, user_id=user.pk)
 
 
 def make_typist() -> str:
@@ -41,6 +49,8 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     await client.request(type="auth", token=token)
     await client.request(type="subscribe", channel=f"job:{job.pk}")  # before it runs
     await client.request(type="ping")
+    await client.request(type="subscribe", channel="rooms:mine")
+    await client.expect("rooms.snapshot")
     await client.request(type="subscribe", channel="room:contract")
     await client.expect("presence")
     typist = await WsClient.open(
@@ -59,6 +69,16 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     await client.expect("message.edited")
     await client.request(type="chat.delete", room="contract", id=sent["id"])
     await client.expect("message.deleted")
+    await client.expect("room.state", timeout=20)  # the room's activity, from the worker
+    await client.request(type="chat.read", channel="room:contract", seq=1)
+    other_tab = await WsClient.open(
+        live_server_url, additional_headers={"Authorization": f"Token {token}"}
+    )
+    await typist.request(type="chat.send", room="contract", body="and you?")
+    await other_tab.request(type="chat.read", channel="room:contract", seq=2)
+    await client.expect("read")  # read on another tab
+    await database_sync_to_async(leave_passing)(user)
+    await client.expect("room.removed")
     await client.request(type="subscribe", channel="room:contract", since=0)  # already: error
     await client.request(type="unsubscribe", channel="room:contract")
     await client.request(type="subscribe", channel="room:contract", since=99)  # ahead: resync
@@ -77,6 +97,7 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     assert seen == server_messages("gateway"), seen ^ server_messages("gateway")
     await client.close()
     await typist.close()
+    await other_tab.close()
 
 
 async def test_tutorial_frames_and_close_code_are_the_documented_ones(live_server_url):

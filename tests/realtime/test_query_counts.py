@@ -501,6 +501,40 @@ async def test_changes_of_a_private_room_reach_its_sockets_with_no_query(queries
     await reader.close()
 
 
+@pytest.mark.usefixtures("fresh_gates")
+async def test_chat_read(queries):
+    owner, token = await user_with_token()
+    room = await private_room_of(owner, 3)
+    socket = await Socket(headers=token_header(token)).open()
+
+    # the room with the reader's read state; the write; the state after it (the ack's unread,
+    # and what the member's other sockets and room list are sent)
+    with queries.capture() as statements:
+        reply = await socket.request(type="chat.read", channel=f"room:{room.slug}", seq=2)
+
+    assert (reply["type"], reply["last_read_seq"]) == ("chat.read_ack", 2)
+    assert_count(statements, 3)
+    await socket.close()
+
+
+@pytest.mark.parametrize("rooms", [1, 20])
+async def test_subscribe_to_my_rooms(queries, rooms):
+    owner, token = await user_with_token()
+    for n in range(rooms):
+        await database_sync_to_async(room_create)(slug=f"mine-{n}", created_by=owner)
+    socket = await Socket(headers=token_header(token)).open()
+
+    # the snapshot: every room with the member's read state and unread count, in one query
+    with queries.capture() as statements:
+        reply = await socket.request(type="subscribe", channel="rooms:mine")
+        snapshot = await socket.receive()
+
+    assert reply["type"] == "subscribed"
+    assert len(snapshot["rooms"]) == rooms
+    assert_count(statements, 1)
+    await socket.close()
+
+
 # ---------------------------------------------------------------- jobs
 
 
