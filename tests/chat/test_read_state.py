@@ -20,6 +20,8 @@ from chat.selectors import my_rooms, room_get, room_list, seen_by
 from chat.services import (
     member_add,
     member_remove,
+    message_delete,
+    message_edit,
     message_post,
     read_flush,
     read_mark,
@@ -127,6 +129,23 @@ def test_unread_counts_messages_others_wrote_not_seqs(room, owner, member):
     assert read_state_get(slug="secret", user=member).state.unread == 4
     Membership.objects.filter(room=room, user=owner).update(last_read_seq=0)
     assert read_state_get(slug="secret", user=owner).state.unread == 2
+
+
+def test_edits_and_deletions_take_seqs_but_are_not_unread_and_a_deleted_message_is_not(
+    room, owner, member
+):
+    # given: mia has read everything; olive posts two, edits one and deletes the other
+    Membership.objects.filter(room=room, user=member).update(
+        last_read_seq=Room.objects.get(pk=room.pk).last_seq
+    )
+    kept = message_post(room=room, poster=poster(owner), body="kept").message
+    gone = message_post(room=room, poster=poster(owner), body="gone").message
+    message_edit(slug="secret", poster=poster(owner), message_id=kept.pk, body="kept, edited")
+    message_delete(slug="secret", poster=poster(owner), message_id=gone.pk)
+
+    # then: four seqs later, one message is unread: the edited one, once
+    assert Room.objects.get(pk=room.pk).last_seq == stored(room, member) + 4
+    assert read_state_get(slug="secret", user=member).state.unread == 1
 
 
 def test_unread_counts_stop_at_the_cap():
