@@ -7,6 +7,7 @@ server is restarted under a page, which must reconnect and resume without a gap 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import urllib.request
 import uuid
@@ -762,11 +763,25 @@ async def test_a_private_room_and_a_direct_room_are_seen_by_their_members_only(
     await expect(carol.locator("#chat-error")).to_contain_text(f"No room '{slug}'")
     await say(alice, "carol must not see this")
     await expect(messages(bob)).to_have_text(["the plan is at noon", "carol must not see this"])
+    # ...nor its edits, its members typing, their reads and unread counts
+    last = alice.locator("#messages li.message").last
+    await last.locator("button.edit").click()
+    await last.locator("input.edit-input").fill("carol must not see this edit")
+    await last.locator("input.edit-input").press("Enter")
+    await expect(messages(bob)).to_have_text(
+        ["the plan is at noon", "carol must not see this edit"]
+    )
+    await bob.locator("#message-input").fill("typing where carol cannot see")
+    await expect(alice.locator("#typing")).to_contain_text("bob")
     await expect(carol.locator(f'#room-list li[data-slug="{slug}"]')).to_have_count(0)
     seen_by_carol = await carol.locator("body").inner_text()
     for secret in ("Secret plans", "the plan is at noon", "carol must not see this"):
         assert secret not in seen_by_carol
         assert not [text for text in received if secret in text]
+    # no frame of the room at all: only her own refused request named it
+    frames = [json.loads(text) for text in received if text.startswith("{")]
+    about_it = [frame for frame in frames if slug in json.dumps(frame)]
+    assert {frame.get("type") for frame in about_it} <= {"error", None}, about_it
     assert received  # the recorders did hear her page's traffic
 
     # when: alice removes bob while his page has the room open
