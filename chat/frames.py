@@ -198,9 +198,7 @@ def room_read_event(row: RoomRow, conn_id: str | None) -> dict[str, object]:
     for their `rooms:mine`."""
     assert row.last_read_seq is not None
     assert row.unread is not None
-    read = events.ReadFrame(
-        channel=room_channel(row.room.slug), last_read_seq=row.last_read_seq, unread=row.unread
-    )
+    read = events.ReadFrame(room=row.room.slug, last_read_seq=row.last_read_seq, unread=row.unread)
     return {
         **room_state_event(row),
         "type": ROOM_READ,

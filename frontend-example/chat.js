@@ -83,8 +83,7 @@ export class Chat {
     });
     // Read on another tab: its badge clears here too.
     gateway.on("read", (frame) => {
-      const slug = frame.channel.replace(/^room:/, "");
-      this.#updateRoom(slug, { unread: frame.unread, last_read_seq: frame.last_read_seq });
+      this.#updateRoom(frame.room, { unread: frame.unread, last_read_seq: frame.last_read_seq });
     });
     gateway.on("chat.message", (frame) => {
       if (frame.room !== this.room?.slug) return;
@@ -585,7 +584,7 @@ export class Chat {
     let state;
     try {
       try {
-        state = await this.gateway.request({ type: "chat.read", channel: room.channel, seq });
+        state = await this.gateway.request({ type: "chat.read", room: room.slug, seq });
       } catch (error) {
         if (!(error instanceof NotConnected)) throw error;
         state = await this.api.put(`${this.#roomPath(room)}read/`, { last_read_seq: seq });

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .codes import ErrorCodeField
-from .names import CHANNEL_PATTERN, ROOM_CHANNEL_PATTERN, ROOM_SLUG_PATTERN
+from .names import CHANNEL_PATTERN, ROOM_SLUG_PATTERN
 
 PROTOCOL_VERSION = 1
 
@@ -42,9 +42,6 @@ ChannelName = Annotated[
             "in) or `log:<name>` (staff)"
         ),
     ),
-]
-RoomChannel = Annotated[
-    str, Field(pattern=ROOM_CHANNEL_PATTERN, strict=True, description="`room:<slug>`")
 ]
 
 
@@ -170,7 +167,7 @@ class ChatReadFrame(Frame):
     """
 
     type: Literal["chat.read"]
-    channel: RoomChannel
+    room: RoomSlug
     seq: Seq
     ref: Ref | None = None
 
@@ -429,7 +426,7 @@ class ChatReadAckFrame(Frame):
     """Reply to `chat.read`: your read position in the room now, and what is left unread."""
 
     type: Literal["chat.read_ack"] = "chat.read_ack"
-    channel: RoomChannel
+    room: RoomSlug
     last_read_seq: Seq
     unread: UnreadCount
     ref: Ref | None = None
@@ -443,7 +440,7 @@ class ReadFrame(Frame):
     """
 
     type: Literal["read"] = "read"
-    channel: RoomChannel
+    room: RoomSlug
     last_read_seq: Seq
     unread: UnreadCount
 

@@ -26,7 +26,6 @@ LOG_CHANNEL_PREFIX = "log:"
 CHANNEL_PATTERN = (
     rf"^(room:{ROOM_SLUG_CHARS}|job:{UUID_CHARS}|jobs:mine|rooms:mine|log:{LOG_NAME_CHARS})$"
 )
-ROOM_CHANNEL_PATTERN = rf"^room:{ROOM_SLUG_CHARS}$"
 
 # Types of channel-layer events (not socket frames).
 ROOM_MESSAGE = "room.message"

@@ -26,7 +26,6 @@ from realtime.kernel import events
 from realtime.kernel.codes import CloseCode, ErrorCode
 from realtime.kernel.names import (
     LOG_CHANNEL_PREFIX,
-    ROOM_CHANNEL_PREFIX,
     ROOMS_MINE,
     job_group,
     owner_group,
@@ -324,13 +323,12 @@ class GatewayConsumer(RoomSocket):
     async def on_chat_read(self, frame: events.ChatReadFrame) -> None:
         if self.identity is None:
             raise ChatError(ChatErrorCode.NOT_A_MEMBER, "Sign in: read state is kept for members.")
-        slug = frame.channel.removeprefix(ROOM_CHANNEL_PREFIX)
         user = self.user
         assert user is not None  # signed in: it has an identity
-        done = await mark_read(slug=slug, user=user, seq=frame.seq, conn_id=self.conn_id)
+        done = await mark_read(slug=frame.room, user=user, seq=frame.seq, conn_id=self.conn_id)
         await self.send_frame(
             events.ChatReadAckFrame(
-                channel=frame.channel,
+                room=frame.room,
                 last_read_seq=done.state.last_read_seq,
                 unread=done.state.unread,
                 ref=frame.ref,

@@ -222,7 +222,7 @@ def test_a_write_tells_the_members_sockets_with_the_one_that_read_named(
     assert event["conn_id"] == "abc.1"
     assert event["read"] == {
         "type": "read",
-        "channel": "room:secret",
+        "room": "secret",
         "last_read_seq": 3,
         "unread": 0,
     }

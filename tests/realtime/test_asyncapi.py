@@ -70,12 +70,12 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     await client.request(type="chat.delete", room="contract", id=sent["id"])
     await client.expect("message.deleted")
     await client.expect("room.state", timeout=20)  # the room's activity, from the worker
-    await client.request(type="chat.read", channel="room:contract", seq=1)
+    await client.request(type="chat.read", room="contract", seq=1)
     other_tab = await WsClient.open(
         live_server_url, additional_headers={"Authorization": f"Token {token}"}
     )
     await typist.request(type="chat.send", room="contract", body="and you?")
-    await other_tab.request(type="chat.read", channel="room:contract", seq=2)
+    await other_tab.request(type="chat.read", room="contract", seq=2)
     await client.expect("read")  # read on another tab
     await database_sync_to_async(leave_passing)(user)
     await client.expect("room.removed")

@@ -510,7 +510,7 @@ async def test_chat_read(queries):
     # the room with the reader's read state; the write; the state after it (the ack's unread,
     # and what the member's other sockets and room list are sent)
     with queries.capture() as statements:
-        reply = await socket.request(type="chat.read", channel=f"room:{room.slug}", seq=2)
+        reply = await socket.request(type="chat.read", room=room.slug, seq=2)
 
     assert (reply["type"], reply["last_read_seq"]) == ("chat.read_ack", 2)
     assert_count(statements, 3)

@@ -49,18 +49,18 @@ async def test_chat_read_is_acked_clamped_and_told_to_the_members_other_sockets(
     tab, other_tab = [await signed_in(live_server_url, mia_token) for _ in range(2)]
 
     # when: she reads far ahead of the room's last seq
-    ack = await tab.request(type="chat.read", channel="room:secret", seq=2**62)
+    ack = await tab.request(type="chat.read", room="secret", seq=2**62)
 
     # then: taken as the last; her other socket is told, the one that read is not
     assert ack == {
         "type": "chat.read_ack",
-        "channel": "room:secret",
+        "room": "secret",
         "last_read_seq": 2,
         "unread": 0,
         "ref": ack["ref"],
     }
     told = await other_tab.expect("read")
-    assert told == {"type": "read", "channel": "room:secret", "last_read_seq": 2, "unread": 0}
+    assert told == {"type": "read", "room": "secret", "last_read_seq": 2, "unread": 0}
     assert [f for f in await tab.drain(0.3) if f["type"] == "read"] == []
     assert await stored("mia") == 2
     for client in (tab, other_tab):
@@ -76,14 +76,14 @@ async def test_chat_read_refuses_strangers_as_unknown_rooms_and_bad_frames(live_
     anonymous = await WsClient.open(live_server_url)
 
     # when
-    guessed = await stranger.request(type="chat.read", channel="room:secret", seq=1)
-    unknown = await stranger.request(type="chat.read", channel="room:nowhere", seq=1)
-    nobody = await anonymous.request(type="chat.read", channel="room:secret", seq=1)
+    guessed = await stranger.request(type="chat.read", room="secret", seq=1)
+    unknown = await stranger.request(type="chat.read", room="nowhere", seq=1)
+    nobody = await anonymous.request(type="chat.read", room="secret", seq=1)
     bad = [
-        await stranger.request(type="chat.read", channel="room:secret", seq=seq)
+        await stranger.request(type="chat.read", room="secret", seq=seq)
         for seq in (-1, "1", 1.5, True, None)
     ]
-    not_a_room = await stranger.request(type="chat.read", channel="jobs:mine", seq=1)
+    not_a_room = await stranger.request(type="chat.read", room="jobs:mine", seq=1)
 
     # then
     assert guessed["code"] == "not_found"
@@ -120,7 +120,7 @@ async def test_rooms_mine_snapshots_then_follows_posts_reads_and_removal(
     )
     # and mia reads it from another tab, then is removed
     other_tab = await signed_in(live_server_url, mia_token)
-    await other_tab.request(type="chat.read", channel="room:secret", seq=3)
+    await other_tab.request(type="chat.read", room="secret", seq=3)
     read = await mia.expect(
         lambda f: f["type"] == "room.state" and f["room"]["unread"] == 0, timeout=20
     )
