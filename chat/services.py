@@ -741,6 +741,10 @@ def _apply_change(
         client_id=client_id,
     )
     publish_on_commit(room_group(slug), change_event(change, message.seq, slug))
+    if kind == ChangeKind.DELETED:  # one unread message fewer for members who had not read it
+        transaction.on_commit(
+            functools.partial(room_activity, room_id=message.room_id), robust=True
+        )
     return ChangeResult(message, change, created=True)
 
 

@@ -342,6 +342,23 @@ def test_posts_in_a_busy_room_ask_redis_about_its_activity_twice_at_most(
     assert answers == ["write", "schedule"]
 
 
+def test_a_deletion_tells_the_rooms_members_of_their_unread_counts_an_edit_does_not(
+    room, owner, monkeypatch, django_capture_on_commit_callbacks
+):
+    announced: list[int] = []
+    monkeypatch.setattr(services, "room_activity", lambda *, room_id: announced.append(room_id))
+    message = message_post(room=room, poster=poster(owner), body="oops").message
+    announced.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        message_edit(slug="secret", poster=poster(owner), message_id=message.pk, body="oops!")
+    edited = list(announced)
+    with django_capture_on_commit_callbacks(execute=True):
+        message_delete(slug="secret", poster=poster(owner), message_id=message.pk)
+
+    assert (edited, announced) == ([], [room.pk])
+
+
 # ---------------------------------------------------------------- rooms:mine
 
 
