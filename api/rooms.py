@@ -58,6 +58,7 @@ from chat.services import (
     read_mark,
     read_state_get,
     room_create,
+    room_delete,
     room_join,
     room_not_found,
     room_update,
@@ -422,6 +423,24 @@ class RoomDetailView(DirectReads):
         incoming.is_valid(raise_exception=True)
         seen = room_update(slug=slug, actor=_signed_in(request), **incoming.validated_data)
         return Response(_visible_body(seen))
+
+    @extend_schema(
+        operation_id="rooms_destroy",
+        summary="Delete a room",
+        description=(
+            "Its owners only; a direct room is not deleted. Its messages, their edits and its "
+            "memberships go with it. Every socket subscribed to it is told `unsubscribed` with "
+            "`reason: deleted`, and each member's `rooms:mine` gets `room.removed`."
+        ),
+        tags=["rooms"],
+        responses={
+            204: None,
+            **domain_errors(ChatErrorCode.ROOM_OWNER_REQUIRED, ChatErrorCode.ROOM_NOT_FOUND),
+        },
+    )
+    def delete(self, request: Request, slug: str) -> Response:
+        room_delete(slug=slug, actor=_signed_in(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema(tags=["rooms"])

@@ -4,7 +4,8 @@ membership change asks here.
 A room's `kind` says who may read it: a public room anyone (signed in or not), a private or
 direct room its members only. To anyone else such a room does not exist: every interface
 answers exactly as for an unknown slug. Its `posting` says who among its readers may post.
-Owners and admins manage a room; only owners name owners and admins or touch another admin.
+Owners and admins manage a room; only owners name owners and admins, touch another admin, or
+delete the room (a direct room is not deleted: it is its two people's).
 A message is edited by its author only (an anonymous post by nobody), and deleted by its author
 or by the room's owners and admins; either only by someone who may still read the room.
 
@@ -38,6 +39,11 @@ def may_post(kind: str, posting: str, role: str | None) -> bool:
 def may_manage(role: str | None) -> bool:
     """Whether this role may change the room's settings and add or remove members."""
     return role in MANAGERS
+
+
+def may_delete_room(kind: str, role: str | None) -> bool:
+    """Whether this role may delete the room, its messages and memberships with it."""
+    return role == Role.OWNER and kind != RoomKind.DIRECT
 
 
 def may_grant(role: str | None, granted: str) -> bool:

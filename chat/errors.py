@@ -13,6 +13,7 @@ class ChatErrorCode(DomainErrorCode):
     CLIENT_ID_CONFLICT = "client_id_conflict", 409
     RATE_LIMITED = "rate_limited", 429
     ROOM_ADMIN_REQUIRED = "room_admin_required", 403
+    ROOM_OWNER_REQUIRED = "room_owner_required", 403
     USER_NOT_FOUND = "user_not_found", 404
     INVALID_MEMBERSHIP = "invalid_membership", 400
     LAST_OWNER = "last_owner", 409

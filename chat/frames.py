@@ -161,9 +161,10 @@ def typing_event(
     return {"type": ROOM_TYPING, "room": slug, "user_id": user.id, "frame": events.dump(frame)}
 
 
-def access_ended_event(slug: str, user_id: int, reason: str) -> dict[str, object]:
-    """The channel-layer event telling every process that a user may no longer read a room:
-    their subscriptions to it end with an `unsubscribed` frame giving `reason`."""
+def access_ended_event(slug: str, user_id: int | None, reason: str) -> dict[str, object]:
+    """The channel-layer event telling every process that a user (None: everyone, the room
+    was deleted) may no longer read a room: their subscriptions to it end with an
+    `unsubscribed` frame giving `reason`."""
     return {"type": ROOM_ACCESS_ENDED, "room": slug, "user_id": user_id, "reason": reason}
 
 

@@ -232,6 +232,22 @@ def member_remove(*, slug: str, actor: User, user_id: int) -> None:
             publish_on_commit(room_group(room.slug), access_ended_event(room.slug, user_id, reason))
 
 
+def room_delete(*, slug: str, actor: User) -> None:
+    """Delete a room with its messages, their changes and its memberships: its owners only (a
+    direct room is not deleted). Once committed, every subscription to it ends (`deleted`) in
+    every server process, and each member's `rooms:mine` loses it."""
+    visible = _readable_room(slug, actor)
+    if not access.may_delete_room(visible.room.kind, visible.role):
+        raise ChatError(ChatErrorCode.ROOM_OWNER_REQUIRED, "Only the room's owners may delete it.")
+    with transaction.atomic():
+        room = _locked(visible.room)
+        members = list(Membership.objects.filter(room=room).values_list("user_id", flat=True))
+        room.delete()
+        publish_on_commit(room_group(slug), access_ended_event(slug, None, "deleted"))
+        for user_id in members:
+            publish_on_commit(account_group(user_id), room_removed_event(slug, "deleted"))
+
+
 def _readable_room(slug: str, user: User) -> VisibleRoom:
     visible = room_get(slug=slug, viewer=user)
     if visible is None:

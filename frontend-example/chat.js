@@ -18,6 +18,13 @@ import { ApiError } from "./api.js";
 import { NotConnected } from "./socket.js";
 import { Sequence } from "./sequence.js";
 
+/** What the page says when the server ends a room's subscription, by its `reason`. */
+const ENDED = {
+  removed: "You were removed from this room.",
+  left: "You left this room.",
+  deleted: "This room was deleted.",
+};
+
 const HISTORY_PAGE = 50;
 const CATCH_UP_PAGE = 200;
 // While you type, the room is told at most this often; the server forwards one `typing` per
@@ -76,7 +83,9 @@ export class Chat {
       this.#renderRooms();
     });
     gateway.on("room.removed", (frame) => {
-      this.rooms = this.rooms.filter((room) => room.slug !== frame.room || room.kind === "public");
+      this.rooms = this.rooms.filter(
+        (room) => room.slug !== frame.room || (room.kind === "public" && frame.reason !== "deleted"),
+      );
       const left = this.rooms.find((room) => room.slug === frame.room);
       if (left) Object.assign(left, { role: null, unread: null, last_read_seq: null });
       this.#renderRooms();
@@ -107,7 +116,7 @@ export class Chat {
         this.#close();
         this.elements.title.textContent = "Pick a room";
         this.elements.kind.textContent = "";
-        this.#showError(frame.reason === "removed" ? "You were removed from this room." : "You left this room.");
+        this.#showError(ENDED[frame.reason] ?? "This room is no longer yours.");
       }
       this.#renderRooms();
     });

@@ -243,17 +243,19 @@ class UnsubscribedFrame(Frame):
     """The subscription has ended: the reply to `unsubscribe`, or sent unasked with a `reason`.
 
     The server ends a room's subscription itself when its user may no longer read the room
-    (a private or direct room they were removed from or left, on any socket): no message of
-    the room follows, and the room now answers `not_found` like an unknown one.
+    (a private or direct room they were removed from or left, on any socket; or a room its
+    owner deleted): no message of the room follows, and the room now answers `not_found` like
+    an unknown one.
     """
 
     type: Literal["unsubscribed"] = "unsubscribed"
     channel: ChannelName
-    reason: Literal["removed", "left"] | None = Field(
+    reason: Literal["removed", "left", "deleted"] | None = Field(
         default=None,
         description=(
             "Why the server ended the subscription unasked: `removed` from the room by an owner "
-            "or admin, or `left` it (from this client or another). Absent in a reply."
+            "or admin, `left` it (from this client or another), or the room was `deleted`. "
+            "Absent in a reply."
         ),
     )
     ref: Ref | None = None
@@ -480,12 +482,13 @@ class RoomStateFrame(Frame):
 
 
 class RoomRemovedFrame(Frame):
-    """A room is no longer one of yours (`rooms:mine`): you were removed, or you left."""
+    """A room is no longer one of yours (`rooms:mine`): you were removed, you left, or its
+    owner deleted it."""
 
     type: Literal["room.removed"] = "room.removed"
     channel: Literal["rooms:mine"] = "rooms:mine"
     room: RoomSlug
-    reason: Literal["removed", "left"]
+    reason: Literal["removed", "left", "deleted"]
 
 
 class JobProgress(Frame):

@@ -60,7 +60,8 @@ class RoomFeed(Feed[Subscription]):
             # Not to the typist's own sockets, any tab: it is about them.
             self._to_gateway(json.dumps(event["frame"]), except_user=int(event["user_id"]))
         elif event["type"] == ROOM_ACCESS_ENDED:
-            self._end_for({int(event["user_id"])}, str(event["reason"]))
+            user_id = event["user_id"]
+            self._end_for(None if user_id is None else {int(user_id)}, str(event["reason"]))
         elif event["type"] == CHECK:
             await self._catch_up()
         elif event["type"] == PRESENCE_CHANGED and self.presence_due is None:
@@ -84,12 +85,13 @@ class RoomFeed(Feed[Subscription]):
             await self._send_between(self.last_seq, seq - 1)
         self._fan_out(seq, frame)
 
-    def _end_for(self, user_ids: set[int], reason: str) -> None:
-        """These users may no longer read the room: their subscriptions end here, at once
-        (nothing more of the room reaches them), and their sockets are told why."""
+    def _end_for(self, user_ids: set[int] | None, reason: str) -> None:
+        """These users (None: everyone, the room is gone) may no longer read the room: their
+        subscriptions end here, at once (nothing more of the room reaches them), and their
+        sockets are told why."""
         for subscription in list(self.subscriptions):
             user = subscription.user
-            if user is not None and user.id in user_ids:
+            if user_ids is None or (user is not None and user.id in user_ids):
                 self.subscriptions.discard(subscription)
                 try:
                     subscription.end(reason)

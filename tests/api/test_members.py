@@ -80,6 +80,7 @@ def every_operation_on(client: APIClient, slug: str, user_id: int) -> list[tuple
             lambda: client.put(f"/api/rooms/{slug}/read/", {"last_read_seq": 1}, "json"),
         ),
         ("seen by", lambda: client.get(f"/api/rooms/{slug}/readers/")),
+        ("delete", lambda: client.delete(f"/api/rooms/{slug}/")),
     ]
     answers = []
     for what, call in calls:
@@ -216,6 +217,22 @@ def test_joining_a_public_room_and_room_settings(owner, stranger):
     assert posted.status_code == 201
     assert (changed.json()["posting"], changed.json()["role"]) == ("admins", "owner")
     assert api.get("/api/rooms/club/").json()["role"] == "member"
+
+
+def test_an_owner_deletes_a_room_and_others_may_not(private, owner, member):
+    by_member = client_of(member).delete("/api/rooms/secret/")
+    by_nobody = client_of(None).delete("/api/rooms/secret/")
+    by_owner = client_of(owner).delete("/api/rooms/secret/")
+    again = client_of(owner).delete("/api/rooms/secret/")
+
+    assert (by_member.status_code, by_member.json()["code"]) == (403, "room_owner_required")
+    assert by_nobody.status_code in (401, 403)
+    assert by_owner.status_code == 204
+    assert (again.status_code, again.json()["code"]) == (404, "not_found")
+    assert client_of(member).get("/api/rooms/secret/").status_code == 404
+    assert "secret" not in [
+        room["slug"] for room in client_of(owner).get("/api/rooms/").json()["results"]
+    ]
 
 
 def test_a_direct_room_is_opened_once_per_pair(owner, member, stranger):

@@ -29,11 +29,12 @@ from chat.services import (
     message_post,
     messages_post,
     room_create,
+    room_delete,
     room_ensure,
     room_join,
     room_update,
 )
-from realtime.kernel.names import room_group
+from realtime.kernel.names import account_group, room_group
 from tests.factories import RoomFactory, UserFactory, poster
 from tests.support.layer import LayerListener
 
@@ -451,3 +452,54 @@ def test_a_removal_is_announced_to_the_rooms_group_after_commit(
     assert [(e["type"], e["room"], e["user_id"], e["reason"]) for e in events] == [
         ("room.access_ended", "secret", member.pk, "left")
     ]
+
+
+# ---------------------------------------------------------------- deleting a room
+
+
+def test_an_owner_deletes_a_room_with_its_messages_and_members(private, owner, member):
+    message_post(room=private, poster=poster(member), body="soon gone")
+    admin = UserFactory.create()
+    member_add(slug="secret", actor=owner, username=admin.username, role=Role.ADMIN)
+
+    # only its owners may: admins, members and strangers are refused as they see it
+    assert refused(room_delete, slug="secret", actor=admin) == ChatErrorCode.ROOM_OWNER_REQUIRED
+    assert refused(room_delete, slug="secret", actor=member) == ChatErrorCode.ROOM_OWNER_REQUIRED
+    stranger = UserFactory.create()
+    assert refused(room_delete, slug="secret", actor=stranger) == ChatErrorCode.ROOM_NOT_FOUND
+
+    room_delete(slug="secret", actor=owner)
+
+    assert not Room.objects.filter(slug="secret").exists()
+    assert not Message.objects.filter(room_id=private.pk).exists()
+    assert not Membership.objects.filter(room_id=private.pk).exists()
+    assert room_get(slug="secret", viewer=owner) is None
+    # the slug is free again
+    assert room_create(slug="secret", created_by=member).slug == "secret"
+
+
+def test_a_direct_room_is_not_deleted(owner, member):
+    seen, _ = direct_room_open(opener=owner, username="mia")
+
+    for who in (owner, member):
+        code = refused(room_delete, slug=seen.room.slug, actor=who)
+        assert code == ChatErrorCode.ROOM_OWNER_REQUIRED
+
+
+def test_a_deletion_ends_every_subscription_and_tells_each_member_after_commit(
+    private, owner, member, listener, django_capture_on_commit_callbacks
+):
+    for group in (room_group("secret"), account_group(owner.pk), account_group(member.pk)):
+        listener.join(group)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        room_delete(slug="secret", actor=owner)
+
+    events = listener.wait_for(lambda events: len(events) >= 3)
+    ended = [e for e in events if e["type"] == "room.access_ended"]
+    removed = [e for e in events if e["type"] == "room.removed"]
+    assert [(e["room"], e["user_id"], e["reason"]) for e in ended] == [("secret", None, "deleted")]
+    assert sorted(e["group"] for e in removed) == sorted(
+        [account_group(owner.pk), account_group(member.pk)]
+    )
+    assert {e["frame"]["reason"] for e in removed} == {"deleted"}

@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from rest_framework.authtoken.models import Token
 
 from chat.models import Membership, Message, Room
-from chat.services import member_add, member_remove, message_post, room_create
+from chat.services import member_add, member_remove, message_post, room_create, room_delete
 from realtime.kernel.events import UserRef
 from realtime.kernel.names import room_group
 from realtime.sockets.feed import CHECK
@@ -178,6 +178,49 @@ async def test_leaving_ends_the_subscriptions_with_left(live_server_url):
 
     assert (await mia.expect("unsubscribed"))["reason"] == "left"
     await mia.close()
+
+
+async def test_a_deleted_room_ends_every_subscription_and_leaves_each_members_room_list(
+    live_server_url, second_server_url
+):
+    # given: olive's public room, with mia a member following her room list on another
+    # process; an anonymous reader and a tutorial page on the room
+    owner_id, owner_token = await make_user("olive")
+    _, mia_token = await make_user("mia")
+    await database_sync_to_async(public_room)(owner_id, "mia")
+    olive = await signed_in(live_server_url, owner_token)
+    mia = await signed_in(second_server_url, mia_token)
+    anonymous = await WsClient.open(live_server_url)
+    tutorial = await WsClient.open(live_server_url, "/ws/chat/square/")
+    for client in (olive, anonymous):
+        assert (await client.request(type="subscribe", channel="room:square"))["type"] == (
+            "subscribed"
+        )
+    assert (await mia.request(type="subscribe", channel="rooms:mine"))["type"] == "subscribed"
+
+    # when: olive deletes it
+    await database_sync_to_async(
+        lambda: room_delete(slug="square", actor=UserFactory._meta.model.objects.get(pk=owner_id))
+    )()
+
+    # then: every subscriber is told, whoever they are; mia's room list loses it; the
+    # tutorial page is closed as for a room it does not serve
+    for client in (olive, anonymous):
+        ended = await client.expect("unsubscribed")
+        assert ended == {"type": "unsubscribed", "channel": "room:square", "reason": "deleted"}
+    removed = await mia.expect("room.removed")
+    assert (removed["room"], removed["reason"]) == ("square", "deleted")
+    assert await tutorial.closed() == 4400
+    for client in (olive, mia, anonymous):
+        await client.close()
+
+
+def public_room(owner_id: int, *members: str) -> Room:
+    owner = UserFactory._meta.model.objects.get(pk=owner_id)
+    room = room_create(slug="square", created_by=owner)
+    for username in members:
+        member_add(slug=room.slug, actor=owner, username=username)
+    return room
 
 
 async def test_a_member_just_added_subscribes_at_once(live_server_url):
