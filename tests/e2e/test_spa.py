@@ -771,8 +771,12 @@ async def test_a_private_room_and_a_direct_room_are_seen_by_their_members_only(
     await expect(messages(bob)).to_have_text(
         ["the plan is at noon", "carol must not see this edit"]
     )
-    await bob.locator("#message-input").fill("typing where carol cannot see")
-    await expect(alice.locator("#typing")).to_contain_text("bob")
+    # (typing for 4 s: the server forwards one start per socket a CHAT_TYPING_INTERVAL, 3 s,
+    # and bob's last one was when he wrote above)
+    await bob.locator("#message-input").press_sequentially(
+        "typing where carol can't see", delay=150
+    )
+    await expect(alice.locator("#typing")).to_have_text("bob is typing…", timeout=8_000)
     await expect(carol.locator(f'#room-list li[data-slug="{slug}"]')).to_have_count(0)
     seen_by_carol = await carol.locator("body").inner_text()
     for secret in ("Secret plans", "the plan is at noon", "carol must not see this"):
