@@ -8,18 +8,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # Django must be set up before anything imports models.
 django.setup(set_prefix=False)
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from config import django_internals  # noqa: E402
 from realtime.sockets.middleware import websocket_security_stack  # noqa: E402
-from realtime.sockets.routing import websocket_urlpatterns  # noqa: E402
+from realtime.sockets.routing import websocket_route  # noqa: E402
 
 django_internals.check()
 
 application = ProtocolTypeRouter(
     {
         "http": django_internals.PooledASGIHandler(settings.SWITCHBOARD_HTTP_THREADS),
-        "websocket": websocket_security_stack(URLRouter(websocket_urlpatterns)),
+        "websocket": websocket_security_stack(websocket_route),
     }
 )

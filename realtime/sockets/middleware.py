@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
@@ -89,34 +90,44 @@ def user_for_token(key: str) -> AbstractBaseUser | None:
     return token.user
 
 
+# A socket's path to its consumer and the URL's keyword arguments, or None: no such route.
+Router = Callable[[str], tuple[Any, dict[str, str]] | None]
+
+
 class HandshakeGate:
-    """Every socket's handshake checks: the Origin policy, then who the user is.
+    """Every socket's handshake: the Origin policy, the route, then who the user is.
 
     A token (`Authorization` header) wins over a session cookie, and a bad token is refused,
     not ignored; the session is only read, never written back (Channels' SessionMiddleware
-    wraps `send` to save it, a check on every frame a socket is sent). One layer, not one per
-    check: each ASGI layer keeps a coroutine frame, often a scope copy too, for as long as
-    its socket is open.
+    wraps `send` to save it, a check on every frame a socket is sent). A path with no route is
+    refused too. One layer, not one per check, and the route found here rather than by
+    Channels' `URLRouter`: each ASGI layer keeps a coroutine frame, often a scope copy too, for
+    as long as its socket is open.
     """
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, router: Router) -> None:
+        self.router = router
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
-        if not handshake_origin_allowed(scope):
+        found = self.router(scope["path"])
+        if found is None or not handshake_origin_allowed(scope):
             return await WebsocketDenier()(scope, receive, send)
+        consumer, kwargs = found
+        route = {"url_route": {"args": (), "kwargs": kwargs}}
         token = bearer_token(scope)
         if token is None:
             session = session_key(scope)  # none: anonymous, with no trip to the database thread
-            scope = dict(scope, user=await session_user(session) if session else AnonymousUser())
+            user = await session_user(session) if session else AnonymousUser()
+            scope = dict(scope, user=user, **route)
         else:
-            user = await user_for_token(token) if token else None
-            if user is None:
+            found_user = await user_for_token(token) if token else None
+            if found_user is None:
                 return await WebsocketDenier()(scope, receive, send)
-            scope = dict(scope, user=user, auth_method="token")
-        return await self.inner(scope, receive, send)
+            scope = dict(scope, user=found_user, auth_method="token", **route)
+        return await consumer(scope, receive, send)
 
 
-def websocket_security_stack(inner: Any) -> Any:
-    """Origin check, then token or session cookie auth (the token wins when both are sent)."""
-    return HandshakeGate(inner)
+def websocket_security_stack(router: Router) -> Any:
+    """The route, the Origin check, then token or session cookie auth (the token wins when
+    both are sent)."""
+    return HandshakeGate(router)

@@ -112,3 +112,14 @@ async def test_auth_frame_authenticates_an_open_socket(live_server_url, token, u
         "user": {"id": user.pk, "username": user.username},
         "ref": 2,
     }
+
+
+@pytest.mark.parametrize("path", ["/ws", "/ws/nowhere/", "/ws/chat/", "/ws/chat/a/b/", "/other/"])
+async def test_a_path_with_no_route_is_refused_at_the_handshake(live_server_url, path):
+    url = ws_url(live_server_url).removesuffix("/ws/") + path
+
+    with pytest.raises(InvalidStatus) as raised:
+        async with connect(url, open_timeout=5):
+            pass
+
+    assert raised.value.response.status_code == 403
