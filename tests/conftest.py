@@ -182,6 +182,33 @@ def user(db: None) -> User:
     return UserFactory.create()
 
 
+# The people of the room tests: olive owns, mia is a member, sam is neither; alice and bob
+# chat in a public room.
+@pytest.fixture
+def owner(db: None) -> User:
+    return UserFactory.create(username="olive")
+
+
+@pytest.fixture
+def member(db: None) -> User:
+    return UserFactory.create(username="mia")
+
+
+@pytest.fixture
+def stranger(db: None) -> User:
+    return UserFactory.create(username="sam")
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    return UserFactory.create(username="alice")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    return UserFactory.create(username="bob")
+
+
 @pytest.fixture
 def token(user: User) -> str:
     return str(Token.objects.create(user=user).key)

@@ -15,7 +15,7 @@ from chat.services import member_add, message_post, room_create
 from jobs.models import Job
 from jobs.services import job_enqueue
 from jobs.tasks import run_job
-from tests.factories import UserFactory, poster
+from tests.factories import poster
 
 pytestmark = pytest.mark.django_db
 
@@ -27,21 +27,6 @@ def client_of(user: User | None) -> APIClient:
         token, _ = Token.objects.get_or_create(user=user)
         client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
-
-
-@pytest.fixture
-def owner() -> User:
-    return UserFactory.create(username="olive")
-
-
-@pytest.fixture
-def member() -> User:
-    return UserFactory.create(username="mia")
-
-
-@pytest.fixture
-def stranger() -> User:
-    return UserFactory.create(username="sam")
 
 
 @pytest.fixture

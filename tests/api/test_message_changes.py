@@ -4,24 +4,13 @@ room guessed by a stranger (answered byte for byte as an unknown message), bodie
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 
 from chat.models import MESSAGE_MAX_LENGTH, Message, MessageChange, Room
 from chat.services import member_add, room_create
 from tests.api.test_members import client_of
-from tests.factories import RoomFactory, UserFactory, say
+from tests.factories import RoomFactory, say
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice() -> User:
-    return UserFactory.create(username="alice")
-
-
-@pytest.fixture
-def bob() -> User:
-    return UserFactory.create(username="bob")
 
 
 @pytest.fixture

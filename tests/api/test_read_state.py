@@ -15,16 +15,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_gates")]
 
 
 @pytest.fixture
-def owner() -> User:
-    return UserFactory.create(username="olive")
-
-
-@pytest.fixture
-def member() -> User:
-    return UserFactory.create(username="mia")
-
-
-@pytest.fixture
 def private(owner: User, member: User) -> Room:
     """olive's private room with mia, who has read none of olive's three messages."""
     room = room_create(slug="secret", title="Secret plans", created_by=owner, kind="private")

@@ -49,21 +49,6 @@ def refused(call, *args, **kwargs) -> ChatErrorCode:
 
 
 @pytest.fixture
-def owner() -> User:
-    return UserFactory.create(username="olive")
-
-
-@pytest.fixture
-def member() -> User:
-    return UserFactory.create(username="mia")
-
-
-@pytest.fixture
-def stranger() -> User:
-    return UserFactory.create(username="sam")
-
-
-@pytest.fixture
 def private(owner: User, member: User) -> Room:
     """A private room: olive owns it, mia is a member, sam is not."""
     room = room_create(slug="secret", title="Secret plans", created_by=owner, kind="private")

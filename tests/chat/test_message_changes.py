@@ -34,16 +34,6 @@ def refused(call, *args, **kwargs) -> ChatError:
 
 
 @pytest.fixture
-def alice() -> User:
-    return UserFactory.create(username="alice")
-
-
-@pytest.fixture
-def bob() -> User:
-    return UserFactory.create(username="bob")
-
-
-@pytest.fixture
 def room() -> Room:
     return RoomFactory.create(slug="lobby")
 

@@ -44,16 +44,6 @@ _whos = itertools.count()
 
 
 @pytest.fixture
-def owner() -> User:
-    return UserFactory.create(username="olive")
-
-
-@pytest.fixture
-def member() -> User:
-    return UserFactory.create(username="mia")
-
-
-@pytest.fixture
 def room(owner: User, member: User) -> Room:
     """A private room of olive's with mia, and three messages by olive."""
     room = room_create(slug="secret", created_by=owner, kind="private")
