@@ -47,6 +47,15 @@ class StrictRegexField(serializers.RegexField):
         return str(super().to_internal_value(data))
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer (not a boolean, a float or a numeric string)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
 class StrictFloatField(serializers.FloatField):
     """A JSON number (not a boolean, not a numeric string)."""
 

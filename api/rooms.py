@@ -70,7 +70,13 @@ from realtime.kernel.names import ROOM_SLUG_PATTERN
 
 from .declared import DeclaredSerializer
 from .direct import DirectReads
-from .fields import StrictCharField, StrictRegexField, StringField, valid_query
+from .fields import (
+    StrictCharField,
+    StrictIntegerField,
+    StrictRegexField,
+    StringField,
+    valid_query,
+)
 from .pagination import PageNumberPagination, page_body
 from .schema import domain_errors
 
@@ -749,15 +755,6 @@ class ReadStateSerializer(serializers.Serializer):
         max_value=UNREAD_CAP,
         help_text=f"Messages after it that others wrote ({UNREAD_CAP}: that many or more)",
     )
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer (not a boolean, a float or a numeric string)."""
-
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return int(super().to_internal_value(data))
 
 
 class ReadPutSerializer(serializers.Serializer):
