@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.restpath import OVERRIDES
 
-ENDPOINTS = ("bare", "me", "rooms", "room", "history", "jobs", "job", "post", "enqueue")
+ENDPOINTS = ("bare", "user", "me", "rooms", "room", "history", "jobs", "job", "post", "enqueue")
 WRITES = ("post", "enqueue")
 
 
@@ -176,6 +176,7 @@ def _seeded(auth: str) -> tuple[Any, dict[str, Call], dict[str, list[tuple[bytes
 
     calls = {
         "bare": Call("GET", "/bench/bare/"),
+        "user": Call("GET", "/bench/user/"),
         "me": Call("GET", "/api/auth/me/"),
         "rooms": Call("GET", "/api/rooms/"),
         "room": Call("GET", f"/api/rooms/{ROOM}/"),

@@ -12,6 +12,12 @@ def bare(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-urlpatterns = [path("bench/bare/", bare), *app_urlpatterns]
+def signed_in(request: HttpRequest) -> JsonResponse:
+    """The bare view with the signed-in user read (Django's session and user, no DRF): what
+    every API endpoint pays before its own work, less DRF's request handling."""
+    return JsonResponse({"id": request.user.pk})
+
+
+urlpatterns = [path("bench/bare/", bare), path("bench/user/", signed_in), *app_urlpatterns]
 
 __all__ = ["handler400", "handler500", "urlpatterns"]

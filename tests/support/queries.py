@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,7 +56,7 @@ class QueryLog:
         `chat.send` is written on the post lane (`realtime.sockets.posting`; one lane on SQLite).
         """
         await on_database_thread(self.watch_this_thread)()
-        await asyncio.get_running_loop().run_in_executor(post_lanes(), self.watch_this_thread)
+        await post_lanes().call(self.watch_this_thread)
 
     def _connected(self, sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
         self.watch(connection)
