@@ -1,7 +1,8 @@
-"""`/api/jobs/` and `/api/job-kinds/`: enqueue with a countdown, poll, list, log, cancel."""
+"""`/api/jobs/` and `/api/job-kinds/`: enqueue with a countdown, poll, list, log, cancel, retry."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
 )
@@ -27,14 +29,14 @@ from jobs.errors import JobError, JobErrorCode
 from jobs.frames import job_state_body
 from jobs.kinds import export_path
 from jobs.models import Job, JobStatus
-from jobs.registry import kind_names, kinds_all
-from jobs.selectors import LOG_PAGE_MAX, job_get, job_list, job_log
-from jobs.services import job_cancel, job_enqueue
+from jobs.registry import JobKind, kinds_all
+from jobs.selectors import LOG_PAGE_MAX, job_attempts, job_get, job_list, job_log
+from jobs.services import job_cancel, job_enqueue, job_retry
 from realtime.kernel import events
 from realtime.kernel.listing import Listing
 from realtime.kernel.names import job_channel
 
-from .declared import DeclaredSerializer
+from .declared import DEFS, DeclaredSerializer, openapi_schema
 from .direct import DirectReads
 from .fields import StrictCharField, StrictFloatField, valid_data, valid_query
 from .pagination import PageNumberPagination, page_body
@@ -71,13 +73,8 @@ class EnqueuedSerializer(JobSerializer):
         }
 
 
-# The schema names the kinds and the longest countdown; the service checks them, so a refusal
-# carries its domain code (`unknown_kind`, `invalid_schedule`).
-@extend_schema_field({"type": "string", "enum": kind_names()})
-class KindField(StrictCharField):
-    pass
-
-
+# The schema names the longest countdown; the service checks it, so a refusal carries its
+# domain code (`invalid_schedule`), as one of an unknown kind does (`unknown_kind`).
 @extend_schema_field(
     {"type": "number", "format": "double", "minimum": 0, "maximum": settings.JOBS_MAX_COUNTDOWN}
 )
@@ -86,7 +83,7 @@ class CountdownField(StrictFloatField):
 
 
 class EnqueueSerializer(serializers.Serializer):
-    kind = KindField(max_length=64, help_text="One of `GET /api/job-kinds/`")
+    kind = StrictCharField(max_length=64, help_text="One of `GET /api/job-kinds/`")
     params = serializers.DictField(
         required=False, default=dict, help_text="Valid against the kind's `params_schema`"
     )
@@ -98,10 +95,92 @@ class EnqueueSerializer(serializers.Serializer):
     )
 
 
+def _kind_enqueue_serializer(kind: JobKind) -> type[serializers.Serializer]:
+    """The enqueue body of one kind, for the OpenAPI document: `kind` is its name and `params`
+    its params' schema. Requests are read by `EnqueueSerializer`; the service checks params."""
+    words = "".join(word.capitalize() for word in re.split(r"[._]", kind.name))
+    # Subclasses: `extend_schema_field` marks the class it is given.
+    name_field = extend_schema_field({"type": "string", "enum": [kind.name]})(
+        type(f"{words}KindField", (StrictCharField,), {})
+    )
+    params_field = extend_schema_field(_inlined_schema(kind.params.model_json_schema()))(
+        type(f"{words}ParamsField", (serializers.DictField,), {})
+    )
+    return type(
+        f"Enqueue{words}",  # its component: `Enqueue{words}Request`
+        (EnqueueSerializer,),
+        {
+            "kind": name_field(help_text=kind.title),
+            "params": params_field(required=False, default=dict, help_text=kind.title),
+            "__doc__": f"Enqueue a `{kind.name}` job: {kind.title}.",
+        },
+    )
+
+
+def _inlined_schema(schema: dict[str, Any]) -> Any:
+    """A pydantic JSON Schema with its `$defs` written in place, in OpenAPI 3.0 terms."""
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(DEFS):
+            return inline(
+                {**defs[ref.removeprefix(DEFS)], **{k: v for k, v in node.items() if k != "$ref"}}
+            )
+        return {key: inline(value) for key, value in node.items()}
+
+    return openapi_schema(inline(schema))
+
+
+ENQUEUE_REQUEST = PolymorphicProxySerializer(
+    component_name="Enqueue",  # `EnqueueRequest`, a request's component
+    serializers={kind.name: _kind_enqueue_serializer(kind) for kind in kinds_all()},
+    resource_type_field_name="kind",
+)
+
+
+class RetryPolicySerializer(serializers.Serializer):
+    attempts = serializers.IntegerField(help_text="Tries in all, the first included")
+    backoff = serializers.FloatField(help_text="Seconds before the second try")
+    factor = serializers.FloatField(help_text="Each later wait is this many times the one before")
+    max_backoff = serializers.FloatField(help_text="The longest wait, in seconds")
+    jitter = serializers.FloatField(
+        help_text="Up to this fraction of a wait is taken off at random"
+    )
+    on = serializers.ListField(
+        child=serializers.CharField(), help_text="The errors that are tried again"
+    )
+
+
 class JobKindSerializer(serializers.Serializer):
     name = serializers.CharField()
     title = serializers.CharField()
     params_schema = serializers.DictField(help_text="JSON Schema of `params`")
+    result_schema = serializers.DictField(
+        allow_null=True, help_text="JSON Schema of `result` when the job succeeded, if declared"
+    )
+    retry = RetryPolicySerializer()
+    soft_time_limit = serializers.FloatField(
+        allow_null=True, help_text="Seconds after which `TimeLimitExceeded` is raised in the job"
+    )
+    time_limit = serializers.FloatField(help_text="Seconds after which an attempt is stopped")
+    cancel_grace = serializers.FloatField(
+        help_text="Seconds a cancelled job has to stop by itself before it is stopped"
+    )
+
+
+class AttemptSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    status = serializers.ChoiceField(
+        choices=[JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
+    )
+    error = serializers.DictField(allow_null=True, help_text="`{type, message}` of a failed one")
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
 
 
 class LogLineSerializer(serializers.Serializer):
@@ -177,12 +256,30 @@ class JobKindListView(APIView):
         responses=JobKindSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        return Response(
-            [
-                {"name": k.name, "title": k.title, "params_schema": k.params_schema()}
-                for k in kinds_all()
-            ]
-        )
+        return Response([_kind_body(kind) for kind in kinds_all()])
+
+
+def _kind_body(kind: JobKind) -> dict[str, Any]:
+    retry = kind.retry
+    return {
+        "name": kind.name,
+        "title": kind.title,
+        "params_schema": kind.params_schema(),
+        "result_schema": kind.result_schema(),
+        "retry": {
+            "attempts": retry.attempts,
+            "backoff": retry.backoff,
+            "factor": retry.factor,
+            "max_backoff": retry.max_backoff,
+            "jitter": retry.jitter,
+            "on": [error.__name__ for error in retry.on],
+        },
+        "soft_time_limit": kind.soft_time_limit or settings.JOBS_SOFT_TIME_LIMIT or None,
+        "time_limit": kind.time_limit or settings.JOBS_TIME_LIMIT,
+        "cancel_grace": (
+            kind.cancel_grace if kind.cancel_grace is not None else settings.JOBS_CANCEL_GRACE
+        ),
+    }
 
 
 @extend_schema(tags=["jobs"])
@@ -220,7 +317,7 @@ class JobListView(DirectReads, ListAPIView):
             "`rate_limited`), and a user may have at most `JOBS_MAX_ACTIVE_PER_USER` unfinished "
             "jobs (429 `too_many_active_jobs`); both answer with `Retry-After`."
         ),
-        request=EnqueueSerializer,
+        request=ENQUEUE_REQUEST,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -330,7 +427,8 @@ class JobDetailView(DirectReads):
 
 
 class JobCancelView(APIView):
-    """Cancel a job: waiting ones never start, a running one stops at its next report."""
+    """Cancel a job: waiting ones never start; a running one is `cancelling` until it stops at
+    its next report, or is stopped when its kind's `cancel_grace` is over."""
 
     permission_classes = [IsAuthenticated]
 
@@ -399,3 +497,51 @@ class JobLogView(APIView):
         return Response(
             {"results": LogLineSerializer(lines, many=True).data, "log_lines": job.log_lines}
         )
+
+
+class JobRetryView(APIView):
+    """Run a failed job again, under the same id, with its kind's attempts once more."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="jobs_retry",
+        summary="Retry a failed job",
+        description=(
+            "Only the job's owner may, and only a `failed` job (409 `not_retryable`). It is "
+            "queued again as a new job would be: within the enqueue rate and the cap on "
+            "unfinished jobs. Its earlier attempts stay in `GET /api/jobs/{id}/attempts/`."
+        ),
+        tags=["jobs"],
+        request=None,
+        responses={
+            202: JobSerializer,
+            **domain_errors(
+                JobErrorCode.NOT_RETRYABLE,
+                JobErrorCode.NOT_JOB_OWNER,
+                JobErrorCode.UNKNOWN_KIND,
+                JobErrorCode.TOO_MANY_ACTIVE_JOBS,
+                JobErrorCode.RATE_LIMITED,
+                JobErrorCode.BROKER_UNAVAILABLE,
+            ),
+        },
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        job = job_retry(job=_job_or_404(request, job_id), owner=_owner(request))
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobAttemptsView(APIView):
+    """Every attempt of a job, first to last: when it ran and how it ended."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="jobs_attempts",
+        summary="List a job's attempts",
+        tags=["jobs"],
+        responses=AttemptSerializer(many=True),
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        attempts = job_attempts(job=_job_or_404(request, job_id))
+        return Response(AttemptSerializer(attempts, many=True).data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import ProhibitNullCharactersValidator
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.fields import Field
 from rest_framework.permissions import SAFE_METHODS
@@ -79,6 +79,14 @@ class AutoSchema(SpectacularHooks):
             )
         operation["responses"] = dict(sorted(responses.items()))
         return operation
+
+    def _get_request_for_media_type(self, serializer: Any, direction: str = "request") -> Any:
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        # A body that is one of several (a job kind's enqueue) has no `required` of its own to
+        # tell drf-spectacular so; each of them requires its `kind`.
+        if isinstance(serializer, PolymorphicProxySerializer):
+            required = True
+        return schema, required
 
     def add_field_constraints(self, field: Field, direction: str, schema: dict[str, Any]) -> None:
         # DRF refuses NUL in every CharField; say so, or a valid-looking string gets a 400.

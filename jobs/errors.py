@@ -10,6 +10,8 @@ class JobErrorCode(DomainErrorCode):
     INVALID_SCHEDULE = "invalid_schedule", 400
     BROKER_UNAVAILABLE = "broker_unavailable", 503
     NOT_CANCELLABLE = "not_cancellable", 409
+    NOT_RETRYABLE = "not_retryable", 409
+    NOT_JOB_OWNER = "not_job_owner", 403
     TOO_MANY_ACTIVE_JOBS = "too_many_active_jobs", 429
     RATE_LIMITED = "rate_limited", 429
 

@@ -27,6 +27,8 @@ JOB_STATE_COLUMNS = (
     "started_at",
     "finished_at",
     "attempts",
+    "max_attempts",
+    "next_attempt_at",
     "seq",
     "cancel_requested",
     "log_lines",
@@ -65,6 +67,10 @@ class JobStateFields(Protocol):
     @property
     def attempts(self) -> int: ...
     @property
+    def max_attempts(self) -> int: ...
+    @property
+    def next_attempt_at(self) -> datetime | None: ...
+    @property
     def seq(self) -> int: ...
     @property
     def cancel_requested(self) -> bool: ...
@@ -101,6 +107,8 @@ def job_state_body(job: JobStateFields) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "next_attempt_at": _iso(job.next_attempt_at),
         "seq": job.seq,
         "cancel_requested": job.cancel_requested,
         "log_lines": job.log_lines,

@@ -11,13 +11,16 @@ from django.utils import timezone
 class JobStatus(models.TextChoices):
     SCHEDULED = "scheduled"  # waiting for its countdown / eta
     QUEUED = "queued"  # due, waiting for a worker
+    RETRYING = "retrying"  # an attempt failed; the next waits for `next_attempt_at`
     RUNNING = "running"
+    CANCELLING = "cancelling"  # running, asked to stop; stopped if it does not in its grace
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
-WAITING = (JobStatus.SCHEDULED, JobStatus.QUEUED)
+WAITING = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING)
+RUNNING = (JobStatus.RUNNING, JobStatus.CANCELLING)
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -39,7 +42,11 @@ class Job(models.Model):
     run_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)  # attempts started
+    # Attempts it may have before it fails for good: its kind's, from the first one, and
+    # as many again from a retry asked for by its owner.
+    max_attempts = models.PositiveIntegerField(default=1)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)  # retrying: when
     seq = models.PositiveBigIntegerField(default=0)  # counts the job's events
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     cancel_requested = models.BooleanField(default=False)
@@ -81,3 +88,23 @@ class JobLogLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}:{self.number}"
+
+
+class JobAttempt(models.Model):
+    """One run of a job: when it started and ended, and how (the error of a failed one)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_set")
+    number = models.PositiveIntegerField()  # 1, 2, ... with no gap
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    error = models.JSONField(null=True, blank=True)  # {"type", "message"}
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="jobs_attempt_job_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}#{self.number} ({self.status})"

@@ -16,7 +16,7 @@ from realtime.kernel import events, sql
 from realtime.kernel.listing import Listing
 
 from .frames import job_state_model
-from .models import WAITING, Job, JobLogLine
+from .models import WAITING, Job, JobAttempt, JobLogLine
 
 LOG_PAGE_MAX = 500
 
@@ -139,3 +139,8 @@ def job_states_changed_since(
 def job_log(*, job: Job, after: int = 0, limit: int = 100) -> list[JobLogLine]:
     limit = max(1, min(limit, LOG_PAGE_MAX))
     return list(JobLogLine.objects.filter(job=job, number__gt=after).order_by("number")[:limit])
+
+
+def job_attempts(*, job: Job) -> list[JobAttempt]:
+    """The job's attempts, first to last (one query; bounded by its kind's attempts)."""
+    return list(JobAttempt.objects.filter(job=job).order_by("number"))

@@ -21,8 +21,8 @@ from realtime.kernel.ratelimit import SlidingWindowLimit
 
 from .errors import JobError, JobErrorCode
 from .frames import job_update_event
-from .models import FINISHED, WAITING, Job, JobLogLine, JobStatus
-from .registry import kind_get
+from .models import FINISHED, RUNNING, WAITING, Job, JobAttempt, JobLogLine, JobStatus
+from .registry import WorkerLost, kind_get
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def job_enqueue(
                     run_at=run_at,
                     idempotency_key=idempotency_key,
                     seq=1,  # its creation is the job's first event
+                    max_attempts=job_kind.retry.attempts,
                     dispatched_at=now if send_now else None,
                 )
             )
@@ -129,7 +130,7 @@ def _below_active_cap(owner: User) -> None:
     cap = settings.JOBS_MAX_ACTIVE_PER_USER
     if not cap:
         return
-    active = Job.objects.filter(owner=owner, status__in=(*WAITING, JobStatus.RUNNING)).count()
+    active = Job.objects.filter(owner=owner, status__in=(*WAITING, *RUNNING)).count()
     if active >= cap:
         raise JobError(
             JobErrorCode.TOO_MANY_ACTIVE_JOBS,
@@ -265,39 +266,59 @@ def _dispatch(job: Job) -> None:
 
 
 def _send(job: Job) -> None:
-    """Send the job's Celery message (task id = job id), to run at `run_at`.
+    """Send the job's Celery message, to run at `run_at`.
 
-    The caller has already set `dispatched_at`, in the write that made the job due.
+    The caller has already set `dispatched_at`, in the write that made the job due. The
+    task id is the job's id for its first attempt, and names the attempt after it (a retry
+    is another message, which a broker may still hold the first of).
     """
     from .tasks import run_job
 
-    run_job.apply_async((str(job.id),), task_id=str(job.id), eta=job.run_at, retry=True)
+    task_id = str(job.id) if job.attempts == 0 else f"{job.id}.{job.attempts + 1}"
+    run_job.apply_async((str(job.id),), task_id=task_id, eta=job.run_at, retry=True)
 
 
 def job_claim(*, job_id: str) -> Job | None:
-    """Take a waiting, not cancelled job for running; None if it is not (or no longer) waiting."""
+    """Take a waiting, not cancelled job for its next attempt; None if it is not (or no longer)
+    waiting, or not due yet (a retry's message that came early)."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     with transaction.atomic():
-        claimed = Job.objects.filter(pk=job_id, status__in=WAITING, cancel_requested=False).update(
-            status=JobStatus.RUNNING,
-            started_at=now,
-            attempts=F("attempts") + 1,
-            lease_expires_at=lease,
-            seq=F("seq") + 1,
+        claimed = (
+            Job.objects.filter(pk=job_id, status__in=WAITING, cancel_requested=False)
+            .exclude(status=JobStatus.RETRYING, next_attempt_at__gt=now)
+            .update(
+                status=JobStatus.RUNNING,
+                started_at=now,
+                attempts=F("attempts") + 1,
+                next_attempt_at=None,
+                lease_expires_at=lease,
+                seq=F("seq") + 1,
+            )
         )
         if not claimed:
             return None
         job = Job.objects.get(pk=job_id)
+        JobAttempt.objects.create(job=job, number=job.attempts, started_at=now)
         _publish_update(job)
     return job
+
+
+def job_watch(*, job_id: Any, renew_lease: bool) -> bool:
+    """What the process running a job asks as it waits: whether it was asked to stop. With
+    `renew_lease`, the job's lease is extended too (the worker is alive, whatever the job's
+    code is doing)."""
+    if renew_lease:
+        lease = timezone.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+        Job.objects.filter(pk=job_id, status__in=RUNNING).update(lease_expires_at=lease)
+    return job_cancel_requested(job_id=job_id)
 
 
 def job_progress(*, job_id: Any, current: int, total: int, message: str) -> bool:
     """Record progress of a running job and extend its lease; False if it is not running."""
     lease = timezone.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     with transaction.atomic():
-        updated = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        updated = Job.objects.filter(pk=job_id, status__in=RUNNING).update(
             progress_current=current,
             progress_total=total,
             progress_message=message[:500],
@@ -327,33 +348,126 @@ def job_log_append(*, job_id: Any, line: str) -> int:
 
 
 def job_succeed(*, job_id: Any, result: dict[str, Any] | None) -> None:
-    _finish(job_id, JobStatus.SUCCEEDED, result=result, only_if=(JobStatus.RUNNING,))
+    _finish(job_id, JobStatus.SUCCEEDED, result=result, only_if=RUNNING)
 
 
-def job_fail(*, job_id: Any, error_type: str, message: str) -> None:
-    _finish(
-        job_id,
-        JobStatus.FAILED,
-        error={"type": error_type, "message": message[:500]},
-        only_if=(JobStatus.RUNNING,),
-    )
+def job_fail(*, job_id: Any, error_type: str, message: str, retryable: bool = False) -> str:
+    """End the running attempt with an error; the job is tried again (`retrying`) if
+    `retryable` and it has attempts left and no one cancelled it, else it fails. Its status."""
+    error = {"type": error_type, "message": message[:500]}
+    if retryable:
+        retried = _retry_later(job_id, error)
+        if retried is not None:
+            return retried
+    _finish(job_id, JobStatus.FAILED, error=error, only_if=RUNNING)
+    return JobStatus.FAILED
+
+
+def _retry_later(
+    job_id: Any, error: dict[str, str], *, lease_before: datetime | None = None
+) -> str | None:
+    """Schedule the next attempt after the kind's backoff; None if there is none to have."""
+    now = timezone.now()
+    with transaction.atomic():
+        running = Job.objects.select_for_update().filter(pk=job_id, status__in=RUNNING)
+        if lease_before is not None:
+            running = running.filter(lease_expires_at__lt=lease_before)
+        job = running.first()
+        job_kind = None if job is None else kind_get(job.kind)
+        if (
+            job is None
+            or job_kind is None
+            or job.cancel_requested
+            or job.attempts >= job.max_attempts
+        ):
+            return None
+        run_at = now + timedelta(seconds=job_kind.retry.delay(job.attempts))
+        send_now = (run_at - now).total_seconds() <= settings.JOBS_BROKER_MAX_DELAY
+        Job.objects.filter(pk=job_id).update(
+            status=JobStatus.RETRYING,
+            error=error,
+            run_at=run_at,
+            next_attempt_at=run_at,
+            lease_expires_at=None,
+            dispatched_at=now if send_now else None,
+            seq=F("seq") + 1,
+        )
+        _attempt_end(job_id, JobStatus.FAILED, error, now)
+        job = Job.objects.get(pk=job_id)
+        _publish_update(job)
+    if send_now:
+        try:
+            _send(job)
+        except (OperationalError, OSError):  # the dispatcher sends it once the broker is back
+            logger.warning("broker refused the retry of job %s", job.pk, exc_info=True)
+            Job.objects.filter(pk=job.pk, dispatched_at=now).update(dispatched_at=None)
+    return JobStatus.RETRYING
 
 
 def job_mark_cancelled(*, job_id: Any) -> None:
-    _finish(job_id, JobStatus.CANCELLED, only_if=(JobStatus.RUNNING, *WAITING))
+    _finish(job_id, JobStatus.CANCELLED, only_if=(*RUNNING, *WAITING))
 
 
 def job_cancel(*, job: Job) -> Job:
-    """Cancel: a waiting job never starts; a running one stops at its reporter's next check."""
+    """Cancel: a waiting job never starts; a running one is `cancelling` until it stops, at its
+    reporter's next check, or when its grace is over and its process is stopped."""
     if job.status in FINISHED:
         raise JobError(JobErrorCode.NOT_CANCELLABLE, f"The job has already {job.status}.")
     with transaction.atomic():
+        Job.objects.filter(pk=job.pk, status__in=RUNNING).update(status=JobStatus.CANCELLING)
         Job.objects.filter(pk=job.pk).update(cancel_requested=True, seq=F("seq") + 1)
         refreshed = Job.objects.get(pk=job.pk)
         _publish_update(refreshed)
     if refreshed.status in WAITING:
         job_mark_cancelled(job_id=job.pk)
     return Job.objects.get(pk=job.pk)
+
+
+def job_retry(*, job: Job, owner: User) -> Job:
+    """Run a failed job again, under its id, with its kind's attempts once more.
+
+    Its owner's rules for a new job apply: the enqueue rate and the cap on unfinished jobs.
+    Its earlier attempts stay in its history.
+    """
+    if job.owner_id != owner.pk:
+        raise JobError(JobErrorCode.NOT_JOB_OWNER, "Only the job's owner may retry it.")
+    if job.status != JobStatus.FAILED:
+        raise JobError(
+            JobErrorCode.NOT_RETRYABLE,
+            f"Only a failed job can be retried; this one is {job.status}.",
+        )
+    job_kind = kind_get(job.kind)
+    if job_kind is None:
+        raise JobError(JobErrorCode.UNKNOWN_KIND, f"No job kind {job.kind!r} any more.")
+    wait = ENQUEUE_LIMIT.take(who=f"user:{owner.pk}", rate=settings.JOBS_ENQUEUE_RATE)
+    if wait is not None:
+        raise JobError(
+            JobErrorCode.RATE_LIMITED, f"Too many jobs; try again in {wait} s.", retry_after=wait
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        _owner_lock_below_active_cap(owner)
+        retried = Job.objects.filter(pk=job.pk, status=JobStatus.FAILED).update(
+            status=JobStatus.QUEUED,
+            run_at=now,
+            max_attempts=F("attempts") + job_kind.retry.attempts,
+            next_attempt_at=None,
+            result=None,
+            error=None,
+            finished_at=None,
+            cancel_requested=False,
+            progress_current=0,
+            progress_total=0,
+            progress_message="",
+            dispatched_at=now,
+            seq=F("seq") + 1,
+        )
+        if not retried:  # retried meanwhile by another request
+            raise JobError(JobErrorCode.NOT_RETRYABLE, "The job is already being retried.")
+        job = Job.objects.get(pk=job.pk)
+        _publish_update(job)
+    _dispatch(job)
+    return job
 
 
 def job_cancel_requested(*, job_id: Any) -> bool:
@@ -364,16 +478,18 @@ def jobs_reap_expired(*, now: datetime | None = None) -> int:
     """Fail running jobs whose worker stopped renewing the lease (killed mid-job)."""
     now = now or timezone.now()
     reaped = 0
-    for job_id in Job.objects.filter(
-        status=JobStatus.RUNNING, lease_expires_at__lt=now
-    ).values_list("pk", flat=True):
-        reaped += _finish(
-            job_id,
-            JobStatus.FAILED,
-            error={"type": "WorkerLost", "message": "The worker running this job stopped."},
-            only_if=(JobStatus.RUNNING,),
-            lease_before=now,
-        )
+    expired = Job.objects.filter(status__in=RUNNING, lease_expires_at__lt=now)
+    for job_id, kind in expired.values_list("pk", "kind"):
+        job_kind = kind_get(kind)
+        error = {"type": WorkerLost.__name__, "message": "The worker running this job stopped."}
+        if (
+            job_kind is not None
+            and job_kind.retry.retries(WorkerLost)
+            and _retry_later(job_id, error, lease_before=now) is not None
+        ):
+            reaped += 1
+            continue
+        reaped += _finish(job_id, JobStatus.FAILED, error=error, only_if=RUNNING, lease_before=now)
     return reaped
 
 
@@ -399,8 +515,16 @@ def _finish(
             seq=F("seq") + 1,
         )
         if changed:
+            _attempt_end(job_id, status, error, timezone.now())
             _publish_update(Job.objects.get(pk=job_id))
     return changed
+
+
+def _attempt_end(job_id: Any, status: str, error: dict[str, str] | None, now: datetime) -> None:
+    """Close the job's running attempt, if it has one (a waiting job cancelled has none)."""
+    JobAttempt.objects.filter(job_id=job_id, finished_at=None).update(
+        status=status, error=error, finished_at=now
+    )
 
 
 def _publish_update(job: Job) -> None:

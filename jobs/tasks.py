@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 
 from .registry import kind_get
-from .reporter import JobCancelled, Reporter
+from .runner import attempt_run
 from .services import (
     job_claim,
     job_fail,
@@ -17,32 +15,30 @@ from .services import (
     jobs_reap_expired,
 )
 
-logger = logging.getLogger(__name__)
-
 
 @shared_task(name="jobs.run")
 def run_job(job_id: str) -> None:
-    """Claim the job and run its kind; a delivery that cannot claim it does nothing."""
+    """Claim the job's next attempt and run it in a process of its own; a delivery that cannot
+    claim it (a duplicate, a cancelled job, a retry not due yet) does nothing."""
     job = job_claim(job_id=job_id)
     if job is None:
         return
     job_kind = kind_get(job.kind)
-    reporter = Reporter(job.pk)
-    try:
-        if job_kind is None:
-            raise LookupError(f"unknown job kind {job.kind!r}")
-        params = job_kind.params.model_validate(job.params)
-        result = job_kind.run(job, params, reporter)
-        reporter.flush()
-    except JobCancelled:
-        reporter.flush()
+    if job_kind is None:
+        job_fail(job_id=job.pk, error_type="LookupError", message=f"No job kind {job.kind!r}.")
+        return
+    outcome = attempt_run(job, job_kind)
+    if outcome.status == "succeeded":
+        job_succeed(job_id=job.pk, result=outcome.result)
+    elif outcome.status == "cancelled":
         job_mark_cancelled(job_id=job.pk)
-    except Exception as exc:
-        logger.exception("job %s (%s) failed", job.pk, job.kind)
-        reporter.flush()
-        job_fail(job_id=job.pk, error_type=type(exc).__name__, message=str(exc))
     else:
-        job_succeed(job_id=job.pk, result=result)
+        job_fail(
+            job_id=job.pk,
+            error_type=outcome.error_type,
+            message=outcome.message,
+            retryable=outcome.retryable,
+        )
 
 
 @shared_task(name="jobs.dispatch_due")
@@ -53,5 +49,5 @@ def dispatch_due_jobs() -> int:
 
 @shared_task(name="jobs.reap_expired")
 def reap_expired_jobs() -> int:
-    """Fail running jobs whose worker died (no lease renewal)."""
+    """Retry or fail running jobs whose worker died (no lease renewal)."""
     return jobs_reap_expired()

@@ -270,13 +270,24 @@ JOBS_BROKER_MAX_DELAY = env.int("JOBS_BROKER_MAX_DELAY", default=300)
 # again by the dispatcher (its message was lost with a broker restarted empty, or is held by a
 # killed worker until the visibility timeout); the claim makes the second message harmless.
 JOBS_REDISPATCH_AFTER = env.int("JOBS_REDISPATCH_AFTER", default=60)
-# A running job renews its lease at each progress write; a job whose lease ran out (its
-# worker was killed) is failed by the reaper.
+# The worker renews a running job's lease while its process runs (and each progress write
+# does); a job whose lease ran out (its worker was killed) is retried or failed by the reaper.
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)
 # At most one progress write and event per job per this many seconds.
 JOBS_PROGRESS_INTERVAL = env.float("JOBS_PROGRESS_INTERVAL", default=0.25)
-# Unfinished (scheduled, queued, running) jobs one user may have; enqueue refuses more with
-# 429, counted under a lock on the user's row so simultaneous requests cannot pass it (0 = no cap).
+# Each attempt runs in a process of its own, which the worker stops when it must. Seconds an
+# attempt may run: past the soft limit `TimeLimitExceeded` is raised in it (0: none); past
+# the hard limit its process is stopped and the attempt failed. A kind may set its own.
+JOBS_SOFT_TIME_LIMIT = env.float("JOBS_SOFT_TIME_LIMIT", default=0)
+JOBS_TIME_LIMIT = env.float("JOBS_TIME_LIMIT", default=60 * 60)
+# Seconds a cancelled running job (`cancelling`) has to stop at a reporter call before its
+# process is stopped: first asked (SIGTERM: `JobCancelled` is raised wherever its code is),
+# then, JOBS_KILL_AFTER seconds later, killed.
+JOBS_CANCEL_GRACE = env.float("JOBS_CANCEL_GRACE", default=5)
+JOBS_KILL_AFTER = env.float("JOBS_KILL_AFTER", default=2)
+# Unfinished (scheduled, queued, retrying, running) jobs one user may have; enqueue refuses more
+# with 429, counted under a lock on the user's row so simultaneous requests cannot pass it (0 =
+# no cap).
 JOBS_MAX_ACTIVE_PER_USER = env.int("JOBS_MAX_ACTIVE_PER_USER", default=20)
 
 # ------------------------------------------------------------------ REST
@@ -355,8 +366,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "ReadinessStatusEnum": ["ok", "unavailable"],
-        # A room's `kind` and a job's are told apart by name.
-        "KindEnum": "jobs.registry.kind_names",
+        # A room's `kind` is told apart from each job kind's (`Enqueue<Kind>KindEnum`) by name.
         "RoomKindEnum": "chat.models.RoomKind",
         "NewRoomKindEnum": ["public", "private"],
     },

@@ -37,6 +37,8 @@ from .base import *  # noqa: E402, F403
 from .base import CACHES, DATABASES, SQLITE, VAR_DIR, env  # noqa: E402
 
 DEBUG = False
+# A project's own app with job kinds of its own, declared as the README's guide shows.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.jobkinds"]  # noqa: F405
 SECRET_KEY = "test-only-secret-key-not-for-any-deployment"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

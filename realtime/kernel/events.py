@@ -503,11 +503,15 @@ class JobError(Frame):
 
 
 class JobStatus(StrEnum):
-    """Where a job is: scheduled → queued → running → succeeded | failed | cancelled."""
+    """Where a job is: scheduled → queued → running → succeeded | failed | cancelled; a failed
+    attempt with attempts left goes `retrying` → running, a cancelled running job
+    `cancelling` → cancelled."""
 
     SCHEDULED = "scheduled"
     QUEUED = "queued"
+    RETRYING = "retrying"
     RUNNING = "running"
+    CANCELLING = "cancelling"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -527,7 +531,9 @@ class JobState(Frame):
     run_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
-    attempts: int
+    attempts: int = Field(description="Attempts started so far")
+    max_attempts: int = Field(description="Attempts it may have before it fails for good")
+    next_attempt_at: Timestamp | None = Field(description="When it runs again (`retrying`)")
     seq: int = Field(description="Counts the job's changes; a later state has a larger seq")
     cancel_requested: bool
     log_lines: int

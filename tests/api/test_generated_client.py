@@ -88,9 +88,9 @@ def test_generated_client_signs_in_posts_and_runs_a_job(generated, live_server_u
     # when: enqueue with a countdown, then poll
     enqueued = module("api.jobs.jobs_enqueue").sync_detailed(
         client=api,
-        body=models.EnqueueRequest(
-            kind=models.KindEnum.DEMO_SLEEP,
-            params=models.EnqueueRequestParams.from_dict({"steps": 2, "max_seconds": 0.1}),
+        body=models.EnqueueDemoSleepRequest(  # each kind has its body, its params typed
+            kind=models.EnqueueDemoSleepKindEnum.DEMO_SLEEP,
+            params=models.EnqueueDemoSleepRequestParams(steps=2, max_seconds=0.1),
             countdown=1,
         ),
     )

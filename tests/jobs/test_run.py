@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from jobs.models import Job
 from jobs.services import job_enqueue, jobs_dispatch_due
 from jobs.tasks import reap_expired_jobs, run_job
 from tests.factories import UserFactory
+from tests.support.jobs import finished
 from tests.support.processes import celery_worker, daphne, http_json, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,24 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def owner():
     return UserFactory.create(username="owner")
-
-
-@pytest.fixture
-def api(owner) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(owner)
-    return client
-
-
-def finished(job_id: str, timeout: float = 30) -> Job:
-    return wait_until(
-        lambda: (
-            (job := Job.objects.get(pk=job_id)).status in ("succeeded", "failed", "cancelled")
-            and job
-        ),
-        timeout=timeout,
-        interval=0.2,
-    )
 
 
 def test_demo_sleep_waits_its_countdown_then_reports_progress_and_log(api, worker):

@@ -328,9 +328,9 @@ def test_cancelling_a_running_job_asks_it_to_stop_at_its_next_check(owner):
     # when
     asked = job_cancel(job=job)
 
-    # then: still running until its reporter sees the request and stops it
+    # then: `cancelling` until its reporter sees the request and stops it (or its worker does)
     assert (asked.status, asked.cancel_requested, asked.seq) == (
-        JobStatus.RUNNING,
+        JobStatus.CANCELLING,
         True,
         job.seq + 1,
     )

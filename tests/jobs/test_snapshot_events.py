@@ -78,13 +78,6 @@ def owner() -> User:
 
 
 @pytest.fixture
-def api(owner: User) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(owner)
-    return client
-
-
-@pytest.fixture
 def listener(owner: User) -> Iterator[LayerListener]:
     """A member of the owner's group (`jobs:mine`); tests add the job's group."""
     member = LayerListener()
