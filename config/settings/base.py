@@ -281,7 +281,7 @@ JOBS_PROGRESS_INTERVAL = env.float("JOBS_PROGRESS_INTERVAL", default=0.25)
 JOBS_SOFT_TIME_LIMIT = env.float("JOBS_SOFT_TIME_LIMIT", default=0)
 JOBS_TIME_LIMIT = env.float("JOBS_TIME_LIMIT", default=60 * 60)
 # Seconds a cancelled running job (`cancelling`) has to stop at a reporter call before its
-# process is stopped: first asked (SIGTERM: `JobCancelled` is raised wherever its code is),
+# process is stopped: first asked (SIGUSR1: `JobCancelled` is raised wherever its code is),
 # then, JOBS_KILL_AFTER seconds later, killed.
 JOBS_CANCEL_GRACE = env.float("JOBS_CANCEL_GRACE", default=5)
 JOBS_KILL_AFTER = env.float("JOBS_KILL_AFTER", default=2)
