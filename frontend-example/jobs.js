@@ -2,7 +2,8 @@
  * Background jobs: a form built from each kind's params schema (GET /api/job-kinds/), and a
  * live list of my jobs. `jobs:mine` brings every state change of every job of mine; each
  * unfinished job is also followed on `job:<id>`, which sends its snapshot on each subscribe
- * and then its log lines, numbered, so a missed line is fetched over REST.
+ * and then its log lines, numbered, so a missed line is fetched over REST. A failed job can
+ * be retried under its id; its attempts are read over REST when someone opens them.
  */
 
 import { clockTime, h, $ } from "./dom.js";
@@ -89,15 +90,16 @@ export class Jobs {
     const kind = this.kinds.find((candidate) => candidate.name === this.elements.kind.value);
     const schema = kind?.params_schema ?? { properties: {} };
     const required = new Set(schema.required ?? []);
-    const fields = Object.entries(schema.properties ?? {}).map(([name, property]) =>
-      h(
+    const fields = Object.entries(schema.properties ?? {}).map(([name, declared]) => {
+      const property = fieldSchema(schema, declared);
+      return h(
         "label",
         { class: "field" },
         h("span", {}, property.title || name),
         this.#input(name, property, required.has(name)),
         property.description ? h("small", {}, property.description) : null,
-      ),
-    );
+      );
+    });
     this.elements.params.replaceChildren(...fields);
   }
 
@@ -105,7 +107,7 @@ export class Jobs {
     if (property.enum) {
       return h(
         "select",
-        { name, dataset: { type: "string" } },
+        { name, dataset: { type: property.type ?? "string" } },
         property.enum.map((value) => h("option", { value, selected: value === property.default }, value)),
       );
     }
@@ -187,6 +189,8 @@ export class Jobs {
       status: h("span", { class: "job-status" }),
       countdown: h("span", { class: "job-countdown" }),
       cancel: h("button", { type: "button", class: "job-cancel" }, "Cancel"),
+      retry: h("button", { type: "button", class: "job-retry" }, "Retry"),
+      attempt: h("p", { class: "job-attempt" }),
       bar: h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }),
       fill: h("div", { class: "bar-fill" }),
       percent: h("span", { class: "job-percent" }),
@@ -195,22 +199,31 @@ export class Jobs {
       logLines: h("ol", { class: "job-log-lines" }),
       // A finished job's log is read only when someone opens it.
       log: h("details", { class: "job-log", open: !FINAL.has(state.status) }),
+      attemptsSummary: h("summary"),
+      attemptsList: h("ol", { class: "job-attempts-list" }),
+      // Read when opened, and again when an attempt starts or ends while it is open.
+      attempts: h("details", { class: "job-attempts" }),
       outcome: h("div", { class: "job-outcome" }),
       params: h("p", { class: "job-params" }, describeParams(state.params)),
     };
     card.bar.append(card.fill);
     card.log.append(card.logSummary, card.logLines);
+    card.attempts.append(card.attemptsSummary, card.attemptsList);
     card.root.append(
-      h("div", { class: "job-head" }, card.kind, card.status, card.countdown, card.cancel),
+      h("div", { class: "job-head" }, card.kind, card.status, card.countdown, card.cancel, card.retry),
       card.params,
+      card.attempt,
       h("div", { class: "job-progress" }, card.bar, card.percent),
       card.message,
       card.log,
+      card.attempts,
       card.outcome,
     );
     const job = {
       state,
       card,
+      attemptsShown: null, // the `attempts` and status the list was last read for
+      attemptsRead: 0, // counts the reads: an answer that a later read overtook is dropped
       log: new Sequence({
         key: (line) => line.number,
         apply: (line) => {
@@ -223,7 +236,9 @@ export class Jobs {
       }),
     };
     card.log.addEventListener("toggle", () => this.#syncLog(job));
+    card.attempts.addEventListener("toggle", () => this.#syncAttempts(job));
     card.cancel.addEventListener("click", () => this.#cancel(job));
+    card.retry.addEventListener("click", () => this.#retry(job));
     this.jobs.set(state.id, job);
     this.elements.list.prepend(card.root);
     return job;
@@ -234,22 +249,36 @@ export class Jobs {
     const { current, total, message } = state.progress;
     const percent = state.status === "succeeded" ? 100 : total > 0 ? Math.floor((current / total) * 100) : 0;
     card.root.dataset.status = state.status;
-    const stopping = state.cancel_requested && !FINAL.has(state.status);
-    card.status.textContent = stopping ? `${state.status}, cancelling` : state.status;
+    card.status.textContent = stopping(state) ? "cancelling…" : state.status;
     card.status.className = `job-status status-${state.status}`;
     card.bar.setAttribute("aria-valuenow", percent);
     card.fill.style.width = `${percent}%`;
     card.percent.textContent = `${percent}%`;
     card.message.textContent = message || "";
-    card.cancel.hidden = FINAL.has(state.status) || state.cancel_requested;
+    card.cancel.hidden = FINAL.has(state.status) || stopping(state);
+    card.retry.hidden = state.status !== "failed";
     this.#renderCountdown(state, card);
+    this.#renderAttempt(state, card);
     this.#renderLogSummary(job);
+    this.#syncAttempts(job);
     card.outcome.replaceChildren(...this.#outcome(state));
+  }
+
+  /** "attempt N of M" where a job may have more than one; while retrying, why and when next. */
+  #renderAttempt(state, card) {
+    const { attempts, max_attempts: max } = state;
+    if (state.status === "retrying") {
+      const seconds = Math.ceil((Date.parse(state.next_attempt_at) - Date.now()) / 1000);
+      const next = seconds > 0 ? `next attempt in ${seconds} s` : "next attempt waiting for a worker";
+      card.attempt.textContent = `attempt ${attempts} of ${max} failed: ${describeError(state.error)}, ${next}`;
+    } else {
+      card.attempt.textContent = max > 1 && attempts > 0 ? `attempt ${attempts} of ${max}` : "";
+    }
   }
 
   #outcome(state) {
     if (state.status === "failed" && state.error) {
-      return [h("p", { class: "error job-error" }, `Failed: ${state.error.message} (${state.error.type})`)];
+      return [h("p", { class: "error job-error" }, `Failed: ${describeError(state.error)}`)];
     }
     if (state.status === "cancelled") return [h("p", { class: "muted" }, "Cancelled.")];
     if (state.status !== "succeeded" || !state.result) return [];
@@ -288,6 +317,31 @@ export class Jobs {
     card.logSummary.textContent = `Log (${lines} line${lines === 1 ? "" : "s"})`;
   }
 
+  /** The attempts' summary; their list, if open, read again when an attempt started or ended. */
+  #syncAttempts(job) {
+    const { state, card } = job;
+    card.attempts.hidden = state.attempts === 0;
+    card.attemptsSummary.textContent = `Attempts (${state.attempts})`;
+    // An attempt starts with `attempts`, and ends with a change of status.
+    const shown = `${state.attempts} ${state.status}`;
+    if (!card.attempts.open || job.attemptsShown === shown) return;
+    job.attemptsShown = shown;
+    this.#readAttempts(job);
+  }
+
+  async #readAttempts(job) {
+    const read = ++job.attemptsRead;
+    let attempts;
+    try {
+      attempts = await this.api.get(`/api/jobs/${job.state.id}/attempts/`);
+    } catch (error) {
+      job.attemptsShown = null; // read again at the next change, or when opened again
+      this.#showError(`Attempts could not be loaded: ${error.message}`);
+      return;
+    }
+    if (read === job.attemptsRead) job.card.attemptsList.replaceChildren(...attempts.map(attemptRow));
+  }
+
   #renderCountdown(state, card) {
     const waiting = state.status === "scheduled" || state.status === "queued";
     const seconds = Math.ceil((Date.parse(state.run_at) - Date.now()) / 1000);
@@ -301,6 +355,7 @@ export class Jobs {
     for (const job of this.jobs.values()) {
       const waiting = job.state.status === "scheduled" || job.state.status === "queued";
       if (waiting) this.#renderCountdown(job.state, job.card);
+      else if (job.state.status === "retrying") this.#renderAttempt(job.state, job.card);
     }
   }
 
@@ -315,6 +370,17 @@ export class Jobs {
     }
   }
 
+  async #retry(job) {
+    job.card.retry.disabled = true;
+    try {
+      this.#update(await this.api.post(`/api/jobs/${job.state.id}/retry/`));
+    } catch (error) {
+      this.#showError(`Not retried: ${error.message}`);
+    } finally {
+      job.card.retry.disabled = false;
+    }
+  }
+
   #showError(text, source = "") {
     this.elements.error.textContent = text;
     this.elements.error.dataset.source = source;
@@ -324,4 +390,36 @@ export class Jobs {
 function describeParams(params) {
   const entries = Object.entries(params ?? {});
   return entries.length ? entries.map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join(", ") : "no params";
+}
+
+/** A running job asked to stop (`cancelling`), or a waiting one about to be `cancelled`. */
+function stopping(state) {
+  return state.status === "cancelling" || (state.cancel_requested && !FINAL.has(state.status));
+}
+
+function describeError(error) {
+  return error ? `${error.message} (${error.type})` : "no error given";
+}
+
+function attemptRow({ number, status, error, started_at: startedAt, finished_at: finishedAt }) {
+  const took = finishedAt && ((Date.parse(finishedAt) - Date.parse(startedAt)) / 1000).toFixed(1);
+  const when = finishedAt ? `at ${clockTime(startedAt)}, ${took} s` : `since ${clockTime(startedAt)}`;
+  return h(
+    "li",
+    { class: "job-attempt-row", value: number, dataset: { status } },
+    h("span", { class: `job-attempt-status status-${status}` }, status),
+    h("span", { class: "muted" }, when),
+    error ? h("span", { class: "error" }, describeError(error)) : null,
+  );
+}
+
+/**
+ * A field's schema as a form needs it: a `$ref` (an enum class) read from the schema's
+ * `$defs`, and an optional field (`anyOf` with null) as its other type.
+ */
+function fieldSchema(schema, property) {
+  const ref = property.$ref?.match(/^#\/\$defs\/(.+)$/)?.[1];
+  const resolved = ref ? { ...schema.$defs?.[ref], ...property } : property;
+  const branches = (resolved.anyOf ?? []).filter((branch) => branch.type !== "null");
+  return branches.length === 1 ? { ...fieldSchema(schema, branches[0]), ...resolved } : resolved;
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import urllib.request
 import uuid
@@ -43,7 +44,9 @@ SERVER_ENV = {"LOGIN_THROTTLE_RATE": "1000/min"}
 # The page reads over REST once its socket has been down 4 s, then every 5 s (app.js).
 POLL_WAIT_MS = 12_000
 XSS = "<img src=x onerror=alert(1)>"
-# Records every alert() and every value the progress bars take, from before the page's code.
+# Records every alert(), every value the progress bars take, and each job card's status and
+# attempt line each time either is shown (a `retrying` lasts a fraction of a second with the
+# test kinds' backoff), from before the page's code.
 RECORDERS = """
 window.alerts = [];
 window.alert = (message) => window.alerts.push(String(message));
@@ -53,6 +56,20 @@ new MutationObserver((changes) => {
         window.progressSeen.push(Number(change.target.getAttribute("aria-valuenow")));
     }
 }).observe(document, { subtree: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+window.jobStatesSeen = [];
+new MutationObserver((changes) => {
+    for (const { target } of changes) {
+        const card = target.closest?.("li.job");
+        if (!card || !(target === card || target.matches(".job-attempt"))) continue;
+        window.jobStatesSeen.push({
+            job: card.dataset.jobId,
+            status: card.dataset.status,
+            attempt: card.querySelector(".job-attempt")?.textContent ?? "",
+        });
+    }
+}).observe(document, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"],
+});
 """
 
 
@@ -211,6 +228,34 @@ async def enqueue(page: Page, kind: str, countdown: int, **params: object) -> st
 
 def job_card(page: Page, job_id: str) -> Locator:
     return page.locator(f'#job-list li.job[data-job-id="{job_id}"]')
+
+
+async def states_shown(page: Page, job_id: str) -> list[tuple[str, list[str]]]:
+    """Each status the job's card took, in order, with the attempt lines it showed meanwhile
+    (a card is rendered again when only its progress changes: no status follows itself)."""
+    shown: list[tuple[str, list[str]]] = []
+    for state in await page.evaluate("() => window.jobStatesSeen"):
+        if state["job"] != job_id:
+            continue
+        if not shown or shown[-1][0] != state["status"]:
+            shown.append((state["status"], [state["attempt"]]))
+        elif shown[-1][1][-1] != state["attempt"]:
+            shown[-1][1].append(state["attempt"])
+    return shown
+
+
+def retry_notes(states: list[tuple[str, list[str]]]) -> list[str]:
+    """The attempt line shown as each `retrying` began, less its countdown."""
+    return [lines[0].split(", next attempt")[0] for status, lines in states if status == "retrying"]
+
+
+def countdown(line: str) -> int:
+    """A retrying job's seconds to its next attempt, as its card shows them (0: due)."""
+    if line.endswith(", next attempt waiting for a worker"):
+        return 0
+    found = re.search(r", next attempt in (\d+) s$", line)
+    assert found, line
+    return int(found[1])
 
 
 async def screenshot(page: Page, name: str) -> None:
@@ -451,6 +496,113 @@ async def test_cancelling_a_waiting_and_a_running_job(spa_server, people, open_p
     assert jobs[uuid.UUID(waiting)].started_at is None
     assert jobs[uuid.UUID(running)].status == "cancelled"
     assert jobs[uuid.UUID(running)].progress_current < 100
+
+
+async def test_a_failed_job_is_tried_again_by_its_kind_then_retried_by_its_owner(
+    spa_server, people, open_page
+):
+    # given: a kind of another app that tries 3 times, and a job that fails its first 4
+    page = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(page, "alice")
+
+    # when
+    job_id = await enqueue(page, "tests.flaky", countdown=0, fail_times=4)
+    card = job_card(page, job_id)
+
+    # then: it fails for good after its 3 attempts, each failure shown with its next try
+    await expect(card.locator(".job-status")).to_have_text("failed", timeout=20_000)
+    await expect(card.locator(".job-attempt")).to_have_text("attempt 3 of 3")
+    await expect(card.locator(".job-error")).to_have_text(
+        "Failed: attempt 3 failed (ConnectionError)"
+    )
+    states = await states_shown(page, job_id)
+    # (`queued` may never show: the worker's `running` can reach the page before the answer)
+    assert [status for status, _ in states if status != "queued"] == [
+        *("running", "retrying") * 2,
+        *("running", "failed"),
+    ], states
+    assert retry_notes(states) == [
+        "attempt 1 of 3 failed: attempt 1 failed (ConnectionError)",
+        "attempt 2 of 3 failed: attempt 2 failed (ConnectionError)",
+    ], states
+    # (the waits, 0.15 to 0.6 s, may be over before they are shown)
+    for status, lines in states:
+        assert status != "retrying" or all(countdown(line) in (0, 1) for line in lines), states
+    await expect(card.locator(".job-cancel")).to_be_hidden()
+
+    # when: alice opens its attempts
+    await card.locator(".job-attempts summary").click()
+
+    # then
+    attempts = card.locator(".job-attempts-list li")
+    await expect(attempts.locator(".job-attempt-status")).to_have_text(["failed"] * 3)
+    await expect(attempts.nth(2)).to_contain_text("attempt 3 failed (ConnectionError)")
+
+    # when: she retries it, the attempts left open
+    async with page.expect_response(
+        lambda response: response.url.endswith(f"/api/jobs/{job_id}/retry/")
+    ) as answer:
+        await card.locator(".job-retry").click()
+    assert (await answer.value).status == 202
+
+    # then: it is tried again under the same id, fails once more, then succeeds; the list
+    # of attempts follows while open
+    await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
+    await expect(card.locator(".job-result")).to_have_text("Result: attempt: 5")
+    await expect(card.locator(".job-attempt")).to_have_text("attempt 5 of 6")
+    await expect(card.locator(".job-retry")).to_be_hidden()
+    states = await states_shown(page, job_id)
+    assert [status for status, _ in states if status != "queued"][6:] == [
+        *("running", "retrying", "running", "succeeded")
+    ], states
+    assert retry_notes(states)[2:] == [
+        "attempt 4 of 6 failed: attempt 4 failed (ConnectionError)"
+    ], states
+    # the wait after the 4th attempt is 1.2 to 2.4 s: shown, then counted down each second
+    last_wait = [lines for status, lines in states if status == "retrying"][-1]
+    waited = [countdown(line) for line in last_wait]
+    assert 1 <= waited[0] <= 3, states
+    assert len(waited) > 1, states
+    assert waited == sorted(set(waited), reverse=True), states
+    await expect(attempts.locator(".job-attempt-status")).to_have_text(
+        ["failed"] * 4 + ["succeeded"]
+    )
+    await expect(card.locator(".job-attempts summary")).to_have_text("Attempts (5)")
+    await expect(page.locator("#job-list li.job")).to_have_count(1)
+    await expect(page.locator("#job-error")).to_be_empty()
+    job = await database_sync_to_async(Job.objects.get)(pk=job_id)
+    assert (job.status, job.attempts, job.result) == ("succeeded", 5, {"attempt": 5})
+    await screenshot(page, "retried")
+
+
+async def test_a_job_that_never_checks_is_cancelling_then_cancelled(spa_server, people, open_page):
+    # given: a job spinning in a loop that never asks whether it was cancelled
+    page = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(page, "alice")
+    job_id = await enqueue(page, "tests.stuck", countdown=0, how="busy")
+    card = job_card(page, job_id)
+    await expect(card.locator(".job-status")).to_have_text("running", timeout=15_000)
+
+    # when
+    await card.locator(".job-cancel").click()
+
+    # then: it is cancelling (nothing more to press), until its process is stopped after its
+    # kind's grace (1 s)
+    await expect(card.locator(".job-status")).to_have_text("cancelling…")
+    await expect(card.locator(".job-cancel")).to_be_hidden()
+    await expect(card.locator(".job-retry")).to_be_hidden()
+    await screenshot(page, "cancelling")
+    await expect(card.locator(".job-status")).to_have_text("cancelled", timeout=8_000)
+    await expect(card.locator(".job-outcome")).to_have_text("Cancelled.")
+    await expect(card.locator(".job-retry")).to_be_hidden()
+    await card.locator(".job-attempts summary").click()
+    await expect(card.locator(".job-attempts-list li .job-attempt-status")).to_have_text(
+        ["cancelled"]
+    )
+    states = [status for status, _ in await states_shown(page, job_id)]
+    assert states[-3:] == ["running", "cancelling", "cancelled"], states
+    job = await database_sync_to_async(Job.objects.get)(pk=job_id)
+    assert job.status == "cancelled"
 
 
 async def test_a_room_export_offers_its_file(spa_server, people, open_page):
