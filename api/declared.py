@@ -115,7 +115,8 @@ def _doc(serializer: type[DeclaredSerializer]) -> str:
 def openapi_schema(schema: Any) -> Any:
     """A pydantic JSON Schema as OpenAPI 3.0 writes it.
 
-    `X | None` becomes `nullable`, references point at components, and what OpenAPI 3.0 or
+    `X | None` becomes `nullable`, `exclusiveMinimum: n` becomes `minimum: n` with
+    `exclusiveMinimum: true`, references point at components, and what OpenAPI 3.0 or
     the REST document do not carry is left out: titles, defaults, `const`, and
     `additionalProperties: false` (the REST document lets clients take unknown fields).
     """
@@ -137,6 +138,10 @@ def openapi_schema(schema: Any) -> Any:
                 out[key] = {}
         elif key == "required":
             out[key] = sorted(value)
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema's bound; OpenAPI 3.0 writes it as the bound and a flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         else:
             out[key] = openapi_schema(value)
     options = out.pop("anyOf", None)

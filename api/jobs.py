@@ -17,7 +17,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
 )
-from pydantic import Field
+from pydantic import BaseModel, Field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
@@ -30,7 +30,16 @@ from jobs.frames import job_state_body
 from jobs.kinds import export_path
 from jobs.models import Job, JobStatus
 from jobs.registry import JobKind, kinds_all
-from jobs.selectors import LOG_PAGE_MAX, job_attempts, job_get, job_list, job_log
+from jobs.selectors import (
+    LOG_PAGE_MAX,
+    OUTPUT_PAGE_MAX,
+    job_attempts,
+    job_get,
+    job_list,
+    job_log,
+    job_output,
+    job_output_first,
+)
 from jobs.services import job_cancel, job_enqueue, job_retry
 from realtime.kernel import events
 from realtime.kernel.listing import Listing
@@ -201,6 +210,33 @@ class LogQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(
         min_value=1, max_value=LOG_PAGE_MAX, default=100, help_text="At most this many lines"
     )
+
+
+class OutputQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(
+        min_value=0, default=0, help_text="Only chunks with a `seq` after this"
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=OUTPUT_PAGE_MAX, default=500, help_text="At most this many chunks"
+    )
+
+
+class OutputPage(BaseModel):
+    """A page of a job's output chunks, in `seq` order, as `job.output` frames carry them."""
+
+    results: list[events.JobOutputChunk]
+    output_chunks: int = Field(description="Chunks written so far (the last `seq`)")
+    first_seq: int = Field(
+        description="The oldest chunk still kept; older ones were dropped (JOBS_OUTPUT_KEEP)"
+    )
+
+
+class OutputPageSerializer(DeclaredSerializer):
+    model = OutputPage
+    component = "OutputPage"
+
+    def declare(self, instance: dict[str, Any]) -> dict[str, Any]:
+        return instance
 
 
 class JobListQuerySerializer(serializers.Serializer):
@@ -545,3 +581,27 @@ class JobAttemptsView(APIView):
     def get(self, request: Request, job_id: str) -> Response:
         attempts = job_attempts(job=_job_or_404(request, job_id))
         return Response(AttemptSerializer(attempts, many=True).data)
+
+
+class JobOutputView(APIView):
+    """A job's output stream, after a chunk `seq`: what `job.output` frames carry live."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="jobs_output",
+        summary="Read a job's output",
+        tags=["jobs"],
+        parameters=[OutputQuerySerializer],
+        responses=OutputPageSerializer,
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        query = valid_query(OutputQuerySerializer, request)
+        job = _job_or_404(request, job_id)
+        chunks = job_output(job_id=job.pk, **query)
+        page = {
+            "results": [chunk.model_dump() for chunk in chunks],
+            "output_chunks": job.output_chunks,
+            "first_seq": job_output_first(job=job),
+        }
+        return Response(OutputPageSerializer(page).data)

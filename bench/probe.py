@@ -17,15 +17,14 @@ MACHINE_QUIET = 0.25
 
 
 def cpu_seconds(proc: Any) -> float:
-    """User+system CPU of a process, its live descendants and the children it has reaped."""
+    """User+system CPU of a process and its live descendants, and of the children each of them
+    has reaped (a Celery worker's job processes, reaped by its fork server, among them)."""
     total = 0.0
     with contextlib.suppress(psutil.NoSuchProcess):
-        times = proc.cpu_times()
-        total += times.user + times.system + times.children_user + times.children_system
-        for child in proc.children(recursive=True):
+        for each in [proc, *proc.children(recursive=True)]:
             with contextlib.suppress(psutil.NoSuchProcess):
-                ctimes = child.cpu_times()
-                total += ctimes.user + ctimes.system
+                times = each.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
     return total
 
 

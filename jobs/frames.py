@@ -32,6 +32,7 @@ JOB_STATE_COLUMNS = (
     "seq",
     "cancel_requested",
     "log_lines",
+    "output_chunks",
 )
 
 
@@ -76,6 +77,8 @@ class JobStateFields(Protocol):
     def cancel_requested(self) -> bool: ...
     @property
     def log_lines(self) -> int: ...
+    @property
+    def output_chunks(self) -> int: ...
 
 
 def job_state_model(job: JobStateFields) -> events.JobState:
@@ -112,6 +115,7 @@ def job_state_body(job: JobStateFields) -> dict[str, Any]:
         "seq": job.seq,
         "cancel_requested": job.cancel_requested,
         "log_lines": job.log_lines,
+        "output_chunks": job.output_chunks,
     }
 
 

@@ -1,4 +1,5 @@
-"""The job kinds Switchboard ships: the tutorial's demo, and a room's history export."""
+"""The job kinds Switchboard ships: the tutorial's demo, a streaming demo, and a room's history
+export."""
 
 from __future__ import annotations
 
@@ -42,6 +43,42 @@ def sleep_some_amount_of_time(job: Job, params: SleepParams, reporter: Reporter)
         slept += seconds
         reporter.progress(step + 1, params.steps, f"Slept {step + 1} of {params.steps} times")
     return {"steps": params.steps, "slept_seconds": round(slept, 2)}
+
+
+DEMO_TEXT = (
+    "Switchboard streams what a job writes as it writes it: each word of this text is a chunk, "
+    "sent to the job's subscribers within a few tens of milliseconds, several at once when they "
+    "come fast, stored so that a client that reconnects asks for what it missed and gets each "
+    "chunk once."
+)
+
+
+class StreamParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(default=DEMO_TEXT, min_length=1, max_length=10_000, description="The text")
+    words_per_second: float = Field(
+        default=10, gt=0, le=1000, description="How fast it is written, word by word"
+    )
+    repeat: int = Field(default=1, ge=1, le=100, description="How many times the text is written")
+
+
+@job_kind("demo.stream", "Write a text word by word to the job's output", StreamParams)
+def stream_text(job: Job, params: StreamParams, reporter: Reporter) -> dict[str, Any]:
+    """Output a text a word at a time, like a model generating it, at a steady rate."""
+    words = params.text.split(" ")
+    total = len(words) * params.repeat
+    pause = 1 / params.words_per_second
+    started = time.monotonic()
+    for written in range(total):
+        # Kept to its rate over the whole run, not pause by pause (a late word is not made up
+        # for by the next ones otherwise).
+        time.sleep(max(0.0, started + written * pause - time.monotonic()))
+        word = words[written % len(words)]
+        last = written % len(words) == len(words) - 1
+        reporter.output(word + ("\n" if last else " "))
+        reporter.progress(written + 1, total, f"Wrote {written + 1} of {total} words")
+    return {"words": total, "seconds": round(time.monotonic() - started, 2)}
 
 
 class RoomExportParams(BaseModel):

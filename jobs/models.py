@@ -53,6 +53,7 @@ class Job(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)  # running: worker is alive
     dispatched_at = models.DateTimeField(null=True, blank=True)  # the Celery message was sent
     log_lines = models.PositiveIntegerField(default=0)
+    output_chunks = models.PositiveBigIntegerField(default=0)  # the last output chunk's seq
 
     class Meta:
         ordering = ["-created_at"]
@@ -88,6 +89,22 @@ class JobLogLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}:{self.number}"
+
+
+class JobOutputChunk(models.Model):
+    """A piece of what a job wrote to its output stream; the newest JOBS_OUTPUT_KEEP are kept."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="output")
+    seq = models.PositiveBigIntegerField()  # 1, 2, ... with no gap
+    data = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "seq"], name="jobs_outputchunk_job_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.seq}"
 
 
 class JobAttempt(models.Model):

@@ -82,8 +82,11 @@ def attempt_run(job: Job, kind: JobKind) -> Outcome:
     """Run one attempt of `job` in a child process and wait for it, stopping it when it must."""
     forkserver.ensure_running()  # started with the worker (`fork_server_start`); again if it died
     receiving, sending = _PROCESSES.Pipe()
+    # The databases as this process uses them, which may differ from the settings the fork
+    # server read at its start (a test run's database is named at run time).
+    databases = {alias: dict(connections[alias].settings_dict) for alias in connections}
     child = _PROCESSES.Process(
-        target=_child, args=(str(job.pk), kind.name, sending), name=f"job {job.pk}"
+        target=_child, args=(str(job.pk), kind.name, databases, sending), name=f"job {job.pk}"
     )
     child.start()
     sending.close()
@@ -170,9 +173,14 @@ def _failed(kind: JobKind, error: type[BaseException], message: str) -> Outcome:
 # ------------------------------------------------------------------ in the child
 
 
-def _child(job_id: str, kind_name: str, pipe: Connection) -> None:
+def _child(
+    job_id: str, kind_name: str, databases: dict[str, dict[str, Any]], pipe: Connection
+) -> None:
     # SIGTERM and SIGINT stay ignored, as the fork server has them: the worker decides.
     signal.signal(STOP_JOB, _raise_cancelled)
+    for alias, settings_dict in databases.items():  # every thread's connections use these
+        connections.settings[alias] = settings_dict
+        connections[alias].settings_dict = settings_dict
     threading.Thread(
         target=_end_with_worker, args=(pipe,), name="worker-watch", daemon=True
     ).start()

@@ -16,9 +16,10 @@ from realtime.kernel import events, sql
 from realtime.kernel.listing import Listing
 
 from .frames import job_state_model
-from .models import WAITING, Job, JobAttempt, JobLogLine
+from .models import WAITING, Job, JobAttempt, JobLogLine, JobOutputChunk
 
 LOG_PAGE_MAX = 500
+OUTPUT_PAGE_MAX = 1000
 
 # A job row read whole, as `job_get` and `job_list` select it.
 JOBS = sql.Rows(Job)
@@ -144,3 +145,24 @@ def job_log(*, job: Job, after: int = 0, limit: int = 100) -> list[JobLogLine]:
 def job_attempts(*, job: Job) -> list[JobAttempt]:
     """The job's attempts, first to last (one query; bounded by its kind's attempts)."""
     return list(JobAttempt.objects.filter(job=job).order_by("number"))
+
+
+def job_output(
+    *, job_id: Any, after: int = 0, limit: int = OUTPUT_PAGE_MAX
+) -> list[events.JobOutputChunk]:
+    """The job's output chunks after `after`, in order; at most `limit` (one query).
+
+    Chunks older than the newest JOBS_OUTPUT_KEEP are no longer stored: a page may start past
+    `after + 1`, and `job_output_first` says where what is kept begins.
+    """
+    limit = max(1, min(limit, OUTPUT_PAGE_MAX))
+    rows = JobOutputChunk.objects.filter(job_id=job_id, seq__gt=after).order_by("seq")
+    return [
+        events.JobOutputChunk(seq=seq, data=data)
+        for seq, data in rows.values_list("seq", "data")[:limit]
+    ]
+
+
+def job_output_first(*, job: Job) -> int:
+    """The `seq` of the oldest output chunk still kept (1 while none was dropped)."""
+    return max(1, job.output_chunks - settings.JOBS_OUTPUT_KEEP + 1) if job.output_chunks else 1

@@ -9,24 +9,35 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
 from realtime.kernel import events, sql
 from realtime.kernel.broadcast import publish_on_commit
-from realtime.kernel.names import job_channel, job_group, owner_group
+from realtime.kernel.names import JOB_OUTPUT, job_channel, job_group, owner_group
 from realtime.kernel.ratelimit import SlidingWindowLimit
 
 from .errors import JobError, JobErrorCode
 from .frames import job_update_event
-from .models import FINISHED, RUNNING, WAITING, Job, JobAttempt, JobLogLine, JobStatus
+from .models import (
+    FINISHED,
+    RUNNING,
+    WAITING,
+    Job,
+    JobAttempt,
+    JobLogLine,
+    JobOutputChunk,
+    JobStatus,
+)
 from .registry import WorkerLost, kind_get
 
 logger = logging.getLogger(__name__)
 
 LOG_LINE_MAX = 1000
+# Chunks beyond JOBS_OUTPUT_KEEP are deleted once every this many chunks, not at each write.
+OUTPUT_TRIM_EVERY = 100
 # `error.type` of a job whose message the broker refused: it never ran.
 BROKER_UNAVAILABLE = "BrokerUnavailable"
 # Seconds a client is asked to wait when it has too many unfinished jobs.
@@ -347,6 +358,46 @@ def job_log_append(*, job_id: Any, line: str) -> int:
     return int(number)
 
 
+def job_output_append(*, job_id: Any, chunks: list[str]) -> int:
+    """Append chunks to the job's output stream, in order, and send them in one frame after
+    commit; the last chunk's `seq` (0 if there was nothing to write).
+
+    A chunk longer than JOBS_OUTPUT_CHUNK_MAX is cut into pieces of that length: nothing is
+    lost, and no frame or row grows without bound. Only the newest JOBS_OUTPUT_KEEP chunks stay
+    stored; a replay asks for what is still kept.
+    """
+    size = settings.JOBS_OUTPUT_CHUNK_MAX
+    pieces = [
+        str(chunk)[start : start + size] for chunk in chunks for start in range(0, len(chunk), size)
+    ]
+    if not pieces:
+        return 0
+    with transaction.atomic():
+        Job.objects.filter(pk=job_id).update(output_chunks=F("output_chunks") + len(pieces))
+        last = int(Job.objects.values_list("output_chunks", flat=True).get(pk=job_id))
+        first = last - len(pieces) + 1
+        JobOutputChunk.objects.bulk_create(
+            JobOutputChunk(job_id=job_id, seq=seq, data=data)
+            for seq, data in enumerate(pieces, start=first)
+        )
+        keep = settings.JOBS_OUTPUT_KEEP
+        if last > keep and (first - 1) // OUTPUT_TRIM_EVERY != last // OUTPUT_TRIM_EVERY:
+            JobOutputChunk.objects.filter(job_id=job_id, seq__lte=last - keep).delete()
+        frame = events.JobOutputFrame(
+            channel=job_channel(str(job_id)),
+            job_id=str(job_id),
+            chunks=[
+                events.JobOutputChunk(seq=seq, data=data)
+                for seq, data in enumerate(pieces, start=first)
+            ],
+        )
+        publish_on_commit(
+            job_group(job_id),
+            {"type": JOB_OUTPUT, "job": str(job_id), "frame": events.dump(frame)},
+        )
+    return last
+
+
 def job_succeed(*, job_id: Any, result: dict[str, Any] | None) -> None:
     _finish(job_id, JobStatus.SUCCEEDED, result=result, only_if=RUNNING)
 
@@ -414,8 +465,13 @@ def job_cancel(*, job: Job) -> Job:
     if job.status in FINISHED:
         raise JobError(JobErrorCode.NOT_CANCELLABLE, f"The job has already {job.status}.")
     with transaction.atomic():
-        Job.objects.filter(pk=job.pk, status__in=RUNNING).update(status=JobStatus.CANCELLING)
-        Job.objects.filter(pk=job.pk).update(cancel_requested=True, seq=F("seq") + 1)
+        Job.objects.filter(pk=job.pk).update(
+            cancel_requested=True,
+            status=Case(
+                When(status__in=RUNNING, then=Value(JobStatus.CANCELLING)), default=F("status")
+            ),
+            seq=F("seq") + 1,
+        )
         refreshed = Job.objects.get(pk=job.pk)
         _publish_update(refreshed)
     if refreshed.status in WAITING:

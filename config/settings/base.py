@@ -285,6 +285,14 @@ JOBS_TIME_LIMIT = env.float("JOBS_TIME_LIMIT", default=60 * 60)
 # then, JOBS_KILL_AFTER seconds later, killed.
 JOBS_CANCEL_GRACE = env.float("JOBS_CANCEL_GRACE", default=5)
 JOBS_KILL_AFTER = env.float("JOBS_KILL_AFTER", default=2)
+# A job's output stream (`reporter.output`): written and sent at most every
+# JOBS_OUTPUT_INTERVAL seconds, several chunks at once; a chunk longer than
+# JOBS_OUTPUT_CHUNK_MAX characters is cut in pieces; the newest JOBS_OUTPUT_KEEP chunks of a
+# job are kept; a job writing more than JOBS_OUTPUT_RATE characters a second is slowed down.
+JOBS_OUTPUT_INTERVAL = env.float("JOBS_OUTPUT_INTERVAL", default=0.02)
+JOBS_OUTPUT_CHUNK_MAX = env.int("JOBS_OUTPUT_CHUNK_MAX", default=4000)
+JOBS_OUTPUT_KEEP = env.int("JOBS_OUTPUT_KEEP", default=5000)
+JOBS_OUTPUT_RATE = env.int("JOBS_OUTPUT_RATE", default=1_000_000)
 # Unfinished (scheduled, queued, retrying, running) jobs one user may have; enqueue refuses more
 # with 429, counted under a lock on the user's row so simultaneous requests cannot pass it (0 =
 # no cap).

@@ -73,8 +73,9 @@ class AuthFrame(Frame):
 class SubscribeFrame(Frame):
     """Start receiving a channel; with `since`, first replay what came after it.
 
-    For a room, `since` is the `seq` of the last message the client has; for a log, the byte
-    offset in the file after the last line it has (a line's `offset`).
+    For a room, `since` is the `seq` of the last message the client has; for a job, the `seq`
+    of the last output chunk it has (0: all that is kept); for a log, the byte offset in the
+    file after the last line it has (a line's `offset`).
     """
 
     type: Literal["subscribe"]
@@ -537,6 +538,7 @@ class JobState(Frame):
     seq: int = Field(description="Counts the job's changes; a later state has a larger seq")
     cancel_requested: bool
     log_lines: int
+    output_chunks: int = Field(description="Output chunks written so far (the last one's `seq`)")
 
 
 class JobUpdateFrame(Frame):
@@ -555,6 +557,24 @@ class JobLogFrame(Frame):
     job_id: str
     number: int
     line: str
+
+
+class JobOutputChunk(Frame):
+    seq: int = Field(description="Counts the job's chunks from 1, with no gap")
+    data: str
+
+
+class JobOutputFrame(Frame):
+    """Chunks the job wrote to its output, in order; several at once when it writes fast.
+
+    Subscribing with `since` replays the chunks after that `seq` first (those still kept: see
+    `GET /api/jobs/{id}/output/`), then the live ones, none twice.
+    """
+
+    type: Literal["job.output"] = "job.output"
+    channel: ChannelName
+    job_id: str
+    chunks: list[JobOutputChunk]
 
 
 class LogLine(Frame):
@@ -631,6 +651,7 @@ ServerFrame = Annotated[
     | RoomRemovedFrame
     | JobUpdateFrame
     | JobLogFrame
+    | JobOutputFrame
     | LogLinesFrame
     | PongFrame
     | ErrorFrame,

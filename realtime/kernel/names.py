@@ -35,6 +35,7 @@ ROOM_ACCESS_ENDED = "room.access_ended"  # a user may no longer read a room: the
 PRESENCE_CHANGED = "presence.changed"
 JOB_UPDATE = "job.update"
 JOB_LOG = "job.log"
+JOB_OUTPUT = "job.output"
 ACCOUNT_REVOKED = "account.revoked"
 # To a user's account group: their read state or view of a room changed, or they lost it.
 ROOM_READ = "room.read"  # a member's read position moved: their other sockets, and rooms:mine

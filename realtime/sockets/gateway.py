@@ -21,12 +21,13 @@ from chat.services import (
     typing_announce,
 )
 from jobs.frames import job_update_frame
-from jobs.selectors import job_is_visible, job_state_get
+from jobs.selectors import OUTPUT_PAGE_MAX, job_is_visible, job_output, job_state_get
 from realtime.kernel import events
 from realtime.kernel.codes import CloseCode, ErrorCode
 from realtime.kernel.names import (
     LOG_CHANNEL_PREFIX,
     ROOMS_MINE,
+    job_channel,
     job_group,
     owner_group,
 )
@@ -49,6 +50,7 @@ read_room_id = on_database_thread(room_id_get)
 read_room_replay = on_database_thread(room_replay)
 read_job_is_visible = on_database_thread(job_is_visible)
 read_job_state = on_database_thread(job_state_get)
+read_job_output = on_database_thread(job_output)
 write_message_edit = on_database_thread(message_edit)
 write_message_delete = on_database_thread(message_delete)
 mark_read = on_database_thread(read_mark)
@@ -232,7 +234,25 @@ class GatewayConsumer(RoomSocket):
             events.SubscribedFrame(channel=frame.channel, seq=state.seq, ref=frame.ref)
         )
         await self.send_frame(job_update_frame(state))
+        if frame.since is not None:  # its output after `since`, up to the snapshot's
+            await self.replay_output(job_id, after=frame.since, upto=state.output_chunks)
+        subscription.output_after = max(state.output_chunks, frame.since or 0)
         subscription.go_live(state.seq)
+
+    async def replay_output(self, job_id: str, *, after: int, upto: int) -> None:
+        """Send the job's output chunks in (`after`, `upto`] that are still kept, in frames of
+        at most a page each."""
+        while after < upto:
+            chunks = await read_job_output(
+                job_id=job_id, after=after, limit=min(upto - after, OUTPUT_PAGE_MAX)
+            )
+            chunks = [chunk for chunk in chunks if chunk.seq <= upto]
+            if not chunks:
+                return
+            await self.send_frame(
+                events.JobOutputFrame(channel=job_channel(job_id), job_id=job_id, chunks=chunks)
+            )
+            after = chunks[-1].seq
 
     async def subscribe_log(self, frame: events.SubscribeFrame) -> None:
         """`log:<name>` (staff): the lines appended to a configured file, from `since` or now."""

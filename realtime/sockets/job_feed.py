@@ -12,9 +12,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobs.frames import job_update_frame
-from jobs.selectors import job_states, job_states_changed_since
+from jobs.selectors import OUTPUT_PAGE_MAX, job_output, job_states, job_states_changed_since
 from realtime.kernel import events
-from realtime.kernel.names import JOB_LOG, JOB_UPDATE
+from realtime.kernel.names import JOB_LOG, JOB_OUTPUT, JOB_UPDATE, job_channel
 
 from .database import on_database_thread
 from .feed import CHECK, Feed
@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 read_job_states = on_database_thread(job_states)
 read_job_states_changed_since = on_database_thread(job_states_changed_since)
+read_job_output = on_database_thread(job_output)
+
+FINAL = frozenset(("succeeded", "failed", "cancelled"))
 
 
 class JobFeed(Feed[Subscription]):
@@ -69,8 +72,14 @@ class JobFeed(Feed[Subscription]):
         self._heard(timezone.now())
         if event["type"] == JOB_UPDATE:
             self._update(str(event["job"]), int(event["seq"]), event["frame"])
+            state = event["frame"]["job"]
+            if self.single and state["status"] in FINAL:
+                # All its output is written: what has not come, the layer lost (or it is late).
+                await self._repair_output(int(state["output_chunks"]))
         elif event["type"] == JOB_LOG:
             self._log_line(event["frame"])
+        elif event["type"] == JOB_OUTPUT:
+            await self._output(event["frame"])
 
     async def _catch_up(self) -> None:
         """Deliveries resumed after an outage: send what changed meanwhile, in its current state.
@@ -93,6 +102,8 @@ class JobFeed(Feed[Subscription]):
                 )
         for state in reversed(states):  # oldest job first
             self._update(state.id, state.seq, events.dump(job_update_frame(state)))
+            if self.single:
+                await self._repair_output(state.output_chunks)
 
     def _heard(self, now: datetime) -> None:
         """Note that the layer delivered to this feed at `now`."""
@@ -139,3 +150,35 @@ class JobFeed(Feed[Subscription]):
         for subscription in list(self.subscriptions):
             if number > subscription.log_after:
                 deliver(subscription, None, text)
+
+    async def _output(self, frame: dict[str, Any]) -> None:
+        """A job's output chunks, to each subscriber that lacks them, in order: chunks that the
+        layer lost before them (a gap in `seq`) are read from the database first."""
+        first = int(frame["chunks"][0]["seq"])
+        await self._repair_output(first - 1)
+        for subscription in list(self.subscriptions):
+            try:
+                subscription.deliver_output(frame)
+            except Exception:
+                logger.debug("delivery to %s failed", subscription.conn_id, exc_info=True)
+
+    async def _repair_output(self, upto: int) -> None:
+        """Send each live subscriber the chunks up to `upto` it has not had, from the database."""
+        behind = [s for s in self.subscriptions if s.pending is None and s.output_after < upto]
+        if not behind or self.job_id is None:
+            return
+        after = min(s.output_after for s in behind)
+        while after < upto:
+            chunks = await read_job_output(
+                job_id=self.job_id, after=after, limit=min(upto - after, OUTPUT_PAGE_MAX)
+            )
+            if not chunks:
+                return  # no longer kept, or not committed yet: the live frame brings it
+            frame = events.dump(
+                events.JobOutputFrame(
+                    channel=job_channel(self.job_id), job_id=self.job_id, chunks=chunks
+                )
+            )
+            for subscription in behind:
+                subscription.deliver_output(frame)
+            after = chunks[-1].seq

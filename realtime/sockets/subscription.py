@@ -43,6 +43,8 @@ class Subscription:
         "fmt",
         "last_seq",
         "log_after",
+        "output_after",
+        "output_pending",
         "pending",
         "push",
         "user",
@@ -55,6 +57,8 @@ class Subscription:
         self.user = user
         self.last_seq = 0
         self.log_after = 0  # job log lines up to this number are already known to the client
+        self.output_after = 0  # job output chunks up to this `seq` were sent
+        self.output_pending: list[dict[str, Any]] = []  # output frames that came before live
         self.pending: list[tuple[int | None, str | None]] | None = []
         # Called (with why) when its user may no longer read the room: the feed has let go.
         self.ended: Callable[[str], None] | None = None
@@ -84,6 +88,20 @@ class Subscription:
         pending, self.pending = self.pending or [], None
         for seq, text in pending:
             self.deliver(seq, text)
+        output, self.output_pending = self.output_pending, []
+        for frame in output:
+            self.deliver_output(frame)
+
+    def deliver_output(self, frame: dict[str, Any]) -> None:
+        """Send the chunks of a `job.output` frame that the client does not have yet; before
+        the subscription is live, keep the frame for `go_live`."""
+        if self.pending is not None:
+            self.output_pending.append(frame)
+            return
+        fresh = [chunk for chunk in frame["chunks"] if chunk["seq"] > self.output_after]
+        if fresh:
+            self.output_after = fresh[-1]["seq"]
+            self.push(json.dumps({**frame, "chunks": fresh}))
 
 
 def deliver(subscription: Subscription, seq: int | None, text: str | None) -> None:

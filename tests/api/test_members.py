@@ -235,6 +235,7 @@ def test_a_direct_room_is_opened_once_per_pair(owner, member, stranger):
     assert client_of(stranger).get(f"/api/rooms/{slug}/").status_code == 404
 
 
+@pytest.mark.django_db(transaction=True)  # the export runs in a process of its own
 def test_an_export_of_a_room_its_owner_may_not_read_fails_as_for_an_unknown_room(private, stranger):
     def exported(slug: str) -> Job:
         job, _ = job_enqueue(

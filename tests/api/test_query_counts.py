@@ -304,8 +304,8 @@ def test_jobs_cancel_waiting(api, owner, django_assert_num_queries):
     job = queued(owner)
 
     # token, the job; the request (savepoint, update, read, release); the cancellation
-    # (savepoint, update, read, release); the job as it is now
-    with django_assert_num_queries(11):
+    # (savepoint, update, its attempt if it had one, read, release); the job as it is now
+    with django_assert_num_queries(12):
         response = api.post(f"/api/jobs/{job.pk}/cancel/")
 
     assert response.json()["status"] == "cancelled"
@@ -349,6 +349,7 @@ def export(owner: User) -> Iterator[Job]:
     default_storage.delete(export_path(job, "jsonl"))
 
 
+@pytest.mark.django_db(transaction=True)  # the export runs in a process of its own
 def test_jobs_download(api, export, django_assert_num_queries):
     with django_assert_num_queries(2):
         response = api.get(f"/api/jobs/{export.pk}/download/")

@@ -47,7 +47,7 @@ class StuckParams(BaseModel):
 
     how: Literal["sleep", "busy"] = Field(default="sleep", description="Block or spin")
     seconds: float = Field(default=60, ge=0, le=600)
-    stubborn: bool = Field(default=False, description="Go on when told to stop (SIGTERM)")
+    stubborn: bool = Field(default=False, description="Go on when told to stop (SIGUSR1)")
 
 
 @job_kind(
@@ -96,3 +96,17 @@ def overtime(job: Job, params: OvertimeParams, reporter: Reporter) -> None:
             reporter.log("past the soft time limit")
             if not params.ignore_soft_limit:
                 raise
+
+
+class FloodParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chunks: int = Field(default=1000, ge=0, le=100_000, description="How many chunks")
+    size: int = Field(default=10, ge=1, le=100_000, description="Characters in each")
+
+
+@job_kind("tests.flood", "Write output chunks as fast as it can", FloodParams)
+def flood(job: Job, params: FloodParams, reporter: Reporter) -> dict[str, int]:
+    for number in range(params.chunks):
+        reporter.output(f"{number % 10}" * params.size)
+    return {"chunks": params.chunks}
