@@ -20,7 +20,7 @@ from drf_spectacular.utils import (
 from pydantic import BaseModel, Field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -35,19 +35,35 @@ from jobs.selectors import (
     OUTPUT_PAGE_MAX,
     job_attempts,
     job_get,
+    job_get_shared,
     job_list,
     job_log,
     job_output,
     job_output_first,
+    job_shares,
 )
-from jobs.services import job_cancel, job_enqueue, job_retry
+from jobs.services import (
+    SHARE_MAX_SECONDS,
+    SHARE_MIN_SECONDS,
+    job_cancel,
+    job_enqueue,
+    job_retry,
+    job_share_create,
+    job_share_revoke,
+)
 from realtime.kernel import events
 from realtime.kernel.listing import Listing
 from realtime.kernel.names import job_channel
 
 from .declared import DEFS, DeclaredSerializer, openapi_schema
 from .direct import DirectReads
-from .fields import StrictCharField, StrictFloatField, valid_data, valid_query
+from .fields import (
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    valid_data,
+    valid_query,
+)
 from .pagination import PageNumberPagination, page_body
 from .schema import domain_errors
 
@@ -276,6 +292,36 @@ def _job_or_404(request: Request, job_id: Any) -> Job:
     return job
 
 
+SHARE_PARAMETER = OpenApiParameter(
+    "share",
+    str,
+    description=(
+        "A share link's token (`POST /api/jobs/{id}/shares/`): read this job without signing in"
+    ),
+)
+
+
+class SignedInOrShare(BasePermission):
+    """Signed in, or holding a share link's token (`?share=`): the view reads the job through
+    `_readable_job`, which lets a token read only its own job."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.is_authenticated) or bool(
+            request.query_params.get("share")
+        )
+
+
+def _readable_job(request: Request, job_id: Any) -> Job:
+    """The job, for its owner (or staff), or for the holder of a live share link to it."""
+    token = request.query_params.get("share")
+    job = job_get_shared(job_id=job_id, token=token) if token else None
+    if job is None and request.user.is_authenticated:
+        job = job_get(job_id=job_id, viewer=_owner(request))
+    if job is None:
+        raise JobError(JobErrorCode.NOT_FOUND, "No such job.")
+    return job
+
+
 def _job_bodies(jobs: list[Job]) -> list[dict[str, Any]]:
     return [job_state_body(job) for job in jobs]
 
@@ -417,13 +463,14 @@ class JobListView(DirectReads, ListAPIView):
 class JobDetailView(DirectReads):
     """One job's state, for polling. Another user's job is as unknown as a made-up id."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [SignedInOrShare]
 
     def read(self, request: Request, job_id: str) -> Any:
-        return job_state_body(_job_or_404(request, job_id))
+        return job_state_body(_readable_job(request, job_id))
 
     @extend_schema(
         operation_id="jobs_retrieve",
+        parameters=[SHARE_PARAMETER],
         summary="Poll a job",
         tags=["jobs"],
         responses=JobSerializer,
@@ -517,18 +564,18 @@ class JobDownloadView(APIView):
 class JobLogView(APIView):
     """The lines a job wrote, after a line number."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [SignedInOrShare]
 
     @extend_schema(
         operation_id="jobs_log",
         summary="Read a job's log lines",
         tags=["jobs"],
-        parameters=[LogQuerySerializer],
+        parameters=[LogQuerySerializer, SHARE_PARAMETER],
         responses=LogPageSerializer,
     )
     def get(self, request: Request, job_id: str) -> Response:
         query = valid_query(LogQuerySerializer, request)
-        job = _job_or_404(request, job_id)
+        job = _readable_job(request, job_id)
         lines = job_log(job=job, **query)
         return Response(
             {"results": LogLineSerializer(lines, many=True).data, "log_lines": job.log_lines}
@@ -570,34 +617,35 @@ class JobRetryView(APIView):
 class JobAttemptsView(APIView):
     """Every attempt of a job, first to last: when it ran and how it ended."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [SignedInOrShare]
 
     @extend_schema(
         operation_id="jobs_attempts",
+        parameters=[SHARE_PARAMETER],
         summary="List a job's attempts",
         tags=["jobs"],
         responses=AttemptSerializer(many=True),
     )
     def get(self, request: Request, job_id: str) -> Response:
-        attempts = job_attempts(job=_job_or_404(request, job_id))
+        attempts = job_attempts(job=_readable_job(request, job_id))
         return Response(AttemptSerializer(attempts, many=True).data)
 
 
 class JobOutputView(APIView):
     """A job's output stream, after a chunk `seq`: what `job.output` frames carry live."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [SignedInOrShare]
 
     @extend_schema(
         operation_id="jobs_output",
         summary="Read a job's output",
         tags=["jobs"],
-        parameters=[OutputQuerySerializer],
+        parameters=[OutputQuerySerializer, SHARE_PARAMETER],
         responses=OutputPageSerializer,
     )
     def get(self, request: Request, job_id: str) -> Response:
         query = valid_query(OutputQuerySerializer, request)
-        job = _job_or_404(request, job_id)
+        job = _readable_job(request, job_id)
         chunks = job_output(job_id=job.pk, **query)
         page = {
             "results": [chunk.model_dump() for chunk in chunks],
@@ -605,3 +653,95 @@ class JobOutputView(APIView):
             "first_seq": job_output_first(job=job),
         }
         return Response(OutputPageSerializer(page).data)
+
+
+class ShareCreateSerializer(serializers.Serializer):
+    expires_in = StrictIntegerField(
+        required=False,
+        default=24 * 60 * 60,
+        min_value=SHARE_MIN_SECONDS,
+        max_value=SHARE_MAX_SECONDS,
+        help_text="Seconds until the link stops working",
+    )
+
+
+class ShareSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class NewShareSerializer(ShareSerializer):
+    token = serializers.CharField(help_text="Shown once: only its hash is kept")
+    url = serializers.CharField(help_text="The job's state for the link's holder (`?share=`)")
+    channel = serializers.CharField(help_text="Subscribe to it on /ws/ with `share`: the token")
+
+
+class JobSharesView(APIView):
+    """A job's read-only share links: its owner creates, lists and revokes them."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="jobs_shares_create",
+        summary="Create a share link",
+        description=(
+            "A scoped, expiring, revocable token for one job. Its holder may `GET` this job "
+            "(`?share=<token>`: the job, its log, output and attempts) and subscribe to its "
+            'channel (`{"type":"subscribe","channel":"job:<id>","share":"<token>"}`), without '
+            "signing in; nothing else: no other job, no account, no writes. The token is in "
+            "this answer only. Owner only; at most 20 live links per job."
+        ),
+        tags=["jobs"],
+        request=ShareCreateSerializer,
+        responses={
+            201: NewShareSerializer,
+            **domain_errors(
+                JobErrorCode.NOT_JOB_OWNER,
+                JobErrorCode.TOO_MANY_SHARES,
+                JobErrorCode.INVALID_SHARE,
+            ),
+        },
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        incoming = valid_data(ShareCreateSerializer, request.data)
+        job = _job_or_404(request, job_id)
+        share, token = job_share_create(job=job, owner=_owner(request), **incoming)
+        body = {
+            **ShareSerializer(share).data,
+            "token": token,
+            "url": request.build_absolute_uri(f"/api/jobs/{job.pk}/?share={token}"),
+            "channel": job_channel(str(job.pk)),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="jobs_shares_list",
+        summary="List a job's share links",
+        tags=["jobs"],
+        responses={200: ShareSerializer(many=True), **domain_errors(JobErrorCode.NOT_JOB_OWNER)},
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        job = _job_or_404(request, job_id)
+        if job.owner_id != _owner(request).pk:
+            raise JobError(JobErrorCode.NOT_JOB_OWNER, "Only the job's owner sees its links.")
+        return Response(ShareSerializer(job_shares(job=job), many=True).data)
+
+
+class JobShareView(APIView):
+    """One share link of a job: revoke it."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="jobs_shares_revoke",
+        summary="Revoke a share link",
+        description="It stops working at once; sockets following the job with it are told so.",
+        tags=["jobs"],
+        responses={204: None, **domain_errors(JobErrorCode.NOT_JOB_OWNER)},
+    )
+    def delete(self, request: Request, job_id: str, share_id: int) -> Response:
+        job = _job_or_404(request, job_id)
+        job_share_revoke(job=job, owner=_owner(request), share_id=share_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -37,6 +37,12 @@ urlpatterns = [
     path("jobs/<str:job_id>/attempts/", jobs.JobAttemptsView.as_view(), name="job-attempts"),
     path("jobs/<str:job_id>/log/", jobs.JobLogView.as_view(), name="job-log"),
     path("jobs/<str:job_id>/output/", jobs.JobOutputView.as_view(), name="job-output"),
+    path("jobs/<str:job_id>/shares/", jobs.JobSharesView.as_view(), name="job-shares"),
+    path(
+        "jobs/<str:job_id>/shares/<int:share_id>/",
+        jobs.JobShareView.as_view(),
+        name="job-share",
+    ),
     path("jobs/<str:job_id>/download/", jobs.JobDownloadView.as_view(), name="job-download"),
     path("logs/", logs.LogFileListView.as_view(), name="logs"),
     path("health/", health.LivenessView.as_view(), name="health-live"),

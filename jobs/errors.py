@@ -12,6 +12,8 @@ class JobErrorCode(DomainErrorCode):
     NOT_CANCELLABLE = "not_cancellable", 409
     NOT_RETRYABLE = "not_retryable", 409
     NOT_JOB_OWNER = "not_job_owner", 403
+    TOO_MANY_SHARES = "too_many_shares", 409
+    INVALID_SHARE = "invalid_share", 400
     TOO_MANY_ACTIVE_JOBS = "too_many_active_jobs", 429
     RATE_LIMITED = "rate_limited", 429
 

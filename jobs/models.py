@@ -1,5 +1,6 @@
 """Jobs data: the Job row is the source of truth for every background job."""
 
+import hashlib
 import uuid
 
 from django.conf import settings
@@ -125,3 +126,25 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}#{self.number} ({self.status})"
+
+
+class JobShare(models.Model):
+    """A read-only link to one job: its holder may read that job and follow its channel, and
+    nothing else, until it expires or its owner revokes it. Only the token's hash is stored."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shares")
+    token_hash = models.CharField(max_length=64, unique=True)  # SHA-256, hex
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"share {self.pk} of {self.job_id}"
+
+    @staticmethod
+    def hash(token: str) -> str:
+        """What is stored of a token: its SHA-256 (a token is 256 random bits, so no salt)."""
+        return hashlib.sha256(token.encode()).hexdigest()

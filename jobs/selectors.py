@@ -11,14 +11,16 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Q
+from django.utils import timezone
 
 from realtime.kernel import events, sql
 from realtime.kernel.listing import Listing
 
 from .frames import job_state_model
-from .models import WAITING, Job, JobAttempt, JobLogLine, JobOutputChunk
+from .models import WAITING, Job, JobAttempt, JobLogLine, JobOutputChunk, JobShare
 
 LOG_PAGE_MAX = 500
+SHARE_TOKEN_MAX = 100
 OUTPUT_PAGE_MAX = 1000
 
 # A job row read whole, as `job_get` and `job_list` select it.
@@ -166,3 +168,35 @@ def job_output(
 def job_output_first(*, job: Job) -> int:
     """The `seq` of the oldest output chunk still kept (1 while none was dropped)."""
     return max(1, job.output_chunks - settings.JOBS_OUTPUT_KEEP + 1) if job.output_chunks else 1
+
+
+def job_share_get(*, job_id: Any, token: str) -> JobShare | None:
+    """The live share link of this job with this token (one query); None for any other job,
+    an unknown, expired or revoked token, as if there were none."""
+    try:
+        key = uuid.UUID(str(job_id))
+    except ValueError:
+        return None
+    if not token or len(token) > SHARE_TOKEN_MAX:
+        return None
+    return (
+        JobShare.objects.select_related("job")
+        .filter(
+            token_hash=JobShare.hash(token),
+            job_id=key,
+            revoked_at=None,
+            expires_at__gt=timezone.now(),
+        )
+        .first()
+    )
+
+
+def job_get_shared(*, job_id: Any, token: str) -> Job | None:
+    """The job, for the holder of a live share link to it (one query); None otherwise."""
+    share = job_share_get(job_id=job_id, token=token)
+    return None if share is None else share.job
+
+
+def job_shares(*, job: Job) -> list[JobShare]:
+    """The job's share links, newest first, revoked and expired ones too (one query)."""
+    return list(JobShare.objects.filter(job=job).order_by("-created_at", "-pk"))

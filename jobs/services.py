@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from realtime.kernel import events, sql
 from realtime.kernel.broadcast import publish_on_commit
-from realtime.kernel.names import JOB_OUTPUT, job_channel, job_group, owner_group
+from realtime.kernel.names import JOB_OUTPUT, JOB_SHARE_ENDED, job_channel, job_group, owner_group
 from realtime.kernel.ratelimit import SlidingWindowLimit
 
 from .errors import JobError, JobErrorCode
@@ -29,6 +30,7 @@ from .models import (
     JobAttempt,
     JobLogLine,
     JobOutputChunk,
+    JobShare,
     JobStatus,
 )
 from .registry import WorkerLost, kind_get
@@ -590,3 +592,58 @@ def _publish_update(job: Job) -> None:
     event = job_update_event(job)
     publish_on_commit(job_group(job.id), event)
     publish_on_commit(owner_group(job.owner_id), event)
+
+
+# Share links: at most this many unexpired, unrevoked ones per job, each for at most this long.
+SHARES_PER_JOB = 20
+SHARE_MAX_SECONDS = 30 * 24 * 60 * 60
+SHARE_MIN_SECONDS = 60
+
+
+def job_share_create(*, job: Job, owner: User, expires_in: int) -> tuple[JobShare, str]:
+    """A read-only link to the job, for its owner to hand out; (share, token).
+
+    The token is returned once and only its hash is stored. Its holder may read this job (its
+    state, log, output and attempts) and follow its channel, nothing else: no other job, not
+    the owner's account, no writes.
+    """
+    if job.owner_id != owner.pk:
+        raise JobError(JobErrorCode.NOT_JOB_OWNER, "Only the job's owner may share it.")
+    if not SHARE_MIN_SECONDS <= expires_in <= SHARE_MAX_SECONDS:
+        raise JobError(
+            JobErrorCode.INVALID_SHARE,
+            f"expires_in is {SHARE_MIN_SECONDS}..{SHARE_MAX_SECONDS} seconds.",
+            {"expires_in": [f"Between {SHARE_MIN_SECONDS} and {SHARE_MAX_SECONDS}."]},
+        )
+    now = timezone.now()
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        _owner_lock(owner)  # simultaneous creations count one after another
+        live = JobShare.objects.filter(job=job, revoked_at=None, expires_at__gt=now).count()
+        if live >= SHARES_PER_JOB:
+            raise JobError(
+                JobErrorCode.TOO_MANY_SHARES,
+                f"The job has {live} share links; revoke one first (at most {SHARES_PER_JOB}).",
+            )
+        share = JobShare.objects.create(
+            job=job,
+            token_hash=JobShare.hash(token),
+            created_at=now,
+            expires_at=now + timedelta(seconds=expires_in),
+        )
+    return share, token
+
+
+def job_share_revoke(*, job: Job, owner: User, share_id: int) -> JobShare:
+    """End a share link now; sockets following the job with it are unsubscribed."""
+    if job.owner_id != owner.pk:
+        raise JobError(JobErrorCode.NOT_JOB_OWNER, "Only the job's owner may revoke its links.")
+    with transaction.atomic():
+        share = JobShare.objects.select_for_update().filter(job=job, pk=share_id).first()
+        if share is None:
+            raise JobError(JobErrorCode.NOT_FOUND, "No such share link.")
+        if share.revoked_at is None:
+            share.revoked_at = timezone.now()
+            share.save(update_fields=["revoked_at"])
+            publish_on_commit(job_group(job.pk), {"type": JOB_SHARE_ENDED, "share": share.pk})
+    return share

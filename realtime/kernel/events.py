@@ -81,6 +81,11 @@ class SubscribeFrame(Frame):
     type: Literal["subscribe"]
     channel: ChannelName
     since: Seq | None = None
+    share: str | None = Field(
+        default=None,
+        max_length=100,
+        description="A job's share link token: follow that job without signing in (job:<id> only)",
+    )
     ref: Ref | None = None
 
 
@@ -251,12 +256,13 @@ class UnsubscribedFrame(Frame):
 
     type: Literal["unsubscribed"] = "unsubscribed"
     channel: ChannelName
-    reason: Literal["removed", "left", "deleted"] | None = Field(
+    reason: Literal["removed", "left", "deleted", "share_revoked", "share_expired"] | None = Field(
         default=None,
         description=(
             "Why the server ended the subscription unasked: `removed` from the room by an owner "
-            "or admin, `left` it (from this client or another), or the room was `deleted`. "
-            "Absent in a reply."
+            "or admin, `left` it (from this client or another), or the room was `deleted`; a "
+            "job followed with a share link whose owner revoked it (`share_revoked`) or that "
+            "expired (`share_expired`). Absent in a reply."
         ),
     )
     ref: Ref | None = None

@@ -36,6 +36,7 @@ PRESENCE_CHANGED = "presence.changed"
 JOB_UPDATE = "job.update"
 JOB_LOG = "job.log"
 JOB_OUTPUT = "job.output"
+JOB_SHARE_ENDED = "job.share_ended"  # a share link was revoked: its holders' sockets stop
 ACCOUNT_REVOKED = "account.revoked"
 # To a user's account group: their read state or view of a room changed, or they lost it.
 ROOM_READ = "room.read"  # a member's read position moved: their other sockets, and rooms:mine

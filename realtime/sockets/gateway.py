@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from pydantic import ValidationError
 
 from chat.errors import ChatError, ChatErrorCode
@@ -21,7 +24,13 @@ from chat.services import (
     typing_announce,
 )
 from jobs.frames import job_update_frame
-from jobs.selectors import OUTPUT_PAGE_MAX, job_is_visible, job_output, job_state_get
+from jobs.selectors import (
+    OUTPUT_PAGE_MAX,
+    job_is_visible,
+    job_output,
+    job_share_get,
+    job_state_get,
+)
 from realtime.kernel import events
 from realtime.kernel.codes import CloseCode, ErrorCode
 from realtime.kernel.names import (
@@ -51,6 +60,7 @@ read_room_replay = on_database_thread(room_replay)
 read_job_is_visible = on_database_thread(job_is_visible)
 read_job_state = on_database_thread(job_state_get)
 read_job_output = on_database_thread(job_output)
+read_job_share = on_database_thread(job_share_get)
 write_message_edit = on_database_thread(message_edit)
 write_message_delete = on_database_thread(message_delete)
 mark_read = on_database_thread(read_mark)
@@ -98,6 +108,8 @@ class GatewayConsumer(RoomSocket):
         await self.send_frame(events.AuthenticatedFrame(user=self.identity, ref=frame.ref))
 
     async def on_subscribe(self, frame: events.SubscribeFrame) -> None:
+        if frame.share is not None and not frame.channel.startswith("job:"):
+            raise NotParsed(ErrorCode.INVALID_FRAME, "share is for a job's channel.", frame.ref)
         if frame.channel.startswith(LOG_CHANNEL_PREFIX):
             await self.subscribe_log(frame)
             return
@@ -217,8 +229,17 @@ class GatewayConsumer(RoomSocket):
             subscription.go_live(0)
             return
         job_id = frame.channel.removeprefix("job:")
-        # Another user's job answers exactly like a job that does not exist.
-        if viewer is None or not await read_job_is_visible(job_id=job_id, viewer=viewer):
+        # Another user's job, or a share link that is not this job's (or is no longer live),
+        # answers exactly like a job that does not exist.
+        share = None
+        if frame.share is not None:
+            share = await read_job_share(job_id=job_id, token=frame.share)
+            if share is None:
+                raise NotParsed(ErrorCode.NOT_FOUND, "No such job.", frame.ref)
+            # Before it joins the job's feed: a revocation the feed hands on from then is its.
+            subscription.share_id = share.pk
+            subscription.ended = functools.partial(self.share_ended, frame.channel, subscription)
+        elif viewer is None or not await read_job_is_visible(job_id=job_id, viewer=viewer):
             raise NotParsed(ErrorCode.NOT_FOUND, "No such job.", frame.ref)
         group = job_group(job_id)
         # Join first, then read: an update committed in between is in the snapshot or after it.
@@ -238,6 +259,27 @@ class GatewayConsumer(RoomSocket):
             await self.replay_output(job_id, after=frame.since, upto=state.output_chunks)
         subscription.output_after = max(state.output_chunks, frame.since or 0)
         subscription.go_live(state.seq)
+        if share is not None:
+            # A job followed with a share link ends when the link expires, or is revoked.
+            left = (share.expires_at - timezone.now()).total_seconds()
+            asyncio.get_running_loop().call_later(max(0.0, left), subscription.end, "share_expired")
+            if subscription.end_reason is not None:  # revoked while this subscribe was under way
+                subscription.end(subscription.end_reason)
+
+    def share_ended(self, channel: str, subscription: Subscription, reason: str) -> None:
+        """The share link a job is followed with was revoked or expired: unsubscribe, say why."""
+        current = self.group_subscriptions.get(channel)
+        if subscription.pending is not None or current is None:
+            subscription.end_reason = reason  # the subscribe under way ends it once answered
+            return
+        if current[1] is not subscription:
+            return  # unsubscribed meanwhile
+        self.group_subscriptions.pop(channel)
+        frame = events.UnsubscribedFrame(channel=channel, reason=reason)  # type: ignore[arg-type]
+        self.push_text(json.dumps(events.dump(frame)))
+        task = asyncio.ensure_future(self.hub.leave(current[0], subscription))
+        self.leaving.add(task)
+        task.add_done_callback(self.leaving.discard)
 
     async def replay_output(self, job_id: str, *, after: int, upto: int) -> None:
         """Send the job's output chunks in (`after`, `upto`] that are still kept, in frames of

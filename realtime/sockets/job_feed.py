@@ -14,7 +14,7 @@ from django.utils import timezone
 from jobs.frames import job_update_frame
 from jobs.selectors import OUTPUT_PAGE_MAX, job_output, job_states, job_states_changed_since
 from realtime.kernel import events
-from realtime.kernel.names import JOB_LOG, JOB_OUTPUT, JOB_UPDATE, job_channel
+from realtime.kernel.names import JOB_LOG, JOB_OUTPUT, JOB_SHARE_ENDED, JOB_UPDATE, job_channel
 
 from .database import on_database_thread
 from .feed import CHECK, Feed
@@ -80,6 +80,10 @@ class JobFeed(Feed[Subscription]):
             self._log_line(event["frame"])
         elif event["type"] == JOB_OUTPUT:
             await self._output(event["frame"])
+        elif event["type"] == JOB_SHARE_ENDED:
+            for subscription in list(self.subscriptions):
+                if subscription.share_id == int(event["share"]):
+                    subscription.end("share_revoked")
 
     async def _catch_up(self) -> None:
         """Deliveries resumed after an outage: send what changed meanwhile, in its current state.

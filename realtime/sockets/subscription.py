@@ -47,6 +47,7 @@ class Subscription:
         "output_pending",
         "pending",
         "push",
+        "share_id",
         "user",
     )
 
@@ -59,6 +60,7 @@ class Subscription:
         self.log_after = 0  # job log lines up to this number are already known to the client
         self.output_after = 0  # job output chunks up to this `seq` were sent
         self.output_pending: list[dict[str, Any]] = []  # output frames that came before live
+        self.share_id: int | None = None  # a job followed through this share link
         self.pending: list[tuple[int | None, str | None]] | None = []
         # Called (with why) when its user may no longer read the room: the feed has let go.
         self.ended: Callable[[str], None] | None = None

@@ -43,11 +43,15 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
     job, _ = await database_sync_to_async(job_enqueue)(
         owner=user, kind="demo.sleep", params={"steps": 2, "max_seconds": 0.05}, countdown=2
     )
+    streaming, _ = await database_sync_to_async(job_enqueue)(
+        owner=user, kind="demo.stream", params={"text": "a b", "words_per_second": 100}, countdown=2
+    )
     client = await WsClient.open(live_server_url)  # every frame is validated as it arrives
 
     # when: one of each request, good and bad
     await client.request(type="auth", token=token)
     await client.request(type="subscribe", channel=f"job:{job.pk}")  # before it runs
+    await client.request(type="subscribe", channel=f"job:{streaming.pk}", since=0)
     await client.request(type="ping")
     await client.request(type="subscribe", channel="rooms:mine")
     await client.expect("rooms.snapshot")
@@ -89,6 +93,7 @@ async def test_every_server_message_is_seen_live_and_validates(live_server_url, 
         lambda f: f["type"] == "job.update" and f["job"]["status"] == "succeeded", timeout=20
     )
     await client.expect("job.log")
+    await client.expect("job.output", timeout=20)
     await client.send_raw("{not json")
     await client.expect("error")
 
