@@ -4,6 +4,11 @@
  * unfinished job is also followed on `job:<id>`, which sends its snapshot on each subscribe
  * and then its log lines, numbered, so a missed line is fetched over REST. A failed job can
  * be retried under its id; its attempts are read over REST when someone opens them.
+ *
+ * A job's output stream comes in chunks numbered by `seq` (`job.output`). Each job keeps the
+ * last `seq` it shows: a chunk it has is ignored, a gap is read over REST first. `job:<id>` is
+ * subscribed with `since` that `seq` (0 the first time), so the socket replays what is missing
+ * on every (re)subscribe; a finished job, which is not followed, reads its output over REST.
  */
 
 import { clockTime, h, $ } from "./dom.js";
@@ -11,6 +16,11 @@ import { Sequence } from "./sequence.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const LOG_PAGE = 500;
+const OUTPUT_PAGE = 1000; // the most GET output/ returns at once
+// The newest characters of a job's output kept on the page: a flood must not swamp it.
+const OUTPUT_SHOWN_MAX = 100_000;
+// A kind that writes output: its card shows the (empty) area before the first chunk.
+const STREAMING_KINDS = new Set(["demo.stream"]);
 
 export class Jobs {
   constructor({ api, gateway, currentRoom }) {
@@ -19,7 +29,7 @@ export class Jobs {
     this.currentRoom = currentRoom;
     this.user = null;
     this.kinds = [];
-    this.jobs = new Map(); // id -> {state, card, log: Sequence}
+    this.jobs = new Map(); // id -> {state, card, log: Sequence, output: Sequence, ...}
     this.elements = {
       signedOut: $("#jobs-signed-out"),
       form: $("#job-form"),
@@ -31,6 +41,12 @@ export class Jobs {
     };
     gateway.on("job.update", (frame) => this.#update(frame.job));
     gateway.on("job.log", (frame) => this.jobs.get(frame.job_id)?.log.add([frame]));
+    gateway.on("job.output", (frame) => {
+      const job = this.jobs.get(frame.job_id);
+      if (!job) return;
+      job.card.output.hidden = false;
+      job.output.add(frame.chunks);
+    });
     this.elements.kind.addEventListener("change", () => this.#renderParams());
     this.elements.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -78,10 +94,16 @@ export class Jobs {
     for (const state of page.results.slice().reverse()) this.#update(state);
   }
 
-  /** While the socket is down: job states and log lines over REST. */
+  /** While the socket is down: job states, log lines and output over REST. */
   async poll() {
     await this.refresh({ quiet: true });
-    for (const job of this.jobs.values()) this.#syncLog(job);
+    for (const job of this.jobs.values()) {
+      this.#syncLog(job);
+      // Output moves a job's `output_chunks` but not its `seq`, so a state read now may be
+      // dropped as not newer: a running job's output is read whatever its state says.
+      if (FINAL.has(job.state.status)) this.#syncOutput(job);
+      else job.output.fill();
+    }
   }
 
   // ---------------------------------------------------------------- the form
@@ -174,11 +196,13 @@ export class Jobs {
     this.#render(job);
     const channel = `job:${state.id}`;
     if (FINAL.has(state.status)) {
-      // Its last lines may still be on their way: read them, then stop following it.
+      // Its last lines and output may still be on their way: read them, then stop following it.
       this.#syncLog(job);
+      this.#syncOutput(job);
       this.gateway.unsubscribe(channel);
     } else if (!this.gateway.isSubscribed(channel)) {
-      this.gateway.subscribe(channel, { onSubscribed: () => this.#syncLog(job) });
+      // `since`: the socket replays the output after the last chunk shown (all of it at first).
+      this.gateway.subscribe(channel, { since: () => job.output.last, onSubscribed: () => this.#syncLog(job) });
     }
   }
 
@@ -199,6 +223,9 @@ export class Jobs {
       logLines: h("ol", { class: "job-log-lines" }),
       // A finished job's log is read only when someone opens it.
       log: h("details", { class: "job-log", open: !FINAL.has(state.status) }),
+      output: h("section", { class: "job-output", hidden: true }),
+      outputNote: h("small", { class: "job-output-note muted" }),
+      outputText: h("pre", { class: "job-output-text", tabindex: 0 }),
       attemptsSummary: h("summary"),
       attemptsList: h("ol", { class: "job-attempts-list" }),
       // Read when opened, and again when an attempt starts or ends while it is open.
@@ -208,6 +235,7 @@ export class Jobs {
     };
     card.bar.append(card.fill);
     card.log.append(card.logSummary, card.logLines);
+    card.output.append(h("div", { class: "job-output-head" }, "Output", card.outputNote), card.outputText);
     card.attempts.append(card.attemptsSummary, card.attemptsList);
     card.root.append(
       h("div", { class: "job-head" }, card.kind, card.status, card.countdown, card.cancel, card.retry),
@@ -215,6 +243,7 @@ export class Jobs {
       card.attempt,
       h("div", { class: "job-progress" }, card.bar, card.percent),
       card.message,
+      card.output,
       card.log,
       card.attempts,
       card.outcome,
@@ -234,7 +263,27 @@ export class Jobs {
         fetchAfter: async (last) =>
           (await this.api.get(`/api/jobs/${state.id}/log/`, { after: last, limit: LOG_PAGE })).results,
       }),
+      output: new Sequence({
+        key: (chunk) => chunk.seq,
+        apply: (chunk) => this.#appendOutput(job, chunk.data),
+        fetchAfter: async (last) => {
+          const page = await this.api.get(`/api/jobs/${state.id}/output/`, { after: last, limit: OUTPUT_PAGE });
+          // Only the newest chunks are kept: those before the first one the server still has
+          // are gone for good, so they are passed over rather than waited for.
+          const complete = Math.max(page.first_seq, page.results[0]?.seq ?? 0) - 1;
+          if (complete > last) job.outputDropped = `chunks ${last + 1} to ${complete} are no longer kept`;
+          return { items: page.results, complete };
+        },
+      }),
+      outputPending: null, // applied text not on the page yet: written once per batch of chunks
+      outputPinned: true, // the newest text is in view: keep it there as more comes
+      outputCut: false, // older text left the page (OUTPUT_SHOWN_MAX)
+      outputDropped: "", // which chunks the server no longer had when they were read, if any
     };
+    card.outputText.addEventListener("scroll", () => {
+      const pre = card.outputText;
+      job.outputPinned = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+    });
     card.log.addEventListener("toggle", () => this.#syncLog(job));
     card.attempts.addEventListener("toggle", () => this.#syncAttempts(job));
     card.cancel.addEventListener("click", () => this.#cancel(job));
@@ -260,6 +309,7 @@ export class Jobs {
     this.#renderCountdown(state, card);
     this.#renderAttempt(state, card);
     this.#renderLogSummary(job);
+    if (state.output_chunks > 0 || STREAMING_KINDS.has(state.kind)) card.output.hidden = false;
     this.#syncAttempts(job);
     card.outcome.replaceChildren(...this.#outcome(state));
   }
@@ -310,6 +360,38 @@ export class Jobs {
   /** Reads the lines not shown yet, if the log is open (live lines come on `job:<id>`). */
   #syncLog(job) {
     if (job.card.log.open && job.state.log_lines > job.log.last) job.log.fill();
+  }
+
+  /** Reads the output chunks not shown yet (live ones come on `job:<id>`, replayed on subscribe). */
+  #syncOutput(job) {
+    if (job.state.output_chunks > job.output.last) job.output.fill();
+  }
+
+  /** Takes a chunk's text; the page is written once, after the whole batch is applied. */
+  #appendOutput(job, data) {
+    if (job.outputPending === null) {
+      job.outputPending = "";
+      queueMicrotask(() => this.#flushOutput(job));
+    }
+    job.outputPending += data;
+  }
+
+  #flushOutput(job) {
+    const { outputText: pre, outputNote: note } = job.card;
+    const text = job.outputPending;
+    job.outputPending = null;
+    const node = pre.firstChild ?? pre.appendChild(document.createTextNode(""));
+    // Only the newest OUTPUT_SHOWN_MAX characters stay on the page: the oldest make room.
+    const excess = node.length + text.length - OUTPUT_SHOWN_MAX;
+    if (excess >= node.length) node.data = text.slice(-OUTPUT_SHOWN_MAX);
+    else {
+      if (excess > 0) node.deleteData(0, excess);
+      node.appendData(text);
+    }
+    job.outputCut ||= excess > 0;
+    const notes = [job.outputDropped, job.outputCut ? `showing the last ${OUTPUT_SHOWN_MAX} characters` : ""];
+    note.textContent = notes.filter(Boolean).join("; ");
+    if (job.outputPinned) pre.scrollTop = pre.scrollHeight;
   }
 
   #renderLogSummary({ state, card, log }) {

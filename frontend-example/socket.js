@@ -80,8 +80,9 @@ export class Gateway {
   }
 
   /**
-   * Keeps `channel` subscribed across reconnections. `since()` gives the `seq` to resume
-   * after (rooms), or null (jobs: their snapshot is sent on each subscribe).
+   * Keeps `channel` subscribed across reconnections. `since()` gives where to resume after
+   * (a room's last message `seq`, a job's last output chunk `seq`, a log's byte offset), or
+   * null for only what comes from now on.
    */
   subscribe(channel, { since = () => null, onSubscribed = () => {}, onError = () => {} } = {}) {
     this.channels.set(channel, { since, onSubscribed, onError });

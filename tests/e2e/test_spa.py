@@ -1,12 +1,14 @@
 """The example SPA (frontend-example/) in headless Chromium against live Daphne, Redis and Celery.
 
 People sign in through the page, chat, see each other's presence and run jobs; one ASGI
-server is restarted under a page, which must reconnect and resume without a gap or a double.
+server is restarted under a page, and a page's socket is cut under a job's output stream: the
+page must reconnect and resume without a gap or a double.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -21,6 +23,7 @@ import pytest_asyncio
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from playwright.async_api import Locator, Page, WebSocketRoute, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from rest_framework.authtoken.models import Token
 
 from chat.services import message_post, room_ensure
@@ -44,9 +47,9 @@ SERVER_ENV = {"LOGIN_THROTTLE_RATE": "1000/min"}
 # The page reads over REST once its socket has been down 4 s, then every 5 s (app.js).
 POLL_WAIT_MS = 12_000
 XSS = "<img src=x onerror=alert(1)>"
-# Records every alert(), every value the progress bars take, and each job card's status and
+# Records every alert(), every value the progress bars take, each job card's status and
 # attempt line each time either is shown (a `retrying` lasts a fraction of a second with the
-# test kinds' backoff), from before the page's code.
+# test kinds' backoff), and each text a job's output area shows, from before the page's code.
 RECORDERS = """
 window.alerts = [];
 window.alert = (message) => window.alerts.push(String(message));
@@ -70,6 +73,15 @@ new MutationObserver((changes) => {
 }).observe(document, {
     subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"],
 });
+window.outputSeen = [];
+new MutationObserver((changes) => {
+    for (const { target } of changes) {
+        const shown = target.nodeType === Node.TEXT_NODE ? target.parentElement : target;
+        if (!shown?.matches?.(".job-output-text")) continue;
+        const job = shown.closest("li.job").dataset.jobId;
+        window.outputSeen.push({ job, text: shown.textContent });
+    }
+}).observe(document, { subtree: true, childList: true, characterData: true });
 """
 
 
@@ -242,6 +254,37 @@ async def states_shown(page: Page, job_id: str) -> list[tuple[str, list[str]]]:
         elif shown[-1][1][-1] != state["attempt"]:
             shown[-1][1].append(state["attempt"])
     return shown
+
+
+async def outputs_shown(page: Page, job_id: str) -> list[str]:
+    """Each text the job's output area showed, in order, none twice in a row."""
+    shown: list[str] = []
+    for seen in await page.evaluate("() => window.outputSeen"):
+        if seen["job"] == job_id and (not shown or shown[-1] != seen["text"]):
+            shown.append(seen["text"])
+    return shown
+
+
+async def output_shows(page: Page, job_id: str, text: str) -> None:
+    """Waits for the job's output area to show exactly `text` (whitespace and all), then
+    compares, so that a failure shows the difference."""
+    with contextlib.suppress(PlaywrightTimeoutError):
+        await page.wait_for_function(
+            "([id, text]) => document.querySelector(`li.job[data-job-id='${id}'] pre`)"
+            "?.textContent === text",
+            arg=[job_id, text],
+        )
+    assert await job_card(page, job_id).locator(".job-output-text").text_content() == text
+
+
+async def output_written(job_id: str, chunks: int, timeout: float = 10) -> Job:
+    """The job once its worker has written at least `chunks` output chunks."""
+    read = database_sync_to_async(Job.objects.get)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (job := await read(pk=job_id)).output_chunks < chunks:
+        assert asyncio.get_running_loop().time() < deadline, (job.status, job.output_chunks)
+        await asyncio.sleep(0.05)
+    return job
 
 
 def retry_notes(states: list[tuple[str, list[str]]]) -> list[str]:
@@ -757,6 +800,111 @@ async def test_the_page_resumes_after_its_server_restarts(
     await expect(card.locator(".job-log-lines li")).to_have_count(4)
     await expect(alice.locator("#presence-list li")).to_have_text(["alice", "bob"])
     await screenshot(alice, "overview")
+
+
+async def test_a_jobs_output_streams_live_and_resumes_after_the_socket_drops(
+    spa_server, people, open_page
+):
+    # given: alice's socket passes through a switch the test holds, which notes what she sends
+    text = "each word of this line comes once, in order, <b>as</b> written though the socket drops"
+    words = text.split(" ")
+    written = (text + "\n") * 3  # as demo.stream writes it: a chunk per word, a line per text
+    refused = False
+    sockets: list[WebSocketRoute] = []
+    sent: list[dict[str, object]] = []
+
+    async def socket_route(socket: WebSocketRoute) -> None:
+        if refused:
+            await socket.close(code=1011, reason="the network is down")
+            return
+        server = socket.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            sent.append(json.loads(message))
+            server.send(message)
+
+        socket.on_message(from_page)
+        sockets.append(socket)
+
+    page = await visit(
+        open_page,
+        "alice",
+        f"{spa_server.url}/",
+        before=lambda page: page.route_web_socket(lambda url: url.endswith("/ws/"), socket_route),
+    )
+    await sign_in(page, "alice")
+
+    # when
+    job_id = await enqueue(
+        page, "demo.stream", countdown=0, text=text, words_per_second=20, repeat=3
+    )
+    card = job_card(page, job_id)
+    output = card.locator(".job-output-text")
+
+    # then: its words come as they are written
+    await expect(output).to_contain_text(" ".join(words[:5]))
+
+    # when: her socket drops mid-stream, and the job writes on while she is away
+    refused = True
+    await sockets[-1].close(code=1006, reason="the network went down")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    had = len((await output.text_content() or "").split())  # a chunk per word
+    job = await output_written(job_id, had + 10)
+    assert job.output_chunks < len(words) * 3, "the stream ended before the socket came back"
+    refused = False
+    await page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+    # then: it resumes after the last chunk shown, and ends with each word once, in order
+    subscribes = [
+        frame.get("since")
+        for frame in sent
+        if frame["type"] == "subscribe" and frame["channel"] == f"job:{job_id}"
+    ]
+    # (the page reads over REST only after 4 s away: all it had came over the socket)
+    assert subscribes == [0, had], subscribes
+    await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
+    await output_shows(page, job_id, written)
+    assert await card.locator(".job-output b").count() == 0
+    await expect(card.locator(".job-output-note")).to_be_empty()
+    shown = await outputs_shown(page, job_id)
+    assert all(written.startswith(seen) for seen in shown), shown
+    assert [len(seen) for seen in shown] == sorted({len(seen) for seen in shown}), shown
+    assert len(shown) > 10, f"not live: the output came in {len(shown)} steps"
+    job = await database_sync_to_async(Job.objects.get)(pk=job_id)
+    assert (job.status, job.output_chunks) == ("succeeded", len(words) * 3)
+    await screenshot(page, "output")
+
+
+async def test_a_flood_of_output_keeps_only_its_newest_text_on_the_page(
+    spa_server, people, open_page
+):
+    # given
+    page = await visit(open_page, "alice", f"{spa_server.url}/")
+    await sign_in(page, "alice")
+
+    # when: a job writes 6000 chunks of 50 characters as fast as it may (300,000 characters;
+    # the server keeps the newest 5000 chunks)
+    job_id = await enqueue(page, "tests.flood", countdown=0, chunks=6000, size=50)
+    card = job_card(page, job_id)
+
+    # then: the page holds the newest 100,000 characters, and says so
+    newest = "".join(str(number % 10) * 50 for number in range(4000, 6000))
+    await expect(card.locator(".job-status")).to_have_text("succeeded", timeout=20_000)
+    await output_shows(page, job_id, newest)
+    await expect(card.locator(".job-output-note")).to_contain_text(
+        "showing the last 100000 characters"
+    )
+
+    # when: she reads the page again (a finished job: its output is read over REST)
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+    # then: the same text, and the chunks the server no longer keeps are passed over
+    await output_shows(page, job_id, newest)
+    await expect(card.locator(".job-output-note")).to_have_text(
+        "chunks 1 to 1000 are no longer kept; showing the last 100000 characters"
+    )
 
 
 async def test_the_page_works_from_another_origin(spa_server, static_origin, people, open_page):
