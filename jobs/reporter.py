@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +14,8 @@ from django.conf import settings
 from . import services
 
 logger = logging.getLogger(__name__)
+
+OutputSink = Callable[[list[str]], None]
 
 
 class JobCancelled(Exception):
@@ -23,13 +26,16 @@ class Reporter:
     """Progress calls may come thousands of times a second: at most one write (and one event)
     per `JOBS_PROGRESS_INTERVAL`, the last value always kept; log lines are never dropped."""
 
-    def __init__(self, job_id: Any) -> None:
+    def __init__(self, job_id: Any, output_sink: OutputSink | None = None) -> None:
         self.job_id = job_id
         self.interval = settings.JOBS_PROGRESS_INTERVAL
         self._last_write = 0.0
         self._last_cancel_check = 0.0
         self._pending: tuple[int, int, str] | None = None
         self._output: OutputStream | None = None
+        # Where output chunks go: the worker, which writes every job's at once (`jobs.outputs`),
+        # or, without one, the database from here.
+        self._output_sink = output_sink
 
     def output(self, text: str) -> None:
         """Append `text` to the job's output stream (a token, a word, a row, ...).
@@ -39,7 +45,7 @@ class Reporter:
         JOBS_OUTPUT_RATE characters a second waits here until it is back under it.
         """
         if self._output is None:
-            self._output = OutputStream(self.job_id)
+            self._output = OutputStream(self.job_id, self._output_sink)
         self._output.write(str(text))
         self.check_cancelled()
 
@@ -76,13 +82,15 @@ class Reporter:
 class OutputStream:
     """A job's output chunks on their way to the database and the job's subscribers.
 
-    The job's thread appends; a daemon thread writes what has gathered every
-    JOBS_OUTPUT_INTERVAL, in one transaction and one frame, so that a job writing a token at a
-    time costs a write per interval, not per token, and its output still arrives within one.
+    The job's thread appends; a daemon thread hands on what has gathered every
+    JOBS_OUTPUT_INTERVAL, at once: to the worker (`sink`), which writes all its jobs' output in
+    one transaction, or else to the database itself. A job writing a token at a time costs one
+    hand-over per interval, not per token, and its output still arrives within one or two.
     """
 
-    def __init__(self, job_id: Any) -> None:
+    def __init__(self, job_id: Any, sink: OutputSink | None = None) -> None:
         self.job_id = job_id
+        self.sink = sink
         self.interval = settings.JOBS_OUTPUT_INTERVAL
         self.rate = settings.JOBS_OUTPUT_RATE
         self.chunks: list[str] = []
@@ -118,7 +126,10 @@ class OutputStream:
             if not chunks:
                 return
             try:
-                services.job_output_append(job_id=self.job_id, chunks=chunks)
+                if self.sink is not None:
+                    self.sink(chunks)
+                else:
+                    services.job_output_append(job_id=self.job_id, chunks=chunks)
             except BaseException:
                 with self.lock:  # kept, in order, for the next write
                     self.chunks[:0] = chunks

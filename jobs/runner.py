@@ -36,17 +36,19 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 from pydantic import BaseModel
 
 from . import services
 from .models import Job
+from .outputs import WRITER
 from .registry import JobKind, TimeLimitExceeded, WorkerLost
 from .reporter import JobCancelled, Reporter
 
@@ -91,7 +93,9 @@ def attempt_run(job: Job, kind: JobKind) -> Outcome:
     child.start()
     sending.close()
     try:
-        return _watch(job, kind, child, receiving)
+        outcome = _watch(job, kind, child, receiving)
+        WRITER.flush(job.pk)  # all its output is written before its final state
+        return outcome
     finally:
         receiving.close()  # the child, if it still runs, ends itself when it sees this
         if child.is_alive():
@@ -130,19 +134,30 @@ def _watch(job: Job, kind: JobKind, child: Any, receiving: Connection) -> Outcom
     terminated: float | None = None
     stopped_for: str | None = None  # "cancel" or "time", once the worker stops the child
     outcome: Outcome | None = None
-    # The pipe says when the child ends: with its outcome, or closed (no other process holds
-    # its end). The child's `sentinel` comes through the fork server, which may be gone.
+    # The pipe brings the child's output chunks, then says when it ends: with its outcome, or
+    # closed (no other process holds its end). Its `sentinel` comes through the fork server,
+    # which may be gone.
+    watched = started
     while outcome is None:
         if wait([receiving], timeout=WATCH_INTERVAL):
-            with contextlib.suppress(EOFError, OSError):  # it died without a word
-                outcome = receiving.recv()
-            break
+            try:
+                message = receiving.recv()
+            except (EOFError, OSError):  # it died without a word
+                break
+            if isinstance(message, Outcome):
+                outcome = message
+                break
+            WRITER.put(job.pk, message)  # output chunks
         now = time.monotonic()
+        if now - watched < WATCH_INTERVAL:  # output keeps coming: look no more often than idle
+            continue
+        watched = now
         renew = now - renewed >= renew_every
         if renew:
             renewed = now
         if services.job_watch(job_id=job.pk, renew_lease=renew) and cancel_seen is None:
             cancel_seen = now
+        _release_pooled_connection()
         if cancel_seen is not None and terminated is None and now - cancel_seen >= grace:
             logger.info("job %s did not stop in its %s s grace: stopping it", job.pk, grace)
             with contextlib.suppress(ProcessLookupError):
@@ -164,6 +179,14 @@ def _watch(job: Job, kind: JobKind, child: Any, receiving: Connection) -> Outcom
     return _failed(kind, WorkerLost, f"Its process ended with code {child.exitcode}.")
 
 
+def _release_pooled_connection() -> None:
+    """Give this thread's connection back to the pool (PostgreSQL) between two looks: a worker
+    running more jobs than the pool holds (DATABASE_POOL_MAX_SIZE) would otherwise starve its
+    output writer and the jobs' own processes' peers. SQLite's are kept (no pool)."""
+    if getattr(connection, "pool", None) is not None:
+        connection.close()
+
+
 def _failed(kind: JobKind, error: type[BaseException], message: str) -> Outcome:
     return Outcome(
         "failed", error_type=error.__name__, message=message, retryable=kind.retry.retries(error)
@@ -178,15 +201,21 @@ def _child(
 ) -> None:
     # SIGTERM and SIGINT stay ignored, as the fork server has them: the worker decides.
     signal.signal(STOP_JOB, _raise_cancelled)
+    sending = threading.Lock()  # the output thread and this one share the pipe
+
+    def send(message: Any) -> None:
+        with sending:
+            pipe.send(message)
+
     for alias, settings_dict in databases.items():  # every thread's connections use these
         connections.settings[alias] = settings_dict
         connections[alias].settings_dict = settings_dict
     threading.Thread(
         target=_end_with_worker, args=(pipe,), name="worker-watch", daemon=True
     ).start()
-    outcome = _run(job_id, kind_name)
+    outcome = _run(job_id, kind_name, send)
     try:
-        pipe.send(outcome)
+        send(outcome)
     finally:
         connections.close_all()
 
@@ -199,12 +228,12 @@ def _end_with_worker(pipe: Connection) -> None:
     os._exit(1)
 
 
-def _run(job_id: Any, kind_name: str) -> Outcome:
+def _run(job_id: Any, kind_name: str, send: Callable[[Any], None]) -> Outcome:
     from .registry import kind_get
 
     kind = kind_get(kind_name)
     assert kind is not None  # the worker found it before forking
-    reporter = Reporter(job_id)
+    reporter = Reporter(job_id, output_sink=send)
     soft = kind.soft_time_limit or settings.JOBS_SOFT_TIME_LIMIT
     try:
         if soft:

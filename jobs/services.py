@@ -368,35 +368,45 @@ def job_output_append(*, job_id: Any, chunks: list[str]) -> int:
     lost, and no frame or row grows without bound. Only the newest JOBS_OUTPUT_KEEP chunks stay
     stored; a replay asks for what is still kept.
     """
+    return jobs_output_append(batches={job_id: chunks}).get(job_id, 0)
+
+
+def jobs_output_append(*, batches: dict[Any, list[str]]) -> dict[Any, int]:
+    """`job_output_append` for several jobs in one transaction: a worker writes what all its
+    running jobs wrote meanwhile at once (one commit, not one per job); each job's last `seq`."""
+    with transaction.atomic():
+        return {job_id: _output_append(job_id, chunks) for job_id, chunks in batches.items()}
+
+
+def _output_append(job_id: Any, chunks: list[str]) -> int:
     size = settings.JOBS_OUTPUT_CHUNK_MAX
     pieces = [
         str(chunk)[start : start + size] for chunk in chunks for start in range(0, len(chunk), size)
     ]
     if not pieces:
         return 0
-    with transaction.atomic():
-        Job.objects.filter(pk=job_id).update(output_chunks=F("output_chunks") + len(pieces))
-        last = int(Job.objects.values_list("output_chunks", flat=True).get(pk=job_id))
-        first = last - len(pieces) + 1
-        JobOutputChunk.objects.bulk_create(
-            JobOutputChunk(job_id=job_id, seq=seq, data=data)
+    Job.objects.filter(pk=job_id).update(output_chunks=F("output_chunks") + len(pieces))
+    last = int(Job.objects.values_list("output_chunks", flat=True).get(pk=job_id))
+    first = last - len(pieces) + 1
+    JobOutputChunk.objects.bulk_create(
+        JobOutputChunk(job_id=job_id, seq=seq, data=data)
+        for seq, data in enumerate(pieces, start=first)
+    )
+    keep = settings.JOBS_OUTPUT_KEEP
+    if last > keep and (first - 1) // OUTPUT_TRIM_EVERY != last // OUTPUT_TRIM_EVERY:
+        JobOutputChunk.objects.filter(job_id=job_id, seq__lte=last - keep).delete()
+    frame = events.JobOutputFrame(
+        channel=job_channel(str(job_id)),
+        job_id=str(job_id),
+        chunks=[
+            events.JobOutputChunk(seq=seq, data=data)
             for seq, data in enumerate(pieces, start=first)
-        )
-        keep = settings.JOBS_OUTPUT_KEEP
-        if last > keep and (first - 1) // OUTPUT_TRIM_EVERY != last // OUTPUT_TRIM_EVERY:
-            JobOutputChunk.objects.filter(job_id=job_id, seq__lte=last - keep).delete()
-        frame = events.JobOutputFrame(
-            channel=job_channel(str(job_id)),
-            job_id=str(job_id),
-            chunks=[
-                events.JobOutputChunk(seq=seq, data=data)
-                for seq, data in enumerate(pieces, start=first)
-            ],
-        )
-        publish_on_commit(
-            job_group(job_id),
-            {"type": JOB_OUTPUT, "job": str(job_id), "frame": events.dump(frame)},
-        )
+        ],
+    )
+    publish_on_commit(
+        job_group(job_id),
+        {"type": JOB_OUTPUT, "job": str(job_id), "frame": events.dump(frame)},
+    )
     return last
 
 
