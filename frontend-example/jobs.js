@@ -428,6 +428,7 @@ export class Jobs {
     const waiting = state.status === "scheduled" || state.status === "queued";
     const seconds = Math.ceil((Date.parse(state.run_at) - Date.now()) / 1000);
     if (waiting && seconds > 0) card.countdown.textContent = `starts in ${seconds} s`;
+    else if (waiting && state.queue_position) card.countdown.textContent = queuePlace(state);
     else if (waiting) card.countdown.textContent = "waiting for a worker";
     else if (state.finished_at) card.countdown.textContent = `at ${clockTime(state.finished_at)}`;
     else card.countdown.textContent = "";
@@ -504,4 +505,12 @@ function fieldSchema(schema, property) {
   const resolved = ref ? { ...schema.$defs?.[ref], ...property } : property;
   const branches = (resolved.anyOf ?? []).filter((branch) => branch.type !== "null");
   return branches.length === 1 ? { ...fieldSchema(schema, branches[0]), ...resolved } : resolved;
+}
+
+// "#3, starts in about 4 s": a due job's place among the due ones, and the server's estimate.
+function queuePlace(state) {
+  const place = `#${state.queue_position}`;
+  if (!state.estimated_start_at) return `${place} in the queue`;
+  const seconds = Math.max(0, Math.round((Date.parse(state.estimated_start_at) - Date.now()) / 1000));
+  return seconds > 0 ? `${place}, starts in about ${seconds} s` : `${place}, starts any moment`;
 }

@@ -33,6 +33,8 @@ JOB_STATE_COLUMNS = (
     "cancel_requested",
     "log_lines",
     "output_chunks",
+    "queue_position",
+    "estimated_start_at",
 )
 
 
@@ -79,6 +81,10 @@ class JobStateFields(Protocol):
     def log_lines(self) -> int: ...
     @property
     def output_chunks(self) -> int: ...
+    @property
+    def queue_position(self) -> int | None: ...
+    @property
+    def estimated_start_at(self) -> datetime | None: ...
 
 
 def job_state_model(job: JobStateFields) -> events.JobState:
@@ -116,6 +122,8 @@ def job_state_body(job: JobStateFields) -> dict[str, Any]:
         "cancel_requested": job.cancel_requested,
         "log_lines": job.log_lines,
         "output_chunks": job.output_chunks,
+        "queue_position": job.queue_position,
+        "estimated_start_at": _iso(job.estimated_start_at),
     }
 
 

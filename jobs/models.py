@@ -55,12 +55,22 @@ class Job(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)  # the Celery message was sent
     log_lines = models.PositiveIntegerField(default=0)
     output_chunks = models.PositiveBigIntegerField(default=0)  # the last output chunk's seq
+    # Due and waiting for a worker: its place among the due jobs (1: next), and when it should
+    # start; kept by beat's `jobs.queue_positions` every second, None otherwise.
+    queue_position = models.PositiveIntegerField(null=True, blank=True)
+    estimated_start_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["status", "run_at"]),
+            # The few jobs with a queue position, found each second without a scan.
+            models.Index(
+                fields=["queue_position"],
+                condition=Q(queue_position__isnull=False),
+                name="jobs_job_queue_position",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

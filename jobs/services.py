@@ -306,6 +306,8 @@ def job_claim(*, job_id: str) -> Job | None:
                 attempts=F("attempts") + 1,
                 next_attempt_at=None,
                 lease_expires_at=lease,
+                queue_position=None,
+                estimated_start_at=None,
                 seq=F("seq") + 1,
             )
         )
@@ -657,3 +659,64 @@ def job_share_revoke(*, job: Job, owner: User, share_id: int) -> JobShare:
             share.save(update_fields=["revoked_at"])
             publish_on_commit(job_group(job.pk), {"type": JOB_SHARE_ENDED, "share": share.pk})
     return share
+
+
+# Queue positions are kept for the first this many due jobs; the ones after them show none.
+QUEUE_POSITIONS_MAX = 200
+# A job's estimate is pushed again only when it moves by more than this.
+ESTIMATE_SLACK = timedelta(seconds=2)
+# How many recent attempts the estimate's job duration is the median of.
+RECENT_ATTEMPTS = 50
+
+
+def jobs_queue_positions(*, now: datetime | None = None) -> int:
+    """Give each due, waiting job its place among them and an estimated start; how many changed.
+
+    Beat runs it every second, so a job's position is pushed (a `job.update`) at most once a
+    second, and only when it changed (or its estimate moved by more than ESTIMATE_SLACK). Due
+    jobs start in the order they became due (`run_at`, then creation). The estimate is the
+    median duration of recent attempts for each round of the jobs running now (as many as are
+    running, at least one) ahead of it: a guess, said as "about".
+    """
+    now = now or timezone.now()
+    due = list(
+        Job.objects.filter(status__in=WAITING, run_at__lte=now, cancel_requested=False)
+        .order_by("run_at", "created_at")
+        .values_list("pk", "queue_position", "estimated_start_at")[:QUEUE_POSITIONS_MAX]
+    )
+    changed = 0
+    with transaction.atomic():
+        placed = {pk for pk, _, _ in due}
+        # Started, cancelled or past the cap since: no position any more.
+        gone = Job.objects.filter(queue_position__isnull=False).exclude(pk__in=placed)
+        gone.update(queue_position=None, estimated_start_at=None)
+        if not due:
+            return 0
+        duration = _recent_attempt_seconds()
+        slots = max(1, Job.objects.filter(status__in=RUNNING).count())
+        for index, (pk, position, estimate) in enumerate(due):
+            new_position = index + 1
+            new_estimate = now + timedelta(seconds=duration * (index // slots + 1))
+            moved = estimate is None or abs(new_estimate - estimate) > ESTIMATE_SLACK
+            if new_position == position and not moved:
+                continue
+            updated = Job.objects.filter(pk=pk, status__in=WAITING).update(
+                queue_position=new_position,
+                estimated_start_at=new_estimate,
+                seq=F("seq") + 1,
+            )
+            if updated:
+                changed += 1
+                _publish_update(Job.objects.get(pk=pk))
+    return changed
+
+
+def _recent_attempt_seconds() -> float:
+    """The median duration of the most recent finished attempts (1 s when there are none)."""
+    spans = JobAttempt.objects.filter(finished_at__isnull=False).order_by("-finished_at")
+    durations = sorted(
+        (finished - started).total_seconds()
+        for started, finished in spans.values_list("started_at", "finished_at")[:RECENT_ATTEMPTS]
+        if finished is not None
+    )
+    return durations[len(durations) // 2] if durations else 1.0

@@ -12,6 +12,7 @@ from .services import (
     job_mark_cancelled,
     job_succeed,
     jobs_dispatch_due,
+    jobs_queue_positions,
     jobs_reap_expired,
 )
 
@@ -45,6 +46,12 @@ def run_job(job_id: str) -> None:
 def dispatch_due_jobs() -> int:
     """Send the Celery messages of long-countdown jobs whose time is near."""
     return jobs_dispatch_due()
+
+
+@shared_task(name="jobs.queue_positions")
+def queue_positions() -> int:
+    """Give due, waiting jobs their place in the queue and an estimated start (every second)."""
+    return jobs_queue_positions()
 
 
 @shared_task(name="jobs.reap_expired")

@@ -245,6 +245,8 @@ CELERY_BEAT_SCHEDULE = {
     "clear-expired-budgets": {"task": "chat.budgets_clear_expired", "schedule": 60 * 60},
     "reap-expired-jobs": {"task": "jobs.reap_expired", "schedule": 30},
     "dispatch-due-jobs": {"task": "jobs.dispatch_due", "schedule": 30},
+    # A waiting job's place in the queue; `expires` drops a round that waited past the next.
+    "queue-positions": {"task": "jobs.queue_positions", "schedule": 1.0, "options": {"expires": 5}},
 }
 # How long (s) the Redis broker waits for an unacknowledged message before redelivering it;
 # a job's claim makes a redelivery harmless.

@@ -545,6 +545,12 @@ class JobState(Frame):
     cancel_requested: bool
     log_lines: int
     output_chunks: int = Field(description="Output chunks written so far (the last one's `seq`)")
+    queue_position: int | None = Field(
+        description="Due and waiting for a worker: its place among the due jobs (1: next)"
+    )
+    estimated_start_at: Timestamp | None = Field(
+        description="Due and waiting: when it should start, from recent jobs' durations"
+    )
 
 
 class JobUpdateFrame(Frame):
