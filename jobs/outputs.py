@@ -5,7 +5,8 @@ it through) every JOBS_OUTPUT_INTERVAL. Had each process written its own, twenty
 streaming at once would be twenty writers: a thousand small transactions a second, and on
 SQLite, which has one write lock, each process backing off up to 100 ms at a time while
 another held it (bench.jobstream measured a p99 of 6.4 s so). Here one thread of the worker
-writes what all of them handed on meanwhile in one transaction, then sends each job's frame.
+writes what all of them handed on meanwhile in one transaction, then hands every job's frame
+to the process's publishing loop at once, which pipelines them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+
+from realtime.kernel.broadcast import held, publish_soon
 
 from . import services
 
@@ -67,7 +70,9 @@ class OutputWriter:
             started = time.monotonic()
             try:
                 close_old_connections()
-                services.jobs_output_append(batches=batches)
+                with held() as events:  # sent together once committed, not one by one
+                    services.jobs_output_append(batches=batches)
+                publish_soon(events)
             except Exception:
                 logger.exception("jobs' output not written; trying again")
                 with self.lock:  # kept, in order before anything queued since

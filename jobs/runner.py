@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import AuthenticationString  # type: ignore[attr-defined]
 from typing import Any
 
 from django.conf import settings
@@ -83,6 +84,7 @@ class Outcome:
 def attempt_run(job: Job, kind: JobKind) -> Outcome:
     """Run one attempt of `job` in a child process and wait for it, stopping it when it must."""
     forkserver.ensure_running()  # started with the worker (`fork_server_start`); again if it died
+    _may_have_children()
     receiving, sending = _PROCESSES.Pipe()
     # The databases as this process uses them, which may differ from the settings the fork
     # server read at its start (a test run's database is named at run time).
@@ -122,6 +124,21 @@ def fork_server_start() -> None:
     finally:
         for stop, handler in handlers.items():
             signal.signal(stop, handler)
+
+
+def _may_have_children() -> None:
+    """Make a prefork pool's process (billiard's) one that multiprocessing lets start children.
+
+    It is marked daemonic, and multiprocessing lets no daemonic process start a child, which
+    would outlive it; a job's process does not (it ends when its pipe to this one closes). And
+    its key is billiard's kind, which multiprocessing refuses to hand to the fork server.
+    """
+    current = multiprocessing.current_process()
+    if current.daemon:
+        current.daemon = False
+    if type(current.authkey) is not AuthenticationString:
+        # Its `authkey` setter is billiard's too, and would wrap the new key in billiard's kind.
+        current._config["authkey"] = AuthenticationString(os.urandom(32))  # type: ignore[attr-defined]
 
 
 def _watch(job: Job, kind: JobKind, child: Any, receiving: Connection) -> Outcome:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -387,8 +389,12 @@ def _output_append(job_id: Any, chunks: list[str]) -> int:
     ]
     if not pieces:
         return 0
-    Job.objects.filter(pk=job_id).update(output_chunks=F("output_chunks") + len(pieces))
-    last = int(Job.objects.values_list("output_chunks", flat=True).get(pk=job_id))
+    # Counted and read back in one statement (the ORM's update returns no value).
+    key = Job._meta.get_field("id").get_db_prep_value(uuid.UUID(str(job_id)), connection)
+    counted = sql.row(_output_count_sql(connection.vendor), [len(pieces), key])
+    if counted is None:
+        raise Job.DoesNotExist(f"No job {job_id}.")
+    last = int(counted[0])
     first = last - len(pieces) + 1
     JobOutputChunk.objects.bulk_create(
         JobOutputChunk(job_id=job_id, seq=seq, data=data)
@@ -410,6 +416,15 @@ def _output_append(job_id: Any, chunks: list[str]) -> int:
         {"type": JOB_OUTPUT, "job": str(job_id), "frame": events.dump(frame)},
     )
     return last
+
+
+@functools.cache
+def _output_count_sql(vendor: str) -> str:
+    """Add to a job's output count and read the new count (SQLite 3.35+, PostgreSQL)."""
+    del vendor  # keys the cache: the quoting is the connection's
+    quote = connection.ops.quote_name
+    table, key, count = quote(Job._meta.db_table), quote("id"), quote("output_chunks")
+    return f"UPDATE {table} SET {count} = {count} + %s WHERE {key} = %s RETURNING {count}"  # noqa: S608
 
 
 def job_succeed(*, job_id: Any, result: dict[str, Any] | None) -> None:

@@ -122,6 +122,24 @@ def publish_from_loop(events: list[tuple[str, dict[str, Any]]]) -> None:
         publisher.put(layer, group, event)
 
 
+def publish_soon(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send events that `held` kept, in order, from this process's publishing loop, and return
+    at once: for a thread with no loop of its own that commits often (a worker's output
+    writer), which `publish_now` would make wait for one round trip per event. Batched and
+    pipelined as a loop's own events are."""
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    loop = _loop()
+
+    def put_all() -> None:
+        publisher = _publisher(loop)
+        for group, event in events:
+            publisher.put(layer, group, event)
+
+    loop.call_soon_threadsafe(put_all)
+
+
 # Events a loop may hold while Redis is slow or away. Past that the oldest are dropped: each
 # announced a committed write, and receivers fetch what they missed from the database.
 MAX_PENDING = 10_000
