@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import weakref
 from typing import Any
 
 from django.conf import settings
@@ -262,7 +263,9 @@ class GatewayConsumer(RoomSocket):
         if share is not None:
             # A job followed with a share link ends when the link expires, or is revoked.
             left = (share.expires_at - timezone.now()).total_seconds()
-            asyncio.get_running_loop().call_later(max(0.0, left), subscription.end, "share_expired")
+            asyncio.get_running_loop().call_later(
+                max(0.0, left), _expire, weakref.ref(subscription)
+            )
             if subscription.end_reason is not None:  # revoked while this subscribe was under way
                 subscription.end(subscription.end_reason)
 
@@ -275,6 +278,7 @@ class GatewayConsumer(RoomSocket):
         if current[1] is not subscription:
             return  # unsubscribed meanwhile
         self.group_subscriptions.pop(channel)
+        subscription.push = _dropped  # nothing of the job reaches it after this frame
         frame = events.UnsubscribedFrame(channel=channel, reason=reason)  # type: ignore[arg-type]
         self.push_text(json.dumps(events.dump(frame)))
         task = asyncio.ensure_future(self.hub.leave(current[0], subscription))
@@ -438,3 +442,15 @@ def _describe(exc: ValidationError) -> str:
     first: dict[str, Any] = dict(exc.errors()[0])
     where = ".".join(str(part) for part in first.get("loc", ()))
     return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
+
+
+def _dropped(text: str) -> None:
+    """Where a subscription that ended sends what its feed still hands it: nowhere."""
+
+
+def _expire(held: weakref.ref[Subscription]) -> None:
+    """A share link's time is up: end the subscription that follows the job with it, if that
+    is still there (the timer holds it weakly, so a socket gone meanwhile is not kept)."""
+    subscription = held()
+    if subscription is not None:
+        subscription.end("share_expired")

@@ -81,9 +81,18 @@ class JobFeed(Feed[Subscription]):
         elif event["type"] == JOB_OUTPUT:
             await self._output(event["frame"])
         elif event["type"] == JOB_SHARE_ENDED:
-            for subscription in list(self.subscriptions):
-                if subscription.share_id == int(event["share"]):
-                    subscription.end("share_revoked")
+            self.end_share(int(event["share"]), "share_revoked")
+
+    def end_share(self, share_id: int, reason: str) -> None:
+        """The subscriptions that follow the job with this share link end here, at once (no
+        frame of the job reaches them after), and their sockets are told why."""
+        for subscription in list(self.subscriptions):
+            if subscription.share_id == share_id:
+                self.subscriptions.discard(subscription)
+                try:
+                    subscription.end(reason)
+                except Exception:
+                    logger.debug("ending %s failed", subscription.conn_id, exc_info=True)
 
     async def _catch_up(self) -> None:
         """Deliveries resumed after an outage: send what changed meanwhile, in its current state.

@@ -37,6 +37,7 @@ class Subscription:
     """
 
     __slots__ = (
+        "__weakref__",  # a share link's expiry timer holds it weakly
         "conn_id",
         "end_reason",
         "ended",

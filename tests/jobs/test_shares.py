@@ -142,7 +142,10 @@ async def test_a_link_follows_the_jobs_channel_until_it_is_revoked_or_expires(
     ended = await anonymous.expect("unsubscribed")
     again = await anonymous.request(type="subscribe", channel=channel, share=revoked["token"])
     expired = await second.expect("unsubscribed", timeout=10)
-    await asyncio.sleep(0.1)
+    await database_sync_to_async(api.post)(f"/api/jobs/{job.pk}/cancel/")  # a change after
+    await asyncio.sleep(0.5)
+    await anonymous.drain(0.3)
+    await second.drain(0.3)
 
     assert [(r["type"], r["code"]) for r in refused] == [
         ("error", "not_found"),
@@ -154,5 +157,8 @@ async def test_a_link_follows_the_jobs_channel_until_it_is_revoked_or_expires(
     assert ended == {"type": "unsubscribed", "channel": channel, "reason": "share_revoked"}
     assert (again["type"], again["code"]) == ("error", "not_found")
     assert expired == {"type": "unsubscribed", "channel": channel, "reason": "share_expired"}
+    for client in (anonymous, second):  # nothing of the job after its link ended
+        types = [f["type"] for f in client.frames]
+        assert "job.update" not in types[types.index("unsubscribed") :], types
     await anonymous.close()
     await second.close()
