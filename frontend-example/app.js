@@ -1,12 +1,14 @@
 /**
  * The example SPA: wires the REST client, the one socket, the chat, jobs and (staff) log
  * panes, signing in and out, and the connection badge. Only the public contract is used.
+ * Opened from a job's share link (`?job=<id>&share=<token>`), it shows that one job,
+ * read-only, and nothing else: no rooms, no account.
  */
 
 import { Api, configuredApiBase } from "./api.js";
 import { Chat } from "./chat.js";
 import { $, h } from "./dom.js";
-import { Jobs } from "./jobs.js";
+import { Jobs, sharedJobFromQuery } from "./jobs.js";
 import { Logs } from "./logs.js";
 import { Gateway } from "./socket.js";
 
@@ -16,6 +18,7 @@ const POLL_EVERY_MS = 5_000;
 const ROOM_LIST_REFRESH_MS = 30_000;
 
 const api = new Api(configuredApiBase());
+const shared = sharedJobFromQuery();
 const badge = $("#connection");
 $("#api-docs").href = api.url("/api/docs/");
 let user = null;
@@ -28,16 +31,19 @@ const gateway = new Gateway({
   onState: showConnection,
   onReady: () => {
     // Rooms resume from their last seq by themselves; the lists are read again.
-    chat.resend();
-    chat.loadRooms();
+    if (!shared) {
+      chat.resend();
+      chat.loadRooms();
+    }
     jobs.refresh();
   },
   onSignedOut: () => {
+    if (shared) return; // a shared job's page signs no one in or out: it goes on anonymously
     api.me().then((me) => becomes(me.user), () => {}); // unreachable: the reconnection tells
   },
 });
 const chat = new Chat({ api, gateway });
-const jobs = new Jobs({ api, gateway, currentRoom: () => chat.slug });
+const jobs = new Jobs({ api, gateway, currentRoom: () => chat.slug, shared });
 const logs = new Logs({ api, gateway });
 
 // ------------------------------------------------------------------ connection state
@@ -69,7 +75,7 @@ function renderBadge() {
 }
 
 function poll() {
-  chat.poll();
+  if (!shared) chat.poll();
   jobs.poll();
 }
 
@@ -160,7 +166,7 @@ function roomFromHash() {
 
 window.addEventListener("hashchange", () => {
   const slug = roomFromHash();
-  if (slug) chat.open(slug);
+  if (slug && !shared) chat.open(slug);
 });
 
 async function start() {
@@ -182,4 +188,15 @@ async function start() {
   await jobs.setUser(user);
 }
 
-start();
+/** A share link's page: the one job, read-only, live; no rooms, no account, no sign-in. */
+async function startShared() {
+  $("main.layout").hidden = true;
+  $("#account").hidden = true;
+  $("#shared").hidden = false;
+  document.title = "A shared job · Switchboard";
+  gateway.start();
+  await jobs.refresh();
+}
+
+if (shared) startShared();
+else start();

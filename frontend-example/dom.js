@@ -32,6 +32,13 @@ export function clockTime(iso) {
   return iso ? timeFormat.format(new Date(iso)) : "";
 }
 
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/** A day and a time, e.g. when a share link expires. */
+export function dateTime(iso) {
+  return iso ? dateTimeFormat.format(new Date(iso)) : "";
+}
+
 /** "just now", "5 min ago", "3 h ago", or a date. */
 export function ago(iso) {
   if (!iso) return "no messages yet";

@@ -9,9 +9,15 @@
  * last `seq` it shows: a chunk it has is ignored, a gap is read over REST first. `job:<id>` is
  * subscribed with `since` that `seq` (0 the first time), so the socket replays what is missing
  * on every (re)subscribe; a finished job, which is not followed, reads its output over REST.
+ *
+ * Share links: the owner's "Share" makes a read-only link to a job (`POST shares/`), which
+ * this page opens as `?job=<id>&share=<token>`: that one job, no sign-in, no buttons that
+ * write, every read with `share` (REST `?share=`, the socket's subscribe `share`). A shared
+ * job stays followed once finished, since its channel is how the page learns that the link
+ * was revoked or expired (`unsubscribed` with that `reason`); from then on it shows no more.
  */
 
-import { clockTime, h, $ } from "./dom.js";
+import { clockTime, dateTime, h, $ } from "./dom.js";
 import { Sequence } from "./sequence.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -21,12 +27,38 @@ const OUTPUT_PAGE = 1000; // the most GET output/ returns at once
 const OUTPUT_SHOWN_MAX = 100_000;
 // A kind that writes output: its card shows the (empty) area before the first chunk.
 const STREAMING_KINDS = new Set(["demo.stream"]);
+// What a shared job's page says once its link no longer works, by why.
+const LINK_ENDED = {
+  share_revoked: "This link was revoked: the job below is no longer updated.",
+  share_expired: "This link has expired: the job below is no longer updated.",
+  not_found: "This link does not work: it was revoked or has expired, or the job is gone.",
+};
+
+/** The job a share link opens, from this page's URL (`?job=<id>&share=<token>`), or null. */
+export function sharedJobFromQuery() {
+  const query = new URLSearchParams(location.search);
+  const [jobId, token] = [query.get("job"), query.get("share")];
+  return jobId && token ? { jobId, token } : null;
+}
+
+/** This page's address opening a job through a share link (keeping `?api=`, if given). */
+function sharedJobUrl(jobId, token) {
+  const url = new URL(location.pathname, location.href);
+  const api = new URLSearchParams(location.search).get("api");
+  if (api) url.searchParams.set("api", api);
+  url.searchParams.set("job", jobId);
+  url.searchParams.set("share", token);
+  return url.href;
+}
 
 export class Jobs {
-  constructor({ api, gateway, currentRoom }) {
+  /** `shared`: {jobId, token} of a share link: this page shows that one job, read-only. */
+  constructor({ api, gateway, currentRoom, shared = null }) {
     this.api = api;
     this.gateway = gateway;
     this.currentRoom = currentRoom;
+    this.shared = shared;
+    this.linkEnded = null; // why the share link stopped working, once it has
     this.user = null;
     this.kinds = [];
     this.jobs = new Map(); // id -> {state, card, log: Sequence, output: Sequence, ...}
@@ -36,8 +68,9 @@ export class Jobs {
       kind: $("#job-kind"),
       params: $("#job-params"),
       countdown: $("#job-countdown"),
-      error: $("#job-error"),
-      list: $("#job-list"),
+      error: shared ? $("#shared-error") : $("#job-error"),
+      list: shared ? $("#shared-job") : $("#job-list"),
+      linkStatus: $("#share-status"),
     };
     gateway.on("job.update", (frame) => this.#update(frame.job));
     gateway.on("job.log", (frame) => this.jobs.get(frame.job_id)?.log.add([frame]));
@@ -46,6 +79,10 @@ export class Jobs {
       if (!job) return;
       job.card.output.hidden = false;
       job.output.add(frame.chunks);
+    });
+    gateway.on("unsubscribed", (frame) => {
+      // A shared page follows one channel, its job's: the server ended it, the link is over.
+      if (shared && frame.reason && frame.channel.startsWith("job:")) this.#endLink(frame.reason);
     });
     this.elements.kind.addEventListener("change", () => this.#renderParams());
     this.elements.form.addEventListener("submit", (event) => {
@@ -80,8 +117,12 @@ export class Jobs {
     await this.refresh();
   }
 
-  /** Reads my jobs over REST: at start, after each reconnection, and while polling. */
+  /** Reads my jobs (or the shared one) over REST: at start, after each reconnection, and while polling. */
   async refresh({ quiet = false } = {}) {
+    if (this.shared) {
+      await this.#readShared({ quiet });
+      return;
+    }
     if (!this.user) return;
     let page;
     try {
@@ -97,6 +138,7 @@ export class Jobs {
   /** While the socket is down: job states, log lines and output over REST. */
   async poll() {
     await this.refresh({ quiet: true });
+    if (this.linkEnded) return;
     for (const job of this.jobs.values()) {
       this.#syncLog(job);
       // Output moves a job's `output_chunks` but not its `seq`, so a state read now may be
@@ -187,6 +229,7 @@ export class Jobs {
 
   /** Applies a job's state; an older one than shown (by `seq`) is ignored. */
   #update(state) {
+    if (this.linkEnded) return; // a read answered after the link ended: nothing more is shown
     let job = this.jobs.get(state.id);
     if (job && state.seq <= job.state.seq) return;
     if (!job) {
@@ -195,14 +238,26 @@ export class Jobs {
     job.state = state;
     this.#render(job);
     const channel = `job:${state.id}`;
-    if (FINAL.has(state.status)) {
-      // Its last lines and output may still be on their way: read them, then stop following it.
+    const final = FINAL.has(state.status);
+    if (final) {
+      // Its last lines and output may still be on their way: read them, then stop following it
+      // (unless shared: its channel says when the link ends).
       this.#syncLog(job);
       this.#syncOutput(job);
+    }
+    if (final && !this.shared) {
       this.gateway.unsubscribe(channel);
     } else if (!this.gateway.isSubscribed(channel)) {
       // `since`: the socket replays the output after the last chunk shown (all of it at first).
-      this.gateway.subscribe(channel, { since: () => job.output.last, onSubscribed: () => this.#syncLog(job) });
+      this.gateway.subscribe(channel, {
+        since: () => job.output.last,
+        fields: this.shared ? { share: this.shared.token } : {},
+        onSubscribed: () => this.#syncLog(job),
+        // Through a share link, "no such job" is a link that has ended (while this page was away).
+        onError: (error) => {
+          if (this.shared && error.code === "not_found") this.#endLink("not_found");
+        },
+      });
     }
   }
 
@@ -214,6 +269,9 @@ export class Jobs {
       countdown: h("span", { class: "job-countdown" }),
       cancel: h("button", { type: "button", class: "job-cancel" }, "Cancel"),
       retry: h("button", { type: "button", class: "job-retry" }, "Retry"),
+      share: h("button", { type: "button", class: "job-share quiet" }, "Share"),
+      shares: h("ul", { class: "job-shares" }), // the links made on this page, newest first
+      sharing: h("div", { class: "job-sharing" }),
       attempt: h("p", { class: "job-attempt" }),
       bar: h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }),
       fill: h("div", { class: "bar-fill" }),
@@ -237,8 +295,11 @@ export class Jobs {
     card.log.append(card.logSummary, card.logLines);
     card.output.append(h("div", { class: "job-output-head" }, "Output", card.outputNote), card.outputText);
     card.attempts.append(card.attemptsSummary, card.attemptsList);
+    card.sharing.append(card.share, card.shares);
+    // Through a share link a job is read-only: its card has no button that writes.
+    const actions = this.shared ? [] : [card.cancel, card.retry];
     card.root.append(
-      h("div", { class: "job-head" }, card.kind, card.status, card.countdown, card.cancel, card.retry),
+      h("div", { class: "job-head" }, card.kind, card.status, card.countdown, ...actions),
       card.params,
       card.attempt,
       h("div", { class: "job-progress" }, card.bar, card.percent),
@@ -247,6 +308,7 @@ export class Jobs {
       card.log,
       card.attempts,
       card.outcome,
+      ...(this.shared ? [] : [card.sharing]),
     );
     const job = {
       state,
@@ -261,13 +323,13 @@ export class Jobs {
           this.#renderLogSummary(job);
         },
         fetchAfter: async (last) =>
-          (await this.api.get(`/api/jobs/${state.id}/log/`, { after: last, limit: LOG_PAGE })).results,
+          (await this.#read(`/api/jobs/${state.id}/log/`, { after: last, limit: LOG_PAGE })).results,
       }),
       output: new Sequence({
         key: (chunk) => chunk.seq,
         apply: (chunk) => this.#appendOutput(job, chunk.data),
         fetchAfter: async (last) => {
-          const page = await this.api.get(`/api/jobs/${state.id}/output/`, { after: last, limit: OUTPUT_PAGE });
+          const page = await this.#read(`/api/jobs/${state.id}/output/`, { after: last, limit: OUTPUT_PAGE });
           // Only the newest chunks are kept: those before the first one the server still has
           // are gone for good, so they are passed over rather than waited for.
           const complete = Math.max(page.first_seq, page.results[0]?.seq ?? 0) - 1;
@@ -288,6 +350,7 @@ export class Jobs {
     card.attempts.addEventListener("toggle", () => this.#syncAttempts(job));
     card.cancel.addEventListener("click", () => this.#cancel(job));
     card.retry.addEventListener("click", () => this.#retry(job));
+    card.share.addEventListener("click", () => this.#share(job));
     this.jobs.set(state.id, job);
     this.elements.list.prepend(card.root);
     return job;
@@ -334,8 +397,10 @@ export class Jobs {
     if (state.status !== "succeeded" || !state.result) return [];
     const { download_url: downloadUrl, ...rest } = state.result;
     const parts = [h("p", { class: "job-result" }, `Result: ${describeParams(rest)}`)];
-    // Only a path of this API becomes a link (never a `javascript:` or another site's URL).
-    if (/^\/api\/[\w./-]+$/.test(downloadUrl ?? "")) parts.push(this.#downloadLink(state, downloadUrl));
+    // Only a path of this API becomes a link (never a `javascript:` or another site's URL); a
+    // share link does not open the file, which is its owner's.
+    const offered = !this.shared && /^\/api\/[\w./-]+$/.test(downloadUrl ?? "");
+    if (offered) parts.push(this.#downloadLink(state, downloadUrl));
     return parts;
   }
 
@@ -412,10 +477,11 @@ export class Jobs {
   }
 
   async #readAttempts(job) {
+    if (this.linkEnded) return;
     const read = ++job.attemptsRead;
     let attempts;
     try {
-      attempts = await this.api.get(`/api/jobs/${job.state.id}/attempts/`);
+      attempts = await this.#read(`/api/jobs/${job.state.id}/attempts/`);
     } catch (error) {
       job.attemptsShown = null; // read again at the next change, or when opened again
       this.#showError(`Attempts could not be loaded: ${error.message}`);
@@ -464,10 +530,105 @@ export class Jobs {
     }
   }
 
+  // ---------------------------------------------------------------- share links
+
+  /** A read-only link to the job (valid for the server's default, a day), shown on its card. */
+  async #share(job) {
+    job.card.share.disabled = true;
+    try {
+      const link = await this.api.post(`/api/jobs/${job.state.id}/shares/`, {});
+      job.card.shares.prepend(this.#shareRow(job, link));
+      this.#showError("");
+    } catch (error) {
+      this.#showError(`Not shared: ${error.describe?.() ?? error.message}`);
+    } finally {
+      job.card.share.disabled = false;
+    }
+  }
+
+  #shareRow(job, link) {
+    const url = h("input", {
+      class: "job-share-url",
+      value: sharedJobUrl(job.state.id, link.token),
+      readonly: true,
+      "aria-label": "Share link",
+      onfocus: (event) => event.target.select(),
+    });
+    const note = h("small", { class: "job-share-note muted" }, `read-only, until ${dateTime(link.expires_at)}`);
+    const copy = h("button", { type: "button", class: "job-share-copy quiet" }, "Copy");
+    const revoke = h("button", { type: "button", class: "job-share-revoke quiet" }, "Revoke");
+    const row = h("li", { class: "job-share-link", dataset: { shareId: link.id } }, url, copy, revoke, note);
+    copy.addEventListener("click", () => copyLink(url, copy));
+    revoke.addEventListener("click", async () => {
+      revoke.disabled = true;
+      try {
+        await this.api.delete(`/api/jobs/${job.state.id}/shares/${link.id}/`);
+      } catch (error) {
+        this.#showError(`Not revoked: ${error.describe?.() ?? error.message}`);
+        revoke.disabled = false;
+        return;
+      }
+      row.dataset.revoked = "";
+      url.disabled = true;
+      copy.hidden = true;
+      revoke.hidden = true;
+      note.textContent = "revoked: it no longer opens this job";
+    });
+    return row;
+  }
+
+  /** The shared job's state over REST; a link that no longer works is said so. */
+  async #readShared({ quiet }) {
+    if (this.linkEnded) return;
+    let state;
+    try {
+      state = await this.#read(`/api/jobs/${this.shared.jobId}/`);
+    } catch (error) {
+      if (error.status === 404) this.#endLink("not_found");
+      else if (!quiet) this.#showError(`The job could not be loaded: ${error.message}`, "refresh");
+      return;
+    }
+    if (this.elements.error.dataset.source === "refresh") this.#showError("");
+    this.#update(state);
+  }
+
+  /** The share link was revoked, expired or never worked: say so, and show nothing more. */
+  #endLink(reason) {
+    if (this.linkEnded) return;
+    this.linkEnded = reason;
+    for (const [id, job] of this.jobs) {
+      this.gateway.unsubscribe(`job:${id}`); // unless the server already ended it
+      job.log.close();
+      job.output.close();
+      job.card.root.dataset.linkEnded = reason;
+    }
+    this.elements.linkStatus.dataset.ended = reason;
+    this.elements.linkStatus.textContent = LINK_ENDED[reason] ?? LINK_ENDED.not_found;
+  }
+
+  /** A GET of the job's; through a share link, with its token. */
+  #read(path, query) {
+    return this.api.get(path, this.shared ? { ...query, share: this.shared.token } : query);
+  }
+
   #showError(text, source = "") {
     this.elements.error.textContent = text;
     this.elements.error.dataset.source = source;
   }
+}
+
+/** Copies a share link; where the clipboard may not be written, selects it for the keyboard. */
+async function copyLink(input, button) {
+  try {
+    await navigator.clipboard.writeText(input.value);
+    button.textContent = "Copied";
+  } catch {
+    input.select();
+    button.textContent = "Selected: copy it";
+  }
+  setTimeout(() => {
+    button.textContent = "Copy";
+  }, 2_000);
 }
 
 function describeParams(params) {

@@ -45,7 +45,7 @@ export class Gateway {
     this.attempt = 0;
     this.nextRef = 1;
     this.pending = new Map(); // ref -> {resolve, reject}
-    this.channels = new Map(); // channel -> {since, onError}
+    this.channels = new Map(); // channel -> {since, fields, onSubscribed, onError}
     this.listeners = new Map(); // frame type -> Set of handlers
     this.retryTimer = null;
     this.handshakeTimer = null;
@@ -82,10 +82,12 @@ export class Gateway {
   /**
    * Keeps `channel` subscribed across reconnections. `since()` gives where to resume after
    * (a room's last message `seq`, a job's last output chunk `seq`, a log's byte offset), or
-   * null for only what comes from now on.
+   * null for only what comes from now on. `fields` go into every subscribe frame as they are
+   * (a share link's `share` token). A subscription the server ends itself (`unsubscribed`
+   * with a `reason`) is not renewed.
    */
-  subscribe(channel, { since = () => null, onSubscribed = () => {}, onError = () => {} } = {}) {
-    this.channels.set(channel, { since, onSubscribed, onError });
+  subscribe(channel, { since = () => null, fields = {}, onSubscribed = () => {}, onError = () => {} } = {}) {
+    this.channels.set(channel, { since, fields, onSubscribed, onError });
     if (this.state === "live") this.#sendSubscribe(channel);
   }
 
@@ -161,8 +163,8 @@ export class Gateway {
   }
 
   #sendSubscribe(channel) {
-    const { since, onSubscribed, onError } = this.channels.get(channel);
-    const frame = { type: "subscribe", channel };
+    const { since, fields, onSubscribed, onError } = this.channels.get(channel);
+    const frame = { ...fields, type: "subscribe", channel };
     const seq = since();
     if (seq !== null && seq !== undefined) frame.since = seq;
     this.request(frame).then(onSubscribed, (error) => {
@@ -188,6 +190,9 @@ export class Gateway {
       if (frame.type === "error") waiting.reject(new SocketError(frame));
       else waiting.resolve(frame);
     }
+    // The server ended it (a room one was removed from, a revoked share link): asking again
+    // after a reconnection would only be refused.
+    if (frame.type === "unsubscribed" && frame.reason) this.channels.delete(frame.channel);
     for (const handler of this.listeners.get(frame.type) ?? []) handler(frame);
   }
 

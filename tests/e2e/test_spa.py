@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import pytest_asyncio
@@ -47,6 +48,8 @@ SERVER_ENV = {"LOGIN_THROTTLE_RATE": "1000/min"}
 # The page reads over REST once its socket has been down 4 s, then every 5 s (app.js).
 POLL_WAIT_MS = 12_000
 XSS = "<img src=x onerror=alert(1)>"
+# The statuses of GETs of these paths, from the page (its cookies, its origin).
+STATUSES = "(paths) => Promise.all(paths.map(async (path) => (await fetch(path)).status))"
 # Records every alert(), every value the progress bars take, each job card's status and
 # attempt line each time either is shown (a `retrying` lasts a fraction of a second with the
 # test kinds' backoff), and each text a job's output area shows, from before the page's code.
@@ -905,6 +908,92 @@ async def test_a_flood_of_output_keeps_only_its_newest_text_on_the_page(
     await expect(card.locator(".job-output-note")).to_have_text(
         "chunks 1 to 1000 are no longer kept; showing the last 100000 characters"
     )
+
+
+async def test_a_share_link_shows_one_job_live_and_read_only_until_it_is_revoked(
+    spa_server, people, open_page
+):
+    # given: alice has a job waiting, and one writing a hundred words, five a second
+    words = [f"word{number}" for number in range(1, 101)]
+    owner = await visit(open_page, "alice", f"{spa_server.url}/")
+    await owner.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await sign_in(owner, "alice")
+    other = await enqueue(owner, "demo.sleep", countdown=600, steps=1, max_seconds=0)
+    job_id = await enqueue(
+        owner, "demo.stream", countdown=0, text=" ".join(words), words_per_second=5
+    )
+    card = job_card(owner, job_id)
+
+    # when: she shares the streaming one and copies its link
+    await card.locator(".job-share").click()
+    link = card.locator(".job-share-link")
+    url = await link.locator(".job-share-url").input_value()
+    await link.locator(".job-share-copy").click()
+
+    # then: the link is this page's own address, opening that job
+    await expect(link.locator(".job-share-copy")).to_have_text("Copied")
+    assert await owner.evaluate("() => navigator.clipboard.readText()") == url
+    assert url.startswith(f"{spa_server.url}/?"), url
+    query = parse_qs(urlsplit(url).query)
+    assert query["job"] == [job_id]
+    token = query["share"][0]
+
+    # when: someone not signed in, in a browser of their own, opens it
+    viewer = await visit(open_page, "viewer", url)
+    written_before = (await output_written(job_id, 1)).output_chunks
+    shared = viewer.locator("#shared-job li.job")
+    output = shared.locator(".job-output-text")
+
+    # then: that job alone, read-only, with its output growing as it is written
+    await expect(shared).to_have_count(1)
+    await expect(shared).to_have_attribute("data-job-id", job_id)
+    await expect(shared.locator(".job-status")).to_have_text("running")
+    await expect(output).to_contain_text(f" {words[written_before + 4]} ")
+    await expect(shared.locator('[role="progressbar"]')).not_to_have_attribute("aria-valuenow", "0")
+    await expect(shared.locator("button")).to_have_count(0)  # no cancel, retry or share
+    await expect(viewer.locator("#share-status")).to_be_empty()
+    # ...and nothing of alice's account or other jobs
+    await expect(viewer.locator("main.layout")).to_be_hidden()
+    await expect(viewer.locator("#job-list li.job")).to_have_count(0)
+    await expect(viewer.locator("#username")).to_have_count(0)
+    assert "alice" not in await viewer.locator("body").inner_text()
+    reads = [
+        "/api/jobs/",
+        f"/api/jobs/{other}/?share={token}",
+        f"/api/jobs/{job_id}/?share={token}",
+    ]
+    assert await viewer.evaluate(STATUSES, reads) == [401, 404, 200]
+
+    # when: alice revokes the link while the job writes on
+    await link.locator(".job-share-revoke").click()
+
+    # then: the page says so, and shows no more of the job, which goes on for its owner
+    await expect(viewer.locator("#share-status")).to_contain_text("This link was revoked")
+    await expect(link).to_have_attribute("data-revoked", "")
+    frozen = await output.text_content() or ""
+    job = await output_written(job_id, len(frozen.split()) + 10)
+    assert job.status == "running"
+    await expect(card.locator(".job-output-text")).to_contain_text(
+        " ".join(words[: job.output_chunks])
+    )
+    assert await output.text_content() == frozen
+    shown = await outputs_shown(viewer, job_id)
+    assert shown[-1] == frozen, shown
+    assert all(" ".join(words).startswith(seen) for seen in shown), shown
+    assert [len(seen) for seen in shown] == sorted({len(seen) for seen in shown}), shown
+    assert len(shown) > 5, f"not live: the output came in {len(shown)} steps"
+    await expect(shared.locator(".job-status")).to_have_text("running")
+    assert await viewer.evaluate(STATUSES, reads[2:]) == [404]
+    await screenshot(viewer, "shared-revoked")
+
+    # when: the link is opened again
+    await viewer.reload()
+
+    # then
+    await expect(viewer.locator("#share-status")).to_contain_text("This link does not work")
+    await expect(shared).to_have_count(0)
+    await card.locator(".job-cancel").click()  # (the owner's page works as before)
+    await expect(card.locator(".job-status")).to_have_text("cancelled")
 
 
 async def test_the_page_works_from_another_origin(spa_server, static_origin, people, open_page):
