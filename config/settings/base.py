@@ -442,6 +442,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"every_second": {"()": "jobs.log_filters.EverySecondTasks"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
         **(
@@ -463,5 +464,10 @@ LOGGING = {
     },
     "loggers": {
         "health_check": {"level": "ERROR"},
+        # Beat sends `jobs.queue_positions` every second: not a line per run in the worker's log.
+        **{
+            name: {"filters": ["every_second"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }
