@@ -73,6 +73,15 @@ def stuck(job: Job, params: StuckParams, reporter: Reporter) -> dict[str, float]
     return {"seconds": time.monotonic() - started}
 
 
+# The same with a longer grace: long enough for a browser to show `cancelling` on a busy machine.
+job_kind(
+    "tests.stuck_long_grace",
+    "Never check for a cancel, with a 4 s grace",
+    StuckParams,
+    cancel_grace=4,
+)(stuck)
+
+
 class OvertimeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
