@@ -154,8 +154,12 @@ async def test_an_output_flood_is_bounded_and_the_socket_stays_usable(
 
     received = chunks_of(client.frames)
     frames = [f for f in client.frames if f["type"] == "job.output"]
-    assert [seq for seq, _ in received] == list(range(1, 8001))
-    assert len(frames) < 8000 / 5  # many chunks to a frame
+    seqs = [seq for seq, _ in received]
+    # In order, none twice, to the last; from the first, or (subscribed once it was all
+    # written, as a busy machine may) from the oldest of the newest 5,000 kept.
+    assert seqs == list(range(seqs[0], 8001))
+    assert seqs[0] in (1, 8000 - 5000 + 1)
+    assert len(frames) < len(seqs) / 5  # many chunks to a frame
     assert pong["type"] == "pong"
     assert answered < 2
     stored = await database_sync_to_async(JobOutputChunk.objects.filter(job=job).count)()
