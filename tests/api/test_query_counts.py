@@ -22,7 +22,13 @@ from chat.models import Room
 from chat.services import message_delete, message_edit, message_post, room_create, room_join
 from jobs.kinds import export_path
 from jobs.models import Job
-from jobs.services import job_claim, job_enqueue, job_log_append
+from jobs.services import (
+    job_claim,
+    job_enqueue,
+    job_log_append,
+    job_output_append,
+    job_share_create,
+)
 from jobs.tasks import run_job
 from tests.factories import PASSWORD, RoomFactory, UserFactory, poster
 from tests.support.queries import QueryLog, describe
@@ -320,6 +326,39 @@ def test_jobs_cancel_running(api, owner, django_assert_num_queries):
         response = api.post(f"/api/jobs/{job.pk}/cancel/")
 
     assert response.json()["cancel_requested"] is True
+
+
+def test_jobs_output(api, owner, django_assert_num_queries):
+    job = queued(owner)
+    job_output_append(job_id=job.pk, chunks=[f"word{n} " for n in range(30)])
+
+    # token, the job, the page
+    with django_assert_num_queries(3):
+        response = api.get(f"/api/jobs/{job.pk}/output/?after=10&limit=5")
+
+    assert len(response.json()["results"]) == 5
+
+
+def test_jobs_attempts(api, owner, django_assert_num_queries):
+    job = queued(owner)
+    job_claim(job_id=str(job.pk))
+
+    # token, the job, its attempts
+    with django_assert_num_queries(3):
+        response = api.get(f"/api/jobs/{job.pk}/attempts/")
+
+    assert [a["number"] for a in response.json()] == [1]
+
+
+def test_jobs_shared_read(owner, django_assert_num_queries):
+    job = queued(owner)
+    _, token = job_share_create(job=job, owner=owner, expires_in=3600)
+
+    # the share with its job, in one query (no user, no token to look up)
+    with django_assert_num_queries(1):
+        response = APIClient().get(f"/api/jobs/{job.pk}/?share={token}")
+
+    assert response.json()["id"] == str(job.pk)
 
 
 @pytest.mark.parametrize("limit", [5, 100])
