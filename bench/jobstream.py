@@ -30,6 +30,7 @@ from bench.report import fmt, percentile, table, verdict
 from bench.rest import Rest
 from bench.stack import (
     LOADGEN_CORE,
+    SERVER_CORE,
     Environment,
     Server,
     can_pin,
@@ -115,6 +116,17 @@ class Run:
     def doubled(self) -> int:
         return sum(n - 1 for s in self.streams for n in Counter(s.seqs).values() if n > 1)
 
+    def steady_latencies(self, rate: float) -> list[float]:
+        """Latencies of the chunks each job wrote after its first second and before its last:
+        what a stream sees once twenty jobs are no longer starting or ending at once."""
+        edge = int(rate)
+        return [
+            ms
+            for s in self.streams
+            for seq, ms in zip(s.seqs, s.latencies_ms, strict=True)
+            if edge < seq <= self.expected - edge
+        ]
+
     def out_of_order(self) -> int:
         return sum(
             1 for s in self.streams for a, b in zip(s.seqs, s.seqs[1:], strict=False) if b <= a
@@ -164,6 +176,8 @@ def report(run: Run, args: argparse.Namespace, notes: list[str]) -> bool:
         ["latency p50 / p99 / max", " / ".join(
             fmt(percentile(latencies, q), ".1f") for q in (0.5, 0.99, 1.0)
         ) + " ms", "write in the job -> frame at the client"],
+        ["latency p99, steady", fmt(percentile(run.steady_latencies(args.rate), 0.99), ".1f")
+         + " ms", "without each job's first and last second"],
         ["final states", ", ".join(f"{k} {v}" for k, v in sorted(finals.items())), ""],
     ]  # fmt: skip
     if run.usage is not None and chunks:
@@ -235,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                 port,
                 server_cores(pin),
             )
-            worker = celery_worker(env, logs_dir / "worker.log", "threads", args.jobs, None)
+            # Anywhere: pinned as this process is, it would share the load generator's core.
+            worker_cores = {SERVER_CORE, LOADGEN_CORE} if pin else None
+            worker = celery_worker(env, logs_dir / "worker.log", "threads", args.jobs, worker_cores)
             servers = [server, worker]
             stack.enter_context(server)
             stack.enter_context(worker)

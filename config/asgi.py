@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from config import django_internals  # noqa: E402
+from realtime.kernel import heap  # noqa: E402
 from realtime.sockets.middleware import websocket_security_stack  # noqa: E402
 from realtime.sockets.routing import websocket_route  # noqa: E402
 
@@ -23,3 +24,5 @@ application = ProtocolTypeRouter(
         "websocket": websocket_security_stack(websocket_route),
     }
 )
+
+heap.freeze_loaded()

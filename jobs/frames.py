@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from realtime.kernel import events
-from realtime.kernel.names import JOB_UPDATE, job_channel
+from realtime.kernel.names import JOB_OUTPUT, JOB_UPDATE, job_channel
 
 from .models import Job
 
@@ -140,3 +140,17 @@ def job_update_event(job: Job) -> dict[str, Any]:
     """The channel-layer event announcing the job's current state."""
     frame = events.dump(job_update_frame(job_state_model(job)))
     return {"type": JOB_UPDATE, "job": str(job.id), "seq": job.seq, "frame": frame}
+
+
+def job_output_event(job_id: str, first: int, chunks: list[str]) -> dict[str, Any]:
+    """The channel-layer event carrying a job's new output chunks, `first` being the first's
+    `seq`: a `JobOutputFrame`'s dict, made directly (a worker makes fifty of these a second
+    per streaming job; the model's validation and dump cost more than the rest of the write).
+    `tests/jobs/test_output.py` checks it against the model."""
+    frame = {
+        "type": "job.output",
+        "channel": job_channel(job_id),
+        "job_id": job_id,
+        "chunks": [{"seq": seq, "data": data} for seq, data in enumerate(chunks, start=first)],
+    }
+    return {"type": JOB_OUTPUT, "job": job_id, "frame": frame}

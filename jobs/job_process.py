@@ -15,4 +15,8 @@ for _stop in (signal.SIGINT, signal.SIGTERM):
 os.setpgid(0, 0)
 django.setup()
 
+from realtime.kernel import heap  # noqa: E402
+
 from . import runner  # noqa: E402, F401 - the children's entry point
+
+heap.freeze_loaded()  # before the forks: each job's process starts with it frozen

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from . import services
+from . import selectors, services
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Reporter:
         if now - self._last_cancel_check < self.interval:
             return
         self._last_cancel_check = now
-        if services.job_cancel_requested(job_id=self.job_id):
+        if selectors.job_cancel_requested(job_id=self.job_id):
             raise JobCancelled
 
 

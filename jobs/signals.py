@@ -1,5 +1,6 @@
 """Celery worker signals: each worker process that runs jobs starts its fork server of job
-processes as it starts, from its main thread (`runner.fork_server_start`)."""
+processes as it starts, from its main thread (`runner.fork_server_start`), then keeps the
+garbage collector off what it loaded (`realtime.kernel.heap`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_process_init, worker_ready
+
+from realtime.kernel import heap
 
 
 def connect_worker_signals() -> None:
@@ -24,9 +27,11 @@ def _worker_ready(sender: Any, **kwargs: Any) -> None:
         from .runner import fork_server_start
 
         fork_server_start()
+    heap.freeze_loaded()
 
 
 def _pool_process_ready(**kwargs: Any) -> None:
     from .runner import fork_server_start
 
     fork_server_start()
+    heap.freeze_loaded()

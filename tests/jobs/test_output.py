@@ -13,10 +13,12 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from jobs.frames import job_output_event
 from jobs.kinds import DEMO_TEXT
 from jobs.models import Job, JobOutputChunk
 from jobs.selectors import job_output
-from jobs.services import job_enqueue, job_output_append
+from jobs.services import job_enqueue, job_output_append, jobs_output_append
+from realtime.kernel import events
 from tests.factories import UserFactory
 from tests.support.jobs import finished
 from tests.support.ws import WsClient
@@ -40,6 +42,48 @@ def test_chunks_are_numbered_in_order_across_writes(owner):
     assert [(c.seq, c.data) for c in job_output(job_id=job.pk)] == [(1, "a"), (2, "b"), (3, "c")]
     assert [c.seq for c in job_output(job_id=job.pk, after=2)] == [3]
     assert Job.objects.get(pk=job.pk).output_chunks == 3
+
+
+def test_one_round_writes_several_jobs_and_drops_a_deleted_jobs_chunks(owner):
+    jobs = [a_job(owner) for _ in range(3)]
+    job_output_append(job_id=jobs[0].pk, chunks=["before"])
+    gone = a_job(owner)
+    gone_id = gone.pk
+    gone.delete()
+
+    written = jobs_output_append(
+        batches={jobs[0].pk: ["a", "b"], jobs[1].pk: ["c"], gone_id: ["lost"], jobs[2].pk: []}
+    )
+
+    assert written == {jobs[0].pk: 3, jobs[1].pk: 1}
+    assert [c.data for c in job_output(job_id=jobs[0].pk)] == ["before", "a", "b"]
+    assert [c.data for c in job_output(job_id=jobs[1].pk)] == ["c"]
+    assert not JobOutputChunk.objects.filter(job_id=gone_id).exists()
+    with pytest.raises(Job.DoesNotExist):
+        job_output_append(job_id=gone_id, chunks=["x"])
+
+
+@override_settings(JOBS_OUTPUT_KEEP=100_000)
+def test_a_round_larger_than_one_statement_keeps_every_chunk_in_order(owner):
+    jobs = [a_job(owner) for _ in range(120)]  # more jobs than one UPDATE takes
+    batches = {job.pk: [f"{n}" for n in range(7)] for job in jobs}
+    batches[jobs[0].pk] = [str(n) for n in range(1_234)]  # more rows than one INSERT takes
+
+    written = jobs_output_append(batches=batches)
+
+    assert written == {job.pk: len(batches[job.pk]) for job in jobs}
+    assert [c.data for c in job_output(job_id=jobs[0].pk, limit=1000)][-1] == "999"
+    assert JobOutputChunk.objects.filter(job__in=jobs).count() == 1_234 + 119 * 7
+
+
+def test_the_output_event_is_the_contracts_frame():
+    job_id = "4c1b4e58-6f6f-4c34-9d5a-3a4f1f7d2c10"
+    event = job_output_event(job_id, 41, ["a", "b"])
+
+    model = events.JobOutputFrame.model_validate(event["frame"])
+    assert event["frame"] == events.dump(model)
+    assert [(c.seq, c.data) for c in model.chunks] == [(41, "a"), (42, "b")]
+    assert (event["type"], event["job"]) == ("job.output", job_id)
 
 
 @override_settings(JOBS_OUTPUT_CHUNK_MAX=100)

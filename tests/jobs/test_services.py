@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from jobs.errors import JobError, JobErrorCode
 from jobs.models import Job, JobLogLine, JobStatus
+from jobs.selectors import job_cancel_requested
 from jobs.services import (
     LOG_LINE_MAX,
     job_cancel,
-    job_cancel_requested,
     job_claim,
     job_enqueue,
     job_fail,
