@@ -35,11 +35,11 @@ from jobs.selectors import (
     OUTPUT_PAGE_MAX,
     job_attempts,
     job_get,
-    job_get_shared,
     job_list,
     job_log,
     job_output,
     job_output_first,
+    job_readable,
     job_shares,
 )
 from jobs.services import (
@@ -313,13 +313,13 @@ class SignedInOrShare(BasePermission):
 
 def _readable_job(request: Request, job_id: Any) -> Job:
     """The job, for its owner (or staff), or for the holder of a live share link to it."""
-    token = request.query_params.get("share")
-    job = job_get_shared(job_id=job_id, token=token) if token else None
-    if job is None and request.user.is_authenticated:
-        job = job_get(job_id=job_id, viewer=_owner(request))
-    if job is None:
+    viewer = _owner(request) if request.user.is_authenticated else None
+    found = job_readable(
+        job_id=job_id, viewer=viewer, share_token=request.query_params.get("share")
+    )
+    if found is None:
         raise JobError(JobErrorCode.NOT_FOUND, "No such job.")
-    return job
+    return found.job
 
 
 def _job_bodies(jobs: list[Job]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,11 +79,6 @@ def _columns(*fields: str) -> list[str]:
     columns = [getattr(Job._meta.get_field(name), "column", None) for name in fields]
     assert all(isinstance(column, str) for column in columns)  # concrete fields have columns
     return [str(column) for column in columns]
-
-
-def job_is_visible(*, job_id: Any, viewer: User) -> bool:
-    """Whether `viewer` may see the job, as `job_get` decides (one query at most)."""
-    return job_get(job_id=job_id, viewer=viewer) is not None
 
 
 def job_state_get(*, job_id: Any) -> events.JobState:
@@ -210,10 +206,31 @@ def job_share_get(*, job_id: Any, token: str) -> JobShare | None:
     )
 
 
-def job_get_shared(*, job_id: Any, token: str) -> Job | None:
-    """The job, for the holder of a live share link to it (one query); None otherwise."""
-    share = job_share_get(job_id=job_id, token=token)
-    return None if share is None else share.job
+@dataclass(frozen=True)
+class JobRead:
+    """A job someone may read, and the share link they read it through (None: as its owner,
+    or staff)."""
+
+    job: Job
+    share: JobShare | None = None
+
+
+def job_readable(*, job_id: Any, viewer: User | None, share_token: str | None) -> JobRead | None:
+    """Whether and how this reader may read the job: REST and the socket both ask this.
+
+    A share token that is live for this very job reads it through that link (one query).
+    Otherwise a signed-in viewer reads it as its owner or as staff (one query more). None
+    otherwise (a stranger, a link to another job, an expired or revoked link, no such job),
+    which every transport answers as if the job did not exist.
+    """
+    if share_token:
+        share = job_share_get(job_id=job_id, token=share_token)
+        if share is not None:
+            return JobRead(share.job, share)
+    if viewer is None or not viewer.is_authenticated:
+        return None
+    job = job_get(job_id=job_id, viewer=viewer)
+    return None if job is None else JobRead(job)
 
 
 def job_shares(*, job: Job) -> list[JobShare]:

@@ -27,9 +27,8 @@ from chat.services import (
 from jobs.frames import job_update_frame
 from jobs.selectors import (
     OUTPUT_PAGE_MAX,
-    job_is_visible,
     job_output,
-    job_share_get,
+    job_readable,
     job_state_get,
 )
 from realtime.kernel import events
@@ -58,10 +57,9 @@ MAX_SUBSCRIPTIONS = 100
 # Each is one trip to the database thread.
 read_room_id = on_database_thread(room_id_get)
 read_room_replay = on_database_thread(room_replay)
-read_job_is_visible = on_database_thread(job_is_visible)
+read_job_readable = on_database_thread(job_readable)
 read_job_state = on_database_thread(job_state_get)
 read_job_output = on_database_thread(job_output)
-read_job_share = on_database_thread(job_share_get)
 write_message_edit = on_database_thread(message_edit)
 write_message_delete = on_database_thread(message_delete)
 mark_read = on_database_thread(read_mark)
@@ -232,16 +230,14 @@ class GatewayConsumer(RoomSocket):
         job_id = frame.channel.removeprefix("job:")
         # Another user's job, or a share link that is not this job's (or is no longer live),
         # answers exactly like a job that does not exist.
-        share = None
-        if frame.share is not None:
-            share = await read_job_share(job_id=job_id, token=frame.share)
-            if share is None:
-                raise NotParsed(ErrorCode.NOT_FOUND, "No such job.", frame.ref)
+        readable = await read_job_readable(job_id=job_id, viewer=viewer, share_token=frame.share)
+        if readable is None:
+            raise NotParsed(ErrorCode.NOT_FOUND, "No such job.", frame.ref)
+        share = readable.share
+        if share is not None:
             # Before it joins the job's feed: a revocation the feed hands on from then is its.
             subscription.share_id = share.pk
             subscription.ended = functools.partial(self.share_ended, frame.channel, subscription)
-        elif viewer is None or not await read_job_is_visible(job_id=job_id, viewer=viewer):
-            raise NotParsed(ErrorCode.NOT_FOUND, "No such job.", frame.ref)
         group = job_group(job_id)
         # Join first, then read: an update committed in between is in the snapshot or after it.
         await self.hub.join(group, subscription, JobFeed.open, job_id=job_id)

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from jobs.models import Job
 from jobs.selectors import (
-    job_is_visible,
+    job_readable,
     job_state_get,
     job_state_model,
     job_states,
     job_states_changed_since,
 )
+from jobs.services import job_share_create
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,16 +27,34 @@ def owner():
     return UserFactory.create()
 
 
-def test_whether_a_job_is_visible_takes_one_query(owner, django_assert_num_queries):
+def test_who_may_read_a_job_is_decided_in_one_or_two_queries(owner, django_assert_num_queries):
     job = Job.objects.create(owner=owner, kind="demo.sleep")
+    other = Job.objects.create(owner=owner, kind="demo.sleep")
     stranger = UserFactory.create()
+    share, token = job_share_create(job=job, owner=owner, expires_in=3600)
+    anonymous = AnonymousUser()
+
+    def readable(job_id, viewer, token=None):
+        found = job_readable(job_id=str(job_id), viewer=viewer, share_token=token)
+        return None if found is None else (found.job.pk, found.share)
 
     with django_assert_num_queries(1):
-        assert job_is_visible(job_id=str(job.id), viewer=owner)
+        assert readable(job.id, owner) == (job.pk, None)
     with django_assert_num_queries(1):
-        assert not job_is_visible(job_id=str(job.id), viewer=stranger)
+        assert readable(job.id, stranger) is None
+    with django_assert_num_queries(1):
+        assert readable(job.id, None, token) == (job.pk, share)
+    with django_assert_num_queries(1):
+        assert readable(job.id, anonymous, token) == (job.pk, share)
+    with django_assert_num_queries(1):
+        assert readable(other.id, anonymous, token) is None  # the link is to another job
+    with django_assert_num_queries(2):
+        assert readable(other.id, owner, token) == (other.pk, None)  # its owner, all the same
+    with django_assert_num_queries(2):
+        assert readable(other.id, stranger, token) is None
     with django_assert_num_queries(0):
-        assert not job_is_visible(job_id="not-a-uuid", viewer=owner)
+        assert readable("not-a-uuid", owner) is None
+        assert readable(job.id, None, "x" * 101) is None
 
 
 def test_job_states_take_one_query(owner, django_assert_num_queries):
