@@ -16,6 +16,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from realtime.kernel import metrics
 from realtime.kernel.errors import DomainError, DomainErrorCode, domain_error_codes
 
 
@@ -135,6 +136,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # Connection refused or lost: the transaction (if any) was rolled back, so the client
         # may retry. Other database errors (integrity, programming) stay 500s: they are bugs.
         logger.warning("database unavailable: %r", exc)
+        metrics.DATABASE_ERRORS.inc()
         exc = DatabaseUnavailable()
     response = drf_exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):

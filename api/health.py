@@ -9,6 +9,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from celery import current_app as celery_app
+from channels.layers import get_channel_layer
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from health_check.base import HealthCheck, HealthCheckResult
@@ -54,6 +55,26 @@ class RabbitMQLayer(HealthCheck):
             raise ServiceUnavailable("Channel layer's RabbitMQ unreachable") from exc
 
 
+@dataclasses.dataclass
+class LayerRoundTrip(HealthCheck):
+    """Sends a message through the channel layer to a channel of its own and receives it: what
+    every live update does, end to end (its `ms` is the round trip's lag)."""
+
+    timeout = datetime.timedelta(seconds=3)
+
+    async def run(self) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            raise ServiceUnavailable("No channel layer configured")
+        try:
+            async with asyncio.timeout(self.timeout.total_seconds()):
+                channel = await layer.new_channel("health.")
+                await layer.send(channel, {"type": "health.ping"})
+                await layer.receive(channel)
+        except Exception as exc:
+            raise ServiceUnavailable("Channel layer round trip failed") from exc
+
+
 def readiness_checks() -> dict[str, HealthCheck]:
     checks: dict[str, HealthCheck] = {
         "database": Database(),
@@ -64,6 +85,8 @@ def readiness_checks() -> dict[str, HealthCheck]:
     }
     if settings.CHANNEL_LAYER == "rabbitmq":  # else the layer is the Redis checked above
         checks["channel_layer"] = RabbitMQLayer()
+    else:
+        checks["layer_round_trip"] = LayerRoundTrip()
     return checks
 
 

@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP to Django; WebSockets through Origin and auth checks to the sockets."""
 
+import atexit
 import os
 
 import django
@@ -12,7 +13,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from config import django_internals  # noqa: E402
-from realtime.kernel import heap  # noqa: E402
+from realtime.kernel import heap, metrics  # noqa: E402
 from realtime.sockets.middleware import websocket_security_stack  # noqa: E402
 from realtime.sockets.routing import websocket_route  # noqa: E402
 
@@ -26,3 +27,4 @@ application = ProtocolTypeRouter(
 )
 
 heap.freeze_loaded()
+atexit.register(metrics.process_ended)  # its live gauges (sockets open) stop counting

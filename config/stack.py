@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def _announce_when_ready(base: str, demo: str, redis_note: str, stop: threading.
         f"  API explorer  {base}/api/docs/",
         f"  API reference {base}/api/redoc/",
         f"  health        {base}/api/health/",
+        f"  metrics       {base}/metrics  (Prometheus; loopback only unless configured)",
         f"  readiness     {ready_url}  ({status or 'no answer'})",
         f"  websocket     {base.replace('http', 'ws', 1)}/ws/",
         "  worker log    log:worker on the websocket, for staff (the demo user is staff)",
@@ -105,6 +107,11 @@ def main() -> int:
     redis: PrivateRedis | None = None
     var_dir.mkdir(parents=True, exist_ok=True)
     worker_log = var_dir / "worker.log"
+    # Every process writes its metrics here and `/metrics` adds them up (realtime.kernel.metrics);
+    # emptied first, so that no count of an earlier run is added in.
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(var_dir / "metrics")))
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     env["SWITCHBOARD_TAIL_FILES"] = with_tail_file(
         env.get("SWITCHBOARD_TAIL_FILES", ""), "worker", worker_log
     )

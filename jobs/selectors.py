@@ -11,14 +11,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from realtime.kernel import events, sql
 from realtime.kernel.listing import Listing
 
 from .frames import job_state_model
-from .models import WAITING, Job, JobAttempt, JobLogLine, JobOutputChunk, JobShare
+from .models import RUNNING, WAITING, Job, JobAttempt, JobLogLine, JobOutputChunk, JobShare
 
 LOG_PAGE_MAX = 500
 SHARE_TOKEN_MAX = 100
@@ -236,3 +236,15 @@ def job_readable(*, job_id: Any, viewer: User | None, share_token: str | None) -
 def job_shares(*, job: Job) -> list[JobShare]:
     """The job's share links, newest first, revoked and expired ones too (one query)."""
     return list(JobShare.objects.filter(job=job).order_by("-created_at", "-pk"))
+
+
+def jobs_unfinished_counts() -> dict[tuple[str, str], int]:
+    """Waiting and running jobs, counted by (kind, status): what `/metrics` shows (one query,
+    on the status index; finished jobs are counted as they finish instead)."""
+    found = (
+        Job.objects.filter(status__in=(*WAITING, *RUNNING))
+        .values_list("kind", "status")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return {(kind, status): count for kind, status, count in found}

@@ -16,7 +16,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from realtime.kernel import events, sql
+from realtime.kernel import events, metrics, sql
 from realtime.kernel.broadcast import publish_on_commit
 from realtime.kernel.names import JOB_SHARE_ENDED, job_channel, job_group, owner_group
 from realtime.kernel.ratelimit import SlidingWindowLimit
@@ -318,6 +318,8 @@ def job_claim(*, job_id: str) -> Job | None:
         job = Job.objects.get(pk=job_id)
         JobAttempt.objects.create(job=job, number=job.attempts, started_at=now)
         _publish_update(job)
+    if job.attempts == 1:  # a retry's start counts from its backoff, which is not late
+        metrics.JOB_LATENESS.labels(job.kind).observe(max(0.0, (now - job.run_at).total_seconds()))
     return job
 
 
@@ -413,7 +415,10 @@ def jobs_output_append(*, batches: dict[Any, list[str]]) -> dict[Any, int]:
                 rows += [key, seq, data]
             if last > keep and (first - 1) // OUTPUT_TRIM_EVERY != last // OUTPUT_TRIM_EVERY:
                 trim += [key, last - keep]
-            publish_on_commit(job_group(job_id), job_output_event(str(job_id), first, texts))
+            for start in range(0, len(texts), OUTPUT_FRAME_MAX):
+                frame_chunks = texts[start : start + OUTPUT_FRAME_MAX]
+                event = job_output_event(str(job_id), first + start, frame_chunks)
+                publish_on_commit(job_group(job_id), event)
         for start in range(0, len(rows), 3 * OUTPUT_ROWS_PER_INSERT):
             part = rows[start : start + 3 * OUTPUT_ROWS_PER_INSERT]
             sql.execute(_output_insert_sql(connection.vendor, len(part) // 3), part)
@@ -437,6 +442,9 @@ def _output_count(pieces: dict[Any, tuple[Any, list[str]]]) -> list[tuple[Any, i
     return found
 
 
+# Chunks in one `job.output` frame at most: a job that wrote thousands in one interval is
+# sent as several frames, none of them megabytes.
+OUTPUT_FRAME_MAX = 1000
 # Bounds of one statement's parameters (SQLite allows 32,766 since 3.32).
 OUTPUT_JOBS_PER_UPDATE = 100
 OUTPUT_ROWS_PER_INSERT = 500
@@ -645,7 +653,13 @@ def _finish(
         )
         if changed:
             _attempt_end(job_id, status, error, timezone.now())
-            _publish_update(Job.objects.get(pk=job_id))
+            job = Job.objects.get(pk=job_id)
+            _publish_update(job)
+    if changed:
+        metrics.JOBS_FINISHED.labels(job.kind, status).inc()
+    if changed and job.started_at is not None and job.finished_at is not None:
+        took = (job.finished_at - job.started_at).total_seconds()
+        metrics.JOB_DURATION.labels(job.kind, status).observe(max(0.0, took))
     return changed
 
 

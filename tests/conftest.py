@@ -140,11 +140,19 @@ def tail_file(tail_dir: Path) -> TailFile:
 
 
 @pytest.fixture(scope="session")
-def shared_env(django_db_setup: None, tail_dir: Path) -> dict[str, str]:
+def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the live servers and workers write their metrics (`realtime.kernel.metrics`)."""
+    return tmp_path_factory.mktemp("metrics")
+
+
+@pytest.fixture(scope="session")
+def shared_env(django_db_setup: None, tail_dir: Path, metrics_dir: Path) -> dict[str, str]:
     """Environment for child processes that share this test run's database and Redis."""
     return child_env(
         DATABASE_URL=database_url(connection.vendor, connection.settings_dict),
         SWITCHBOARD_TAIL_FILES=",".join(f"{name}={tail_dir / name}.log" for name in TAIL_NAMES),
+        # The live servers and workers add up their metrics, as `make run`'s do.
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
 
 

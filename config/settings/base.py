@@ -39,6 +39,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "api.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -471,3 +472,10 @@ LOGGING = {
         },
     },
 }
+
+# Metrics (`/metrics`, api/metrics.py): answered to these networks, and to anyone sending
+# `Authorization: Bearer <METRICS_TOKEN>` when it is set; 404 to everyone else. Several
+# processes (ASGI servers, Celery's pool) add up their metrics when PROMETHEUS_MULTIPROC_DIR
+# names a directory they share, emptied before they start (`make run` does both).
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+METRICS_TOKEN = env("METRICS_TOKEN", default="")

@@ -7,10 +7,12 @@ a receiver that notices a gap fetches what it missed from the database.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from . import metrics
 from .asgiref_internals import calling_loop
 from .pubsub_wire import PubSubWire
 
@@ -48,6 +51,7 @@ def publish_now(group: str, event: dict[str, Any]) -> None:
     worker) may arrive in either order: they carry the stream's `seq`, and receivers drop one
     older than what they have, which an update carrying the whole state (a job's) supersedes.
     """
+    event = {**event, "at": time.time()}  # committed now: the fan-out lag counts from here
     held: list[tuple[str, dict[str, Any]]] | None = getattr(_holding, "events", None)
     if held is not None:
         held.append((group, event))
@@ -62,9 +66,14 @@ def publish_now(group: str, event: dict[str, Any]) -> None:
             return
         except RuntimeError:  # that loop has closed: send it from here after all
             pass
+    # Through the publishing loop's queue, after what this process queued there before (a
+    # worker's output writer's frames, `publish_soon`), and waited for: a job's final state
+    # never overtakes its last output on the way to the layer.
+    sent: concurrent.futures.Future[None] = concurrent.futures.Future()
     try:
-        future = asyncio.run_coroutine_threadsafe(_send_in_time(layer, group, event), _loop())
-        future.result(PUBLISH_TIMEOUT + 1)  # `_send_in_time` gives up after PUBLISH_TIMEOUT
+        publishing = _loop()
+        publishing.call_soon_threadsafe(_publisher(publishing).put, layer, group, event, sent)
+        sent.result(2 * PUBLISH_TIMEOUT)  # each send ahead of it gives up after PUBLISH_TIMEOUT
     except Exception:
         logger.exception("broadcast to %s failed", group)
 
@@ -84,13 +93,6 @@ def publish_transient(group: str, event: dict[str, Any]) -> None:
         publish_now(group, tagged)
         return
     publish_from_loop([(group, tagged)])
-
-
-async def _send_in_time(layer: Any, group: str, event: dict[str, Any]) -> None:
-    # Timed out on the publishing loop itself, so that a send that gives up is cancelled there
-    # rather than left to go out late, once per caller, when the layer's server is back.
-    async with asyncio.timeout(PUBLISH_TIMEOUT):
-        await layer.group_send(group, event)
 
 
 _holding = threading.local()
@@ -149,17 +151,20 @@ class _Publisher:
     """One event loop's outgoing events, sent one at a time in the order they were committed."""
 
     def __init__(self) -> None:
-        self.queue: deque[tuple[Any, str, dict[str, Any]]] = deque(maxlen=MAX_PENDING)
+        # (layer, group, event, a future set once it was sent or given up on, or None)
+        self.queue: deque[tuple[Any, str, dict[str, Any], Sent | None]] = deque(maxlen=MAX_PENDING)
         self.task: asyncio.Task[None] | None = None
         self.dropping = False
         # A layer's own PUBLISH connection (`pubsub_wire`), or None: its group_send.
         self.wires: weakref.WeakKeyDictionary[Any, PubSubWire | None] = weakref.WeakKeyDictionary()
 
-    def put(self, layer: Any, group: str, event: dict[str, Any]) -> None:
-        if len(self.queue) == MAX_PENDING and not self.dropping:
-            self.dropping = True  # once per backlog, not once per event while Redis is away
-            logger.warning("broadcast backlog full; dropping the oldest events")
-        self.queue.append((layer, group, event))
+    def put(self, layer: Any, group: str, event: dict[str, Any], sent: Sent | None = None) -> None:
+        if len(self.queue) == MAX_PENDING:
+            if not self.dropping:
+                self.dropping = True  # once per backlog, not once per event while Redis is away
+                logger.warning("broadcast backlog full; dropping the oldest events")
+            _settle(self.queue[0][3])
+        self.queue.append((layer, group, event, sent))
         if self.task is None:
             self.task = asyncio.ensure_future(self._send_all())
 
@@ -167,10 +172,15 @@ class _Publisher:
         try:
             while self.queue:
                 by_layer: dict[int, tuple[Any, list[tuple[str, dict[str, Any]]]]] = {}
-                for layer, group, event in self._take_batches():
+                batches, waiting = self._take_batches()
+                for layer, group, event in batches:
                     by_layer.setdefault(id(layer), (layer, []))[1].append((group, event))
-                for layer, messages in by_layer.values():
-                    await self._send(layer, messages)
+                try:
+                    for layer, messages in by_layer.values():
+                        await self._send(layer, messages)
+                finally:
+                    for sent in waiting:
+                        _settle(sent)
         finally:
             self.task = None
             self.dropping = False
@@ -185,6 +195,7 @@ class _Publisher:
                     await wire.publish(messages)
             except Exception:
                 groups = ", ".join(sorted({group for group, _ in messages}))
+                metrics.REDIS_ERRORS.inc()
                 logger.exception("broadcast to %s failed", groups)
             return
         for group, event in messages:
@@ -192,22 +203,37 @@ class _Publisher:
                 async with asyncio.timeout(PUBLISH_TIMEOUT):
                     await layer.group_send(group, event)
             except Exception:
+                metrics.REDIS_ERRORS.inc()
                 logger.exception("broadcast to %s failed", group)
 
-    def _take_batches(self) -> list[tuple[Any, str, dict[str, Any]]]:
+    def _take_batches(self) -> tuple[list[tuple[Any, str, dict[str, Any]]], list[Sent]]:
         """Everything waiting, one send per group: a group's events in order, in one batch
-        when there are several (a batch of posts commits several messages of one room)."""
+        when there are several (a batch of posts commits several messages of one room); and
+        the futures of those whose senders wait."""
         by_group: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
+        waiting: list[Sent] = []
         while self.queue and len(by_group) < MAX_GROUPS_PER_ROUND:
-            layer, group, event = self.queue.popleft()
+            layer, group, event, sent = self.queue.popleft()
+            if sent is not None:
+                waiting.append(sent)
             events = by_group.setdefault(group, (layer, []))[1]
             events.append(event)
             if len(events) == MAX_BATCH:
                 break
-        return [
+        batches = [
             (layer, group, events[0] if len(events) == 1 else batch(group, events))
             for group, (layer, events) in by_group.items()
         ]
+        return batches, waiting
+
+
+Sent = concurrent.futures.Future[None]
+
+
+def _settle(sent: Sent | None) -> None:
+    """Let a sender waiting in `publish_now` go on: its event was sent, or given up on (logged)."""
+    if sent is not None and not sent.done():
+        sent.set_result(None)
 
 
 # Events of one group sent as one at most, and groups gathered before sending.

@@ -9,6 +9,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Self
 
+from . import metrics
+
 
 class DomainErrorCode(StrEnum):
     """A domain's error code: the value clients see on REST and on the socket, and its status.
@@ -46,6 +48,8 @@ class DomainError(Exception):
         retry_after: int | None = None,
     ) -> None:
         super().__init__(detail)
+        if code.value == "rate_limited":  # every transport's refusals, counted once, here
+            metrics.RATE_LIMITED.labels(type(code).__name__.removesuffix("ErrorCode").lower()).inc()
         self.code = code
         self.detail = detail
         self.fields = fields or {}

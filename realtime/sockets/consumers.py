@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.services import Poster
-from realtime.kernel import events
+from realtime.kernel import events, metrics
 from realtime.kernel.codes import AnyErrorCode, CloseCode, ErrorCode
 from realtime.kernel.errors import DomainError
 from realtime.kernel.names import account_group, room_channel, room_group
@@ -128,6 +128,8 @@ class RoomSocket(LayerlessWebsocketConsumer):
     """A JSON socket that may join rooms through the process hub."""
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
+        metrics.SOCKETS_OPEN.inc()
+        self.counted = True
         self.hub = get_hub()
         self.conn_id = self.hub.new_connection_id()
         self.user = self.scope.get("user")
@@ -223,6 +225,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
                 self.refused = 0
             self.last_refusal = now
             self.refused += 1
+            metrics.RATE_LIMITED.labels("socket_frames").inc()
             if self.refused >= FLOOD_REFUSALS:
                 await self.close(CloseCode.FLOODING)
                 return
@@ -235,6 +238,8 @@ class RoomSocket(LayerlessWebsocketConsumer):
         data: dict[str, Any] = {}
         try:
             data = self.parse(text_data if text_data is not None else bytes_data)
+            kind = data.get("type")
+            metrics.FRAMES_IN.labels(kind if kind in events.CLIENT_FRAME_TYPES else "other").inc()
             await self.handle(data)
         except NotParsed as problem:
             await self.refuse(problem.code, problem.detail, problem.ref)
@@ -245,6 +250,10 @@ class RoomSocket(LayerlessWebsocketConsumer):
             # Redis or the database is away: nothing was done, and the same request may
             # succeed in a moment.
             logger.warning("socket frame failed, a service is unavailable: %r", exc)
+            if isinstance(exc, OperationalError | InterfaceError):
+                metrics.DATABASE_ERRORS.inc()
+            else:
+                metrics.REDIS_ERRORS.inc()
             await self.refuse(
                 ErrorCode.UNAVAILABLE,
                 "A service the server needs is unavailable; try again shortly.",
@@ -350,6 +359,10 @@ class RoomSocket(LayerlessWebsocketConsumer):
         return len(self.subscriptions) + len(self.group_subscriptions) + len(self.log_subscriptions)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            metrics.SOCKETS_OPEN.dec()
+            metrics.SOCKETS_CLOSED.labels(str(message.get("code", 1000))).inc()
         if hasattr(self, "outbox"):
             self.outbox.close()
             await self.leave_everything()

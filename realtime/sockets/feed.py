@@ -6,6 +6,8 @@ import asyncio
 import logging
 from typing import Any, Generic, TypeVar
 
+from realtime.kernel import metrics
+
 logger = logging.getLogger(__name__)
 
 # Not from the layer: the hub asks each feed to re-read what the layer may have lost.
@@ -38,6 +40,9 @@ class Feed(Generic[Member]):
             event = await self.queue.get()
             try:
                 await self.handle(event)
+                lag = metrics.elapsed_since(event.get("at"))
+                if lag is not None:
+                    metrics.FANOUT_LAG.observe(lag)
             except Exception:
                 logger.exception("%s %s failed on %s", self.name, self.group, event.get("type"))
             finally:

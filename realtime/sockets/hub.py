@@ -17,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from realtime.kernel import metrics
 from realtime.kernel.broadcast import unbatched
 from realtime.kernel.names import room_group
 
@@ -124,6 +125,7 @@ class Hub:
                     asyncio.create_task(self._read(), name="hub-reader"),
                     asyncio.create_task(self._maintain(), name="hub-maintenance"),
                     asyncio.create_task(self._heartbeat(), name="hub-heartbeat"),
+                    asyncio.create_task(self._report(), name="hub-metrics"),
                 ]
             return self.channel
 
@@ -204,6 +206,23 @@ class Hub:
         assert self.channel is not None
         for group in groups:
             await self.layer.group_add(group, self.channel)
+
+    async def _report(self) -> None:
+        """Every second: the frames counted meanwhile into their metric, and the subscriptions
+        this process's sockets hold, by channel kind (a group's name starts with its kind,
+        `realtime.kernel.names`; the sockets' own account feeds are not subscriptions)."""
+        kinds: set[str] = set()
+        while True:
+            await asyncio.sleep(metrics.FLUSH_INTERVAL)
+            metrics.flush_tallies()
+            counts: dict[str, int] = dict.fromkeys(kinds, 0)
+            for group, feed in list(self.feeds.items()):
+                kind = group.split(".", 1)[0]
+                if kind != "account":
+                    counts[kind] = counts.get(kind, 0) + len(feed.subscriptions)
+            for kind, count in counts.items():
+                metrics.SUBSCRIPTIONS.labels(kind).set(count)
+            kinds |= set(counts)
 
     async def _maintain(self) -> None:
         since_rejoin = 0.0

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs.frames import job_update_frame
 from jobs.selectors import OUTPUT_PAGE_MAX, job_output, job_states, job_states_changed_since
-from realtime.kernel import events
+from realtime.kernel import events, metrics
 from realtime.kernel.names import JOB_LOG, JOB_OUTPUT, JOB_SHARE_ENDED, JOB_UPDATE, job_channel
 
 from .database import on_database_thread
@@ -192,6 +192,7 @@ class JobFeed(Feed[Subscription]):
                     channel=job_channel(self.job_id), job_id=self.job_id, chunks=chunks
                 )
             )
+            metrics.GAPS_REPAIRED.labels("job_output").inc(len(chunks))
             for subscription in behind:
                 subscription.deliver_output(frame)
             after = chunks[-1].seq

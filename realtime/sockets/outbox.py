@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from realtime.kernel.metrics import FRAMES_OUT_TALLY
+
 from .asyncio_internals import release_yielded_future
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Outbox:
             if self._backlog_bytes > self.limit:
                 self._overflow()
             return
+        FRAMES_OUT_TALLY.count += 1
         sending = self._send(text)
         if asyncio.isfuture(sending):  # a server whose `send` answers with a future (granian)
             if sending.done():
@@ -99,6 +102,7 @@ class Outbox:
             while self._backlog:
                 text = self._backlog.popleft()
                 self._backlog_bytes -= len(text)
+                FRAMES_OUT_TALLY.count += 1
                 await self._send(text)
         except asyncio.CancelledError:
             pass

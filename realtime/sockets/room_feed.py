@@ -15,6 +15,7 @@ import logging
 from typing import Any, Self
 
 from chat.selectors import message_frames_between, room_last_seq, room_readers
+from realtime.kernel import metrics
 from realtime.kernel.names import (
     PRESENCE_CHANGED,
     ROOM_ACCESS_ENDED,
@@ -113,6 +114,7 @@ class RoomFeed(Feed[Subscription]):
         last = await read_last_seq(room_id=self.room_id)
         if last > self.last_seq:
             logger.info("room %s: repairing %d missed messages", self.slug, last - self.last_seq)
+            metrics.GAPS_REPAIRED.labels("room").inc(last - self.last_seq)
             await self._send_between(self.last_seq, last)
 
     async def _send_between(self, after: int, upto: int) -> None:

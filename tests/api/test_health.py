@@ -27,6 +27,7 @@ def test_readiness_reports_every_part_ok_with_a_worker_running(live_server_url, 
         "redis": True,
         "broker": True,
         "worker": True,
+        "layer_round_trip": True,
     }
     assert headers["Cache-Control"] == "no-store"
 

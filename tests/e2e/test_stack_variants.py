@@ -61,6 +61,7 @@ def test_readiness_is_ok_on_every_part(variant):
         "redis": True,
         "broker": True,
         "worker": True,
+        "layer_round_trip": True,
     }
 
 

@@ -113,3 +113,31 @@ def test_code_outside_any_event_loop_returns_once_the_event_is_sent(layer):
     broadcast.publish_now("room.lobby", {"type": "room.message", "n": 1})
 
     assert layer.sent == [1]
+
+
+class SlowFirstLayer:
+    """A channel layer whose first send takes a while (a slow round trip), the others none."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    async def group_send(self, group: str, event: dict[str, Any]) -> None:
+        numbers = [one["n"] for one in broadcast.unbatched(event)]
+        if not self.sent and 1 in numbers:
+            await asyncio.sleep(0.2)
+        self.sent += numbers
+
+
+def test_an_event_sent_from_a_thread_goes_out_after_what_publish_soon_queued_before_it(
+    monkeypatch,
+):
+    layer = SlowFirstLayer()
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: layer)
+
+    # given: a worker's output writer handed a round's events to the publishing loop
+    broadcast.publish_soon([("job.1", {"type": "job.output", "n": n}) for n in (1, 2, 3)])
+    # when: the job's final state is published from another thread right after
+    broadcast.publish_now("job.1", {"type": "job.update", "n": 4})
+
+    # then: it returned once all four were sent, and the final state went out last
+    assert layer.sent == [1, 2, 3, 4]
