@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: run test check lint typecheck layers pytest lock schema clean
+.PHONY: run prod test check lint typecheck layers pytest lock schema clean
 
 $(VENV)/.installed-run: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed-run
 ## run: install, migrate, seed demo data, start Redis (if REDIS_URL is unset), Daphne and a worker
 run: $(VENV)/.installed-run
 	$(BIN)/python -m config.stack
+
+## prod: the production topology locally: several uvicorn processes and workers, one beat,
+## on PostgreSQL, Redis and RabbitMQ (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL)
+prod: $(VENV)/.installed-run
+	$(BIN)/python -m config.prod
 
 ## test: install, lint, type-check and run the whole test suite
 test: check pytest

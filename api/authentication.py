@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
-from realtime.kernel import sql
+from realtime.kernel import logcontext, sql
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
@@ -36,6 +36,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
         user = _users().load(found)
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        logcontext.bind(user_id=user.pk)  # on the request's log lines from here
         # What a request's `auth` is used for: its key and user (signing out deletes it).
         return user, Token(key=key, user=user)
 
@@ -52,7 +53,11 @@ class ModelBackend(backends.ModelBackend):
     def get_user(self, user_id: Any) -> User | None:
         found = sql.row(_user_sql(), [user_id])
         user = None if found is None else _users().load(found)
-        return user if user is not None and self.user_can_authenticate(user) else None
+        if user is None or not self.user_can_authenticate(user):
+            return None
+        if logcontext.request_id.get() is not None:  # a REST request's (a socket binds its own)
+            logcontext.bind(user_id=user.pk)
+        return user
 
 
 @cache

@@ -14,7 +14,6 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from health_check.base import HealthCheck, HealthCheckResult
 from health_check.checks import Database
-from health_check.contrib.celery import Ping
 from health_check.contrib.redis import Redis
 from health_check.exceptions import ServiceUnavailable
 from kombu.exceptions import OperationalError
@@ -25,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from realtime.kernel import rabbitmq_layer
+from realtime.kernel import lifecycle, rabbitmq_layer
 
 
 @dataclasses.dataclass
@@ -55,6 +54,41 @@ class RabbitMQLayer(HealthCheck):
             raise ServiceUnavailable("Channel layer's RabbitMQ unreachable") from exc
 
 
+class _Found(Exception):
+    """A worker of this stack's queue answered: stop waiting for the others."""
+
+
+@dataclasses.dataclass
+class QueueWorker(HealthCheck):
+    """A worker that consumes this stack's queue answers.
+
+    Every worker on the broker answers a ping, those of other stacks sharing it (another
+    queue) too: the first answer alone says nothing of ours, and waiting for all takes the
+    whole timeout. So this asks every worker for its queues and stops at the first answer that
+    names ours.
+    """
+
+    timeout = datetime.timedelta(seconds=2)
+
+    def run(self) -> None:
+        queue = celery_app.conf.task_default_queue
+
+        def answered(reply: dict[str, Any]) -> None:
+            for queues in reply.values():
+                if any(q.get("name") == queue for q in queues or ()):
+                    raise _Found
+
+        try:
+            celery_app.control.broadcast(
+                "active_queues", reply=True, timeout=self.timeout.total_seconds(), callback=answered
+            )
+        except _Found:
+            return
+        except (OSError, OperationalError) as exc:
+            raise ServiceUnavailable("Broker unreachable") from exc
+        raise ServiceUnavailable(f"No worker consumes the queue {queue}")
+
+
 @dataclasses.dataclass
 class LayerRoundTrip(HealthCheck):
     """Sends a message through the channel layer to a channel of its own and receives it: what
@@ -80,8 +114,7 @@ def readiness_checks() -> dict[str, HealthCheck]:
         "database": Database(),
         "redis": Redis(client_factory=lambda: RedisClient.from_url(settings.REDIS_URL)),
         "broker": Broker(),
-        # limit=1: return as soon as one worker answers instead of waiting out the timeout.
-        "worker": Ping(app=celery_app, timeout=datetime.timedelta(seconds=2), limit=1),
+        "worker": QueueWorker(),
     }
     if settings.CHANNEL_LAYER == "rabbitmq":  # else the layer is the Redis checked above
         checks["channel_layer"] = RabbitMQLayer()
@@ -152,6 +185,8 @@ class ReadinessView(APIView):
             }
             for name, result in results.items()
         }
+        if lifecycle.draining():  # going away: a load balancer should send nothing new
+            checks["serving"] = {"ok": False, "detail": "draining for a restart", "ms": 0.0}
         ok = all(check["ok"] for check in checks.values())
         return Response(
             {"status": "ok" if ok else "unavailable", "checks": checks},

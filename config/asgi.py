@@ -12,12 +12,13 @@ django.setup(set_prefix=False)
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from config import django_internals  # noqa: E402
+from config import django_internals, topology  # noqa: E402
 from realtime.kernel import heap, metrics  # noqa: E402
 from realtime.sockets.middleware import websocket_security_stack  # noqa: E402
 from realtime.sockets.routing import websocket_route  # noqa: E402
 
 django_internals.check()
+topology.check_or_exit("ASGI server")
 
 application = ProtocolTypeRouter(
     {

@@ -85,6 +85,8 @@ class JobStateFields(Protocol):
     def queue_position(self) -> int | None: ...
     @property
     def estimated_start_at(self) -> datetime | None: ...
+    @property
+    def request_id(self) -> str: ...
 
 
 def job_state_model(job: JobStateFields) -> events.JobState:
@@ -124,6 +126,7 @@ def job_state_body(job: JobStateFields) -> dict[str, Any]:
         "output_chunks": job.output_chunks,
         "queue_position": job.queue_position,
         "estimated_start_at": _iso(job.estimated_start_at),
+        "request_id": job.request_id or None,
     }
 
 

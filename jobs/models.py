@@ -50,6 +50,8 @@ class Job(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)  # retrying: when
     seq = models.PositiveBigIntegerField(default=0)  # counts the job's events
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    # The id of the request that enqueued it (`X-Request-ID`): on its log lines in the worker.
+    request_id = models.CharField(max_length=64, blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True)  # running: worker is alive
     dispatched_at = models.DateTimeField(null=True, blank=True)  # the Celery message was sent

@@ -47,6 +47,8 @@ from django.conf import settings
 from django.db import connection, connections
 from pydantic import BaseModel
 
+from realtime.kernel import logcontext
+
 from . import services
 from .models import Job
 from .outputs import WRITER
@@ -258,6 +260,7 @@ def _run(job_id: Any, kind_name: str, send: Callable[[Any], None]) -> Outcome:
             signal.setitimer(signal.ITIMER_REAL, soft)
         try:
             job = Job.objects.get(pk=job_id)
+            logcontext.bind(job_id=str(job_id), request_id=job.request_id or None)
             params = kind.params.model_validate(job.params)
             result = _result_json(kind, kind.run(job, params, reporter))
         finally:

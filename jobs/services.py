@@ -16,7 +16,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from realtime.kernel import events, metrics, sql
+from realtime.kernel import events, logcontext, metrics, sql
 from realtime.kernel.broadcast import publish_on_commit
 from realtime.kernel.names import JOB_SHARE_ENDED, job_channel, job_group, owner_group
 from realtime.kernel.ratelimit import SlidingWindowLimit
@@ -106,6 +106,7 @@ def job_enqueue(
                     created_at=now,
                     run_at=run_at,
                     idempotency_key=idempotency_key,
+                    request_id=logcontext.request_id.get() or "",
                     seq=1,  # its creation is the job's first event
                     max_attempts=job_kind.retry.attempts,
                     dispatched_at=now if send_now else None,

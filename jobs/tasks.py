@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
+from realtime.kernel import logcontext
+
+from .models import Job
 from .registry import kind_get
 from .runner import attempt_run
 from .services import (
@@ -16,6 +21,8 @@ from .services import (
     jobs_reap_expired,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @shared_task(name="jobs.run")
 def run_job(job_id: str) -> None:
@@ -24,11 +31,19 @@ def run_job(job_id: str) -> None:
     job = job_claim(job_id=job_id)
     if job is None:
         return
+    # The job's log lines here name it, and the request that enqueued it.
+    with logcontext.bound(job_id=str(job.pk), request_id=job.request_id or None):
+        _run_attempt(job)
+
+
+def _run_attempt(job: Job) -> None:
     job_kind = kind_get(job.kind)
     if job_kind is None:
         job_fail(job_id=job.pk, error_type="LookupError", message=f"No job kind {job.kind!r}.")
         return
+    logger.info("job %s (%s): attempt %d started", job.pk, job.kind, job.attempts)
     outcome = attempt_run(job, job_kind)
+    logger.info("job %s (%s): attempt %d %s", job.pk, job.kind, job.attempts, outcome.status)
     if outcome.status == "succeeded":
         job_succeed(job_id=job.pk, result=outcome.result)
     elif outcome.status == "cancelled":

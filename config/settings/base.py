@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "api.metrics.RequestMetricsMiddleware",
+    "api.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -143,6 +144,10 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # 16 or 32 threads and 16 clients posting, one post in a hundred took over a second; with 8,
 # 0.3 s.
 SWITCHBOARD_HTTP_THREADS = env.int("SWITCHBOARD_HTTP_THREADS", default=8)
+# How many ASGI processes and machines run this stack together (config/topology.py checks
+# that what they must share is shared; `make prod` sets the first).
+SWITCHBOARD_WEB_PROCESSES = env.int("SWITCHBOARD_WEB_PROCESSES", default=1)
+SWITCHBOARD_HOSTS = env.int("SWITCHBOARD_HOSTS", default=1)
 
 # ------------------------------------------------------------------ redis, channels, cache
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -160,17 +165,21 @@ CHANNEL_LAYER_URL = env.str(
     else "amqp://guest:guest@127.0.0.1:5672/",
 )
 
+# The Redis layers' servers: several shard the groups over them (channels-redis hashes each
+# group's name to one); presence, socket accounting and the cache stay on REDIS_URL.
+CHANNEL_LAYER_HOSTS = env.list("CHANNEL_LAYER_HOSTS", default=[REDIS_URL])
+
 CHANNEL_LAYER_BACKENDS = {
     # Redis pub/sub: an event is pushed to each subscribed process, one PUBLISH per send.
     "pubsub": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_KEY_PREFIX},
+        "CONFIG": {"hosts": CHANNEL_LAYER_HOSTS, "prefix": REDIS_KEY_PREFIX},
     },
     # Redis lists: each receive polls (BZPOPMIN) behind a lock, a few round trips per event.
     "core": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            "hosts": CHANNEL_LAYER_HOSTS,
             "prefix": REDIS_KEY_PREFIX,
             # Each server process has one layer channel (its hub) for all its rooms.
             "capacity": 10_000,
@@ -241,6 +250,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 1,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# However many beats run, one sends (config/beat.py): the others wait on standby and take over
+# within BEAT_LOCK_SECONDS of its end.
+CELERY_BEAT_SCHEDULER = "config.beat:SingleBeatScheduler"
+BEAT_LOCK_SECONDS = env.float("BEAT_LOCK_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "clear-expired-sessions": {"task": "auth.sessions_clear_expired", "schedule": 60 * 60 * 6},
     "clear-expired-budgets": {"task": "chat.budgets_clear_expired", "schedule": 60 * 60},
@@ -411,6 +424,9 @@ SWITCHBOARD_REPLAY_LIMIT = env.int("SWITCHBOARD_REPLAY_LIMIT", default=500)
 # to it (a heartbeat through Redis); when one is lost it rejoins its groups and its rooms and
 # jobs catch up from the database.
 SWITCHBOARD_HEARTBEAT = env.float("SWITCHBOARD_HEARTBEAT", default=5.0)
+# On SIGTERM an ASGI process closes its sockets (1012) spread over this many seconds before it
+# stops (realtime/sockets/drain.py): a rolling restart moves clients over a few at a time.
+SWITCHBOARD_DRAIN_SECONDS = env.float("SWITCHBOARD_DRAIN_SECONDS", default=10.0)
 
 # Redis connections each server process keeps for presence and socket accounting; callers
 # beyond that wait (up to 5 s) for one to be free.
@@ -439,19 +455,33 @@ SWITCHBOARD_TAIL_REPLAY = env.int("SWITCHBOARD_TAIL_REPLAY", default=1024 * 1024
 # ------------------------------------------------------------------ logging
 # With LOG_FILE the process logs to that file too (reopened when it is rotated).
 LOG_FILE = env.str("LOG_FILE", default="")
+# `json`: one JSON object per line, with the request, user, job and socket ids of each line
+# (realtime/kernel/logcontext.py); `plain`: lines for people.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"every_second": {"()": "jobs.log_filters.EverySecondTasks"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "realtime.kernel.logcontext.JsonFormatter"},
+    },
+    "filters": {
+        "every_second": {"()": "jobs.log_filters.EverySecondTasks"},
+        "context": {"()": "realtime.kernel.logcontext.ContextFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        },
         **(
             {
                 "file": {
                     "class": "logging.handlers.WatchedFileHandler",
                     "filename": LOG_FILE,
-                    "formatter": "plain",
+                    "formatter": "json" if LOG_FORMAT == "json" else "plain",
+                    "filters": ["context"],
                     "encoding": "utf-8",
                 }
             }

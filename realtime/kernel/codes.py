@@ -78,6 +78,7 @@ ErrorCodeField = Annotated[str, _KnownErrorCode()]
 class CloseCode:
     """WebSocket close codes the server uses (4000-4999 are application codes)."""
 
+    SERVICE_RESTART = 1012  # the server process is going away: reconnect (to another)
     INVALID_ROOM = 4400  # no public room can have that name on the tutorial route
     SIGNED_OUT = 4401  # the session or token the socket was opened with has ended
     FORBIDDEN = 4403

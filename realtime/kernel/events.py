@@ -551,6 +551,10 @@ class JobState(Frame):
     estimated_start_at: Timestamp | None = Field(
         description="Due and waiting: when it should start, from recent jobs' durations"
     )
+    request_id: str | None = Field(
+        description="The id of the request that enqueued it (its `X-Request-ID`, or the one "
+        "the server gave it), also on the job's log lines in the worker"
+    )
 
 
 class JobUpdateFrame(Frame):

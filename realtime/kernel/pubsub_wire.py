@@ -7,10 +7,13 @@ A loop's publisher writes every waiting event here instead: the PUBLISH commands
 in one write, their replies read together. Channel names and the serializer are the layer's
 own, so its subscribers see the same messages.
 
-Only for the layer this project configures by default: `RedisPubSubChannelLayer` on one
-plain `redis://` host (no TLS, no Sentinel, no shards); anything else goes through the
-layer's `group_send`. Like the layer, it is at most once: a failed round is logged by the
-caller and its events are not sent again; receivers repair gaps from the database.
+Only for the layer this project configures: `RedisPubSubChannelLayer` on plain `redis://`
+hosts (no TLS, no Sentinel); anything else goes through the layer's `group_send`. With
+several hosts (CHANNEL_LAYER_HOSTS) the layer shards groups over them by a hash of the
+group's channel name; each PUBLISH goes to the host the layer's subscribers of that group
+listen on, chosen with the layer's own function, on one connection per host. Like the
+layer, it is at most once: a failed round is logged by the caller and its events are not sent
+again; receivers repair gaps from the database.
 """
 
 from __future__ import annotations
@@ -21,53 +24,72 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.utils import _consistent_hash
 
 CLIENT_NAME = b"switchboard-publish"
 
 
 class PubSubWire:
-    """One event loop's connection for PUBLISH to one Redis host."""
+    """One event loop's PUBLISH connections, one per host of the layer."""
 
-    def __init__(self, layer: RedisPubSubChannelLayer, url: str) -> None:
+    def __init__(self, layer: RedisPubSubChannelLayer, urls: list[str]) -> None:
         self.layer = layer
+        self.prefix: str = layer._kwargs.get("prefix", "asgi")
+        self.hosts = [HostWire(url) for url in urls]
+
+    @classmethod
+    def for_layer(cls, layer: Any) -> PubSubWire | None:
+        """Wires for `layer` when it is the pub/sub layer on plain redis:// hosts."""
+        if type(layer) is not RedisPubSubChannelLayer or layer._args:
+            return None
+        hosts = layer._kwargs.get("hosts") or []
+        if not hosts or not all(isinstance(h, str) and h.startswith("redis://") for h in hosts):
+            return None
+        return cls(layer, list(hosts))
+
+    async def publish(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """PUBLISH each (group, message), in order for each group, one write per host; raises
+        if any failed."""
+        serialize = self.layer.serialize
+        by_host: dict[int, list[bytes]] = {}
+        for group, message in messages:
+            channel = f"{self.prefix}__group__{group}".encode()
+            host = _consistent_hash(channel, len(self.hosts))
+            by_host.setdefault(host, []).append(_command(b"PUBLISH", channel, serialize(message)))
+        if len(by_host) == 1:
+            ((host, commands),) = by_host.items()
+            await self.hosts[host].send(commands)
+            return
+        await asyncio.gather(*(self.hosts[h].send(c) for h, c in by_host.items()))
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.close()
+
+
+class HostWire:
+    """A connection for PUBLISH to one Redis host, pipelined."""
+
+    def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
         self.db = int(parts.path.lstrip("/") or 0)
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
-        self.prefix: str = layer._kwargs.get("prefix", "asgi")
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    @classmethod
-    def for_layer(cls, layer: Any) -> PubSubWire | None:
-        """A wire for `layer` when it is the pub/sub layer on one plain redis:// host."""
-        if type(layer) is not RedisPubSubChannelLayer or layer._args:
-            return None
-        hosts = layer._kwargs.get("hosts") or []
-        if len(hosts) != 1 or not isinstance(hosts[0], str):
-            return None
-        if not hosts[0].startswith("redis://"):
-            return None
-        return cls(layer, hosts[0])
-
-    async def publish(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
-        """PUBLISH each (group, message) in order, in one write; raises if any failed."""
+    async def send(self, commands: list[bytes]) -> None:
+        """Write the commands at once, then read a reply for each; raises if any failed."""
         if not self._open():
             await self._connect()  # first use, or Redis closed it (a restart) since
         assert self.reader is not None
         assert self.writer is not None
-        serialize = self.layer.serialize
-        self.writer.write(
-            b"".join(
-                _command(b"PUBLISH", f"{self.prefix}__group__{group}".encode(), serialize(msg))
-                for group, msg in messages
-            )
-        )
+        self.writer.write(b"".join(commands))
         try:
             await self.writer.drain()
-            for _ in messages:
+            for _ in commands:
                 await self._reply()
         except BaseException:
             self.close()  # replies of this round may still be in flight: start clean

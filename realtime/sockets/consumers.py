@@ -17,12 +17,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.services import Poster
-from realtime.kernel import events, metrics
+from realtime.kernel import events, lifecycle, logcontext, metrics
 from realtime.kernel.codes import AnyErrorCode, CloseCode, ErrorCode
 from realtime.kernel.errors import DomainError
 from realtime.kernel.names import account_group, room_channel, room_group
 
-from . import presence
+from . import drain, presence
 from .account_feed import AccountFeed
 from .accounts import fingerprint
 from .channels_internals import LayerlessWebsocketConsumer
@@ -130,10 +130,18 @@ class RoomSocket(LayerlessWebsocketConsumer):
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         metrics.SOCKETS_OPEN.inc()
         self.counted = True
+        drain.install()
+        if lifecycle.draining():  # this process is going away: to another one at once
+            await self.accept()
+            await super().close(CloseCode.SERVICE_RESTART)
+            return
+        drain.OPEN.add(self)
         self.hub = get_hub()
         self.conn_id = self.hub.new_connection_id()
         self.user = self.scope.get("user")
         self.identity = user_ref(self.user)
+        # This socket's task: its log lines name it, and its user.
+        logcontext.bind(conn_id=self.conn_id, user_id=self.identity.id if self.identity else None)
         self.subscriptions: dict[str, Subscription] = {}  # rooms, by slug
         self.group_subscriptions: dict[str, tuple[str, Subscription]] = {}  # jobs, by channel
         self.log_subscriptions: dict[str, tuple[str, Subscription]] = {}  # logs, by channel
@@ -359,6 +367,7 @@ class RoomSocket(LayerlessWebsocketConsumer):
         return len(self.subscriptions) + len(self.group_subscriptions) + len(self.log_subscriptions)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        drain.OPEN.discard(self)
         if getattr(self, "counted", False):
             self.counted = False
             metrics.SOCKETS_OPEN.dec()

@@ -63,3 +63,22 @@ def test_readiness_turns_503_when_redis_stops(tmp_path: Path, log_dir: Path):
     assert after["checks"]["broker"]["ok"] is False
     assert after["checks"]["database"]["ok"] is True
     assert "Traceback" not in str(after)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_of_another_queue_on_the_same_broker_is_not_this_stacks(
+    worker, tmp_path: Path, log_dir: Path
+):
+    # given: the run's worker answers on this broker, for the run's queue only
+    env = child_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        CELERY_TASK_DEFAULT_QUEUE=f"nobody-consumes-{tmp_path.name}",
+    )
+    with running_stack(env, log_dir, worker=False) as stack:
+        # when
+        status, body = stack.readiness()
+
+    # then
+    assert status == 503
+    assert body["checks"]["worker"]["ok"] is False
+    assert "No worker consumes the queue nobody-consumes-" in body["checks"]["worker"]["detail"]

@@ -8,8 +8,6 @@ one. They run on SQLite and, when it answers, on PostgreSQL.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import uuid
 from collections import Counter
@@ -29,7 +27,7 @@ from jobs import services as job_services
 from jobs.models import Job
 from tests.factories import RoomFactory, UserFactory
 from tests.support.databases import SqlRunner, postgres_database, sql_runner
-from tests.support.processes import BASE_DIR, child_env, daphne, http_json
+from tests.support.processes import child_env, daphne, http_json, manage_shell
 
 LATER = {"kind": "demo.sleep", "params": {"steps": 1}, "countdown": 3600}
 
@@ -292,15 +290,7 @@ def limited(
         else:
             url = f"sqlite:///{tmp_path_factory.mktemp('limits') / 'db.sqlite3'}"
         env = child_env(DATABASE_URL=url, **LIMITS)
-        done = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", SETUP],
-            cwd=BASE_DIR,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        made = json.loads(done.stdout.strip().splitlines()[-1])
+        made = json.loads(manage_shell(env, SETUP))
         with ThreadPoolExecutor(max_workers=2) as pool:
             started = list(pool.map(lambda _: daphne(env, log_dir / "limits"), range(2)))
         for service, _ in started:

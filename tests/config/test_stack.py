@@ -54,10 +54,13 @@ def clean_environment(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_stack(env: dict[str, str], log: IO[str]) -> subprocess.Popen[str]:
-    """`make run`'s command, in a process group of its own, its output into `log`."""
+def start_stack(
+    env: dict[str, str], log: IO[str], module: str = "config.stack"
+) -> subprocess.Popen[str]:
+    """`make run`'s command (or `make prod`'s), in a process group of its own, its output into
+    `log`."""
     return subprocess.Popen(
-        [sys.executable, "-m", "config.stack"],
+        [sys.executable, "-m", module],
         cwd=BASE_DIR,
         env=env,
         stdout=log,

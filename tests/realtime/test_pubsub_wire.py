@@ -67,8 +67,9 @@ async def test_the_wire_reconnects_after_redis_closed_its_connection(layer):
     admin = redis.Redis.from_url(settings.REDIS_URL)
     clients = cast(list[dict[str, str]], admin.client_list())
     mine = [c for c in clients if c["name"] == CLIENT_NAME.decode()]
-    assert wire.writer is not None
-    wire_port = wire.writer.get_extra_info("sockname")[1]
+    (host,) = wire.hosts
+    assert host.writer is not None
+    wire_port = host.writer.get_extra_info("sockname")[1]
     killed = [c for c in mine if c["addr"].endswith(f":{wire_port}")]
     assert len(killed) == 1
     admin.client_kill_filter(_id=killed[0]["id"])
@@ -82,7 +83,7 @@ async def test_the_wire_reconnects_after_redis_closed_its_connection(layer):
 
 async def test_a_dead_redis_fails_the_round_and_the_publisher_logs_it(layer, caplog):
     # given: a wire to a port where no Redis listens
-    wire = PubSubWire(layer, "redis://127.0.0.1:9/0")
+    wire = PubSubWire(layer, ["redis://127.0.0.1:9/0"])
 
     # when / then: the round raises, and the loop's publisher logs and drops it
     with pytest.raises(ConnectionRefusedError):

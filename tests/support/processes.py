@@ -223,3 +223,26 @@ def running_stack(env: dict[str, str], log_dir: Path, *, worker: bool = True) ->
         yield stack.start(worker=worker)
     finally:
         stack.stop()
+
+
+def manage_shell(env: dict[str, str], code: str) -> str:
+    """Run `code` in `manage.py shell` with `env`; the last line it printed."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def new_user_token(env: dict[str, str], username: str) -> str:
+    """A new user's API token, made in the database `env` points at."""
+    return manage_shell(
+        env,
+        "from django.contrib.auth.models import User\n"
+        "from rest_framework.authtoken.models import Token\n"
+        f"print(Token.objects.create(user=User.objects.create_user({username!r})).key)\n",
+    )
