@@ -36,7 +36,8 @@ class TokenAuthentication(authentication.TokenAuthentication):
         user = _users().load(found)
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        logcontext.bind(user_id=user.pk)  # on the request's log lines from here
+        if logcontext.request_id.get() is not None:  # on the request's log lines from here
+            logcontext.bind(user_id=user.pk)
         # What a request's `auth` is used for: its key and user (signing out deletes it).
         return user, Token(key=key, user=user)
 

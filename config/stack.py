@@ -101,6 +101,8 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     env["PYTHONUNBUFFERED"] = "1"
+    # One server: no other process for its sockets to move to, so stop in a second.
+    env.setdefault("SWITCHBOARD_DRAIN_SECONDS", "1")
     var_dir = Path(env.get("SWITCHBOARD_VAR_DIR", BASE_DIR / "var"))
     host = env.get("HOST", "127.0.0.1")
     port = env.get("PORT", "8000")

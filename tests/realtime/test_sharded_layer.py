@@ -16,7 +16,7 @@ from tests.factories import RoomFactory
 from tests.support.processes import daphne
 from tests.support.ws import WsClient
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_layer]
 
 
 def shard_of(slug: str, prefix: str) -> int:
