@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 from typing import Any
@@ -34,11 +35,18 @@ class Broker(HealthCheck):
     timeout = datetime.timedelta(seconds=3)
 
     def run(self) -> None:
-        try:
-            with celery_app.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1, timeout=self.timeout.seconds)
-        except (OSError, OperationalError) as exc:
-            raise ServiceUnavailable("Broker unreachable") from exc
+        if not broker_reachable(self.timeout.seconds):
+            raise ServiceUnavailable("Broker unreachable")
+
+
+def broker_reachable(timeout: int) -> bool:
+    """Whether the Celery broker takes a connection within `timeout` seconds."""
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+    except (OSError, OperationalError):
+        return False
+    return True
 
 
 @dataclasses.dataclass
@@ -58,35 +66,45 @@ class _Found(Exception):
     """A worker of this stack's queue answered: stop waiting for the others."""
 
 
-@dataclasses.dataclass
-class QueueWorker(HealthCheck):
-    """A worker that consumes this stack's queue answers.
+def queue_workers(timeout: float, *, first: bool = False) -> int:
+    """The workers that answer within `timeout` seconds and consume this stack's queue (with
+    `first`, 1 as soon as one does); OSError or OperationalError when the broker is away.
 
     Every worker on the broker answers a ping, those of other stacks sharing it (another
-    queue) too: the first answer alone says nothing of ours, and waiting for all takes the
-    whole timeout. So this asks every worker for its queues and stops at the first answer that
-    names ours.
+    queue) too, so a ping's answers say nothing of ours: this asks every worker for its queues.
     """
+    queue = celery_app.conf.task_default_queue
+    found = 0
+
+    def answered(reply: dict[str, Any]) -> None:
+        nonlocal found
+        for queues in reply.values():
+            if any(q.get("name") == queue for q in queues or ()):
+                found += 1
+                if first:
+                    raise _Found
+
+    with contextlib.suppress(_Found):
+        celery_app.control.broadcast(
+            "active_queues", reply=True, timeout=timeout, callback=answered
+        )
+    return found
+
+
+@dataclasses.dataclass
+class QueueWorker(HealthCheck):
+    """A worker that consumes this stack's queue answers (`queue_workers`), at the first one."""
 
     timeout = datetime.timedelta(seconds=2)
 
     def run(self) -> None:
-        queue = celery_app.conf.task_default_queue
-
-        def answered(reply: dict[str, Any]) -> None:
-            for queues in reply.values():
-                if any(q.get("name") == queue for q in queues or ()):
-                    raise _Found
-
         try:
-            celery_app.control.broadcast(
-                "active_queues", reply=True, timeout=self.timeout.total_seconds(), callback=answered
-            )
-        except _Found:
-            return
+            found = queue_workers(self.timeout.total_seconds(), first=True)
         except (OSError, OperationalError) as exc:
             raise ServiceUnavailable("Broker unreachable") from exc
-        raise ServiceUnavailable(f"No worker consumes the queue {queue}")
+        if not found:
+            queue = celery_app.conf.task_default_queue
+            raise ServiceUnavailable(f"No worker consumes the queue {queue}")
 
 
 @dataclasses.dataclass

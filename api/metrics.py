@@ -15,17 +15,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from celery import current_app as celery_app
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.health import broker_reachable, queue_workers
 from jobs.selectors import jobs_unfinished_counts
 from realtime.kernel import metrics
 
-# How long a scrape waits for the broker's connection, and for workers to answer a ping.
+# How long a scrape waits for the broker's connection, and for workers to answer.
 BROKER_TIMEOUT = 1
 PING_TIMEOUT = 0.5
 
@@ -57,7 +57,7 @@ def _networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 class StackCollector(Collector):
     """What is read at each scrape rather than counted: unfinished jobs by kind and state,
-    whether the broker takes a connection, and how many workers answer a ping."""
+    whether the broker takes a connection, and how many workers of this stack's queue answer."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         jobs = GaugeMetricFamily(
@@ -72,7 +72,9 @@ class StackCollector(Collector):
             broker = pool.submit(_broker_up)
             workers = pool.submit(_workers_answering)
             yield _gauge("broker_up", "1 if the Celery broker takes a connection", broker.result())
-            yield _gauge("workers_up", "Celery workers that answered a ping", workers.result())
+            yield _gauge(
+                "workers_up", "Celery workers of this stack's queue that answered", workers.result()
+            )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -80,17 +82,12 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 
 def _broker_up() -> int:
-    try:
-        with celery_app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT)
-    except Exception:
-        return 0
-    return 1
+    return int(broker_reachable(BROKER_TIMEOUT))
 
 
 def _workers_answering() -> int:
     try:
-        return len(celery_app.control.ping(timeout=PING_TIMEOUT) or [])
+        return queue_workers(PING_TIMEOUT)
     except Exception:
         return 0
 

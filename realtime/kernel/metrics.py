@@ -14,7 +14,6 @@ one process (one per recipient of a fan-out), so those are counted in a plain in
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -125,13 +124,6 @@ FLUSH_INTERVAL = 1.0
 def flush_tallies() -> None:
     for tally in TALLIES:
         tally.flush()
-
-
-async def flush_forever() -> None:
-    """Run by each serving process's hub: move the tallies into their counters every second."""
-    while True:
-        await asyncio.sleep(FLUSH_INTERVAL)
-        flush_tallies()
 
 
 def multiprocess_dir() -> str | None:

@@ -1,5 +1,6 @@
 """Liveness and readiness, against live processes and a Redis the test can stop."""
 
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,11 @@ def test_readiness_turns_503_when_redis_stops(tmp_path: Path, log_dir: Path):
     assert "Traceback" not in str(after)
 
 
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+        return str(response.read().decode())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_of_another_queue_on_the_same_broker_is_not_this_stacks(
     worker, tmp_path: Path, log_dir: Path
@@ -77,8 +83,11 @@ def test_a_worker_of_another_queue_on_the_same_broker_is_not_this_stacks(
     with running_stack(env, log_dir, worker=False) as stack:
         # when
         status, body = stack.readiness()
+        metrics = http_text(f"{stack.url}/metrics")
 
     # then
+    assert "\nswitchboard_workers_up 0.0\n" in metrics
+    assert "\nswitchboard_broker_up 1.0\n" in metrics
     assert status == 503
     assert body["checks"]["worker"]["ok"] is False
     assert "No worker consumes the queue nobody-consumes-" in body["checks"]["worker"]["detail"]

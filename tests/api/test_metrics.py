@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from api.metrics import metrics_view
+from jobs.models import Job
+from jobs.selectors import jobs_unfinished_counts
 from realtime.kernel import metrics
 from tests.factories import RoomFactory
 from tests.support.jobs import finished
@@ -152,3 +154,21 @@ def test_the_grafana_dashboard_charts_only_metrics_the_stack_exports():
     }
     assert charted
     assert charted <= exported
+
+
+@pytest.mark.django_db
+def test_unfinished_jobs_are_counted_by_kind_and_state_in_one_query(
+    user, django_assert_num_queries
+):
+    for status in ("queued", "queued", "running", "succeeded"):
+        Job.objects.create(owner=user, kind="demo.sleep", status=status)
+    Job.objects.create(owner=user, kind="demo.stream", status="scheduled")
+
+    with django_assert_num_queries(1):
+        counts = jobs_unfinished_counts()
+
+    assert counts == {
+        ("demo.sleep", "queued"): 2,
+        ("demo.sleep", "running"): 1,
+        ("demo.stream", "scheduled"): 1,
+    }
